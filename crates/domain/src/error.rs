@@ -1,0 +1,46 @@
+//! The platform's HTTP error body: `{"error": {"code": "...", "message": "..."}}`.
+//!
+//! `code` is stable and machine-readable (clients branch on it); `message` is for
+//! humans and never carries internal error text.
+
+use serde::{Deserialize, Serialize};
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// Code and message of an [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            error: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wire shape is exactly `{"error": {"code", "message"}}`.
+    #[test]
+    fn serializes_to_the_platform_shape() {
+        let body = ErrorBody::new("route_not_found", "no such route");
+        let json = serde_json::to_value(&body).expect("serializable");
+        assert_eq!(
+            json,
+            serde_json::json!({"error": {"code": "route_not_found", "message": "no such route"}})
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! Shared vocabulary of the cinema platform: types, validation, event schemas and
+//! token claims used by components, host and workers alike.
+//!
+//! No I/O lives here (no runtime, no drivers, no sockets): the crate builds for
+//! `wasm32-wasip2` and native targets.
+//!
+//! Modules:
+//! - [`error`]: the JSON error body every HTTP surface of the platform answers with.
+
+pub mod error;

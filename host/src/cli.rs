@@ -1,0 +1,273 @@
+//! Subcommands of `cinema` and their settings (flags, each with a `CINEMA_*` environment
+//! variable and a default that works on a laptop).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::internal_api::{self, InternalState};
+use crate::runtime::metrics::RuntimeMetrics;
+use crate::runtime::{App, RuntimeConfig, RuntimeSettings};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cinema",
+    version,
+    about = "The cinema platform host: component runtime, workers and ops"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the Spin application (like `spin up`) and the internal API.
+    Up(UpArgs),
+    /// Apply pending Postgres and ClickHouse migrations.
+    Migrate(MigrateArgs),
+    /// Check that components import only what `wit/` (world `edge`) allows.
+    CheckImports(CheckImportsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The Spin application manifest.
+    #[arg(
+        long = "from",
+        short = 'f',
+        env = "CINEMA_MANIFEST",
+        default_value = "spin.toml"
+    )]
+    pub manifest: PathBuf,
+    /// Address of the public HTTP listener.
+    #[arg(long, env = "CINEMA_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// Address of the internal API (health, metrics); keep it on loopback.
+    #[arg(long, env = "CINEMA_INTERNAL_LISTEN", default_value = "127.0.0.1:3001")]
+    pub internal_listen: SocketAddr,
+    /// Spin runtime-config file (key-value stores).
+    #[arg(long, env = "CINEMA_RUNTIME_CONFIG_FILE")]
+    pub runtime_config_file: Option<PathBuf>,
+    /// Longest a component may work on one request, in milliseconds.
+    #[arg(long, env = "CINEMA_REQUEST_DEADLINE_MS", default_value_t = 10_000)]
+    pub request_deadline_ms: u64,
+    /// Largest memory a component instance may use, in MiB.
+    #[arg(long, env = "CINEMA_MEMORY_LIMIT_MIB", default_value_t = 128)]
+    pub memory_limit_mib: usize,
+    /// Requests one instance serves before it is replaced.
+    #[arg(long, env = "CINEMA_MAX_INSTANCE_REUSE", default_value_t = 128)]
+    pub max_instance_reuse: usize,
+    /// Requests one instance serves at the same time (1 keeps a trap to its own request).
+    #[arg(long, env = "CINEMA_MAX_CONCURRENT_PER_INSTANCE", default_value_t = 1)]
+    pub max_concurrent_per_instance: usize,
+    /// Component instances that may exist at once.
+    #[arg(long, env = "CINEMA_MAX_INSTANCES", default_value_t = 256)]
+    pub max_instances: u32,
+    /// Postgres connections per distinct address guests connect to.
+    #[arg(long, env = "CINEMA_POSTGRES_POOL_SIZE", default_value_t = 16)]
+    pub postgres_pool_size: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Folder holding `postgres/` and `clickhouse/`.
+    #[arg(long, env = "CINEMA_MIGRATIONS_DIR", default_value = "migrations")]
+    pub migrations_dir: PathBuf,
+    /// Postgres database to migrate (created if missing).
+    #[arg(
+        long,
+        env = "CINEMA_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/cinema"
+    )]
+    pub postgres_url: String,
+    /// ClickHouse HTTP endpoint.
+    #[arg(
+        long,
+        env = "CINEMA_CLICKHOUSE_URL",
+        default_value = "http://127.0.0.1:8123"
+    )]
+    pub clickhouse_url: String,
+    /// ClickHouse database (created if missing).
+    #[arg(long, env = "CINEMA_CLICKHOUSE_DATABASE", default_value = "cinema")]
+    pub clickhouse_database: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckImportsArgs {
+    /// Folder of the platform WIT package.
+    #[arg(long, default_value = "wit")]
+    pub wit: PathBuf,
+    /// World whose imports are allowed.
+    #[arg(long, default_value = "edge")]
+    pub world: String,
+    /// Component files to check.
+    #[arg(required = true)]
+    pub components: Vec<PathBuf>,
+}
+
+/// Logs go to stderr; `RUST_LOG` filters (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    match cli.command {
+        Command::Up(args) => runtime.block_on(up(args)),
+        Command::Migrate(args) => runtime.block_on(migrate(args)),
+        Command::CheckImports(args) => check_imports(args),
+    }
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let settings = RuntimeSettings {
+        request_deadline: Duration::from_millis(args.request_deadline_ms),
+        memory_limit_bytes: args.memory_limit_mib << 20,
+        max_instance_reuse: args.max_instance_reuse.max(1),
+        max_concurrent_requests_per_instance: args.max_concurrent_per_instance.max(1),
+        idle_instance_timeout: RuntimeSettings::default().idle_instance_timeout,
+        max_instances: args.max_instances.max(1),
+        postgres_pool_size: args.postgres_pool_size.max(1),
+    };
+    tracing::info!(?settings, manifest = %args.manifest.display(), "starting");
+    let runtime_config = match &args.runtime_config_file {
+        Some(path) => RuntimeConfig::load(path)?,
+        None => RuntimeConfig::default(),
+    };
+    let metrics = RuntimeMetrics::new();
+    let app = App::load(
+        &args.manifest,
+        &runtime_config,
+        settings,
+        std::env::vars(),
+        metrics.clone(),
+    )?;
+    let _epoch = app.start_epoch_ticker(Duration::from_millis(10));
+    let app = Arc::new(app);
+
+    let public = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "failed to listen on {} (is another cinema running? use --listen)",
+                args.listen
+            )
+        })?;
+    let internal = tokio::net::TcpListener::bind(args.internal_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "failed to listen on {} (is another cinema running? use --internal-listen)",
+                args.internal_listen
+            )
+        })?;
+    let public_addr = public.local_addr()?;
+    let internal_addr = internal.local_addr()?;
+    let internal_state = InternalState {
+        app_name: Arc::from(app.name.as_str()),
+        components: app.component_ids().into(),
+        metrics,
+    };
+    let shutdown = tokio_util_shutdown();
+    let internal_task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            axum::serve(internal, internal_api::router(internal_state))
+                .with_graceful_shutdown(async move { shutdown.notified().await })
+                .await
+        }
+    });
+    // A machine-readable line: tests and scripts wait for it.
+    println!(
+        "cinema: serving {} on http://{public_addr} (internal http://{internal_addr})",
+        app.name
+    );
+    let serve_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        serve_shutdown.notify_waiters();
+    });
+    let public_shutdown = shutdown.clone();
+    crate::runtime::server::serve(public, app, async move { public_shutdown.notified().await })
+        .await?;
+    internal_task.await??;
+    Ok(())
+}
+
+/// One notifier shared by every listener.
+fn tokio_util_shutdown() -> Arc<tokio::sync::Notify> {
+    Arc::new(tokio::sync::Notify::new())
+}
+
+async fn wait_for_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    use crate::migrate::{migrate_clickhouse, migrate_postgres, read_migrations};
+    let postgres = read_migrations(&args.migrations_dir.join("postgres"))?;
+    let clickhouse = read_migrations(&args.migrations_dir.join("clickhouse"))?;
+    println!("postgres: {} migration file(s)", postgres.len());
+    let report = migrate_postgres(&args.postgres_url, &postgres).await?;
+    println!(
+        "postgres: {} applied, {} already applied",
+        report.applied.len(),
+        report.already_applied
+    );
+    println!("clickhouse: {} migration file(s)", clickhouse.len());
+    let report =
+        migrate_clickhouse(&args.clickhouse_url, &args.clickhouse_database, &clickhouse).await?;
+    println!(
+        "clickhouse: {} applied, {} already applied",
+        report.applied.len(),
+        report.already_applied
+    );
+    Ok(())
+}
+
+fn check_imports(args: CheckImportsArgs) -> anyhow::Result<()> {
+    let allowed = crate::imports::AllowedImports::load(&args.wit, &args.world)?;
+    let engine = crate::runtime::build_engine(&RuntimeSettings::default())?;
+    let mut failures = 0;
+    for path in &args.components {
+        match allowed.check_component(&engine, path) {
+            Ok(imports) => println!("ok    {} ({} imports)", path.display(), imports.len()),
+            Err(error) => {
+                failures += 1;
+                println!("FAIL  {error}");
+            }
+        }
+    }
+    anyhow::ensure!(
+        failures == 0,
+        "{failures} component(s) import interfaces outside world `{}`",
+        args.world
+    );
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! The `cinema` host: one binary that runs the stateful half of the platform and
+//! serves the edge components.
+//!
+//! Tour:
+//! - [`cli`]: subcommands and their typed settings;
+//! - [`manifest`]: `spin.toml` parsing and validation;
+//! - [`runtime`]: the embedded Spin-compatible component runtime (`cinema up`);
+//! - [`internal_api`]: health and metrics on the internal port;
+//! - [`migrate`]: `cinema migrate` for Postgres and ClickHouse;
+//! - [`imports`]: `cinema check-imports`, the guard on the `wit/` contract.
+
+pub mod cli;
+pub mod imports;
+pub mod internal_api;
+pub mod manifest;
+pub mod migrate;
+pub mod runtime;

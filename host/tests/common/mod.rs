@@ -1,0 +1,237 @@
+//! Test harness: starts the real `cinema` binary on loopback ports chosen by the OS and
+//! gives tests a client for it. Services (Postgres, Redis) come from the environment
+//! with loopback defaults; a missing one fails the test loudly.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn fixture_manifest() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spin.toml")
+}
+
+/// A built component; panics with the fix when it is missing.
+pub fn component_wasm(name: &str) -> PathBuf {
+    let path = workspace_root()
+        .join("build/components")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build the components first with `make components`",
+        path.display()
+    );
+    path
+}
+
+pub fn postgres_url(database: &str) -> String {
+    let base = std::env::var("CINEMA_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    format!("{base}/{database}")
+}
+
+pub fn redis_url() -> String {
+    std::env::var("CINEMA_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn clickhouse_url() -> String {
+    std::env::var("CINEMA_TEST_CLICKHOUSE").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
+}
+
+/// A unique, SQL-safe name for per-test databases, keys and tables.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Creates a fresh database and returns its URL.
+pub async fn fresh_database() -> String {
+    let name = unique("cinema_test");
+    let (client, connection) =
+        tokio_postgres::connect(&postgres_url("postgres"), tokio_postgres::NoTls)
+            .await
+            .expect("Postgres must run on 127.0.0.1:5432 for this test (`scripts/services.sh up`)");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    postgres_url(&name)
+}
+
+/// A running `cinema up`.
+pub struct TestApp {
+    child: Child,
+    pub base: String,
+    pub internal: String,
+    pub http: reqwest::Client,
+    _runtime_config: Option<tempfile_path::TempFile>,
+}
+
+mod tempfile_path {
+    /// A file removed on drop.
+    pub struct TempFile(pub std::path::PathBuf);
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+/// Options for [`spawn_app`].
+#[derive(Default, Clone)]
+pub struct AppOptions {
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+    pub runtime_config: Option<String>,
+    pub manifest: Option<PathBuf>,
+}
+
+impl AppOptions {
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.to_owned(), value.into()));
+        self
+    }
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+    pub fn runtime_config(mut self, toml: impl Into<String>) -> Self {
+        self.runtime_config = Some(toml.into());
+        self
+    }
+}
+
+/// Starts `cinema up` and waits for its "serving" line.
+pub fn spawn_app(options: AppOptions) -> TestApp {
+    let manifest = options.manifest.clone().unwrap_or_else(fixture_manifest);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cinema"));
+    command
+        .arg("up")
+        .arg("--from")
+        .arg(&manifest)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--internal-listen",
+            "127.0.0.1:0",
+        ])
+        .args(&options.args)
+        .env("SPIN_VARIABLE_SECRET_TOKEN", "s3cret-value")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut runtime_config = None;
+    if let Some(toml) = &options.runtime_config {
+        let path = std::env::temp_dir().join(format!("{}.toml", unique("runtime_config")));
+        std::fs::write(&path, toml).expect("write runtime config");
+        command.arg("--runtime-config-file").arg(&path);
+        runtime_config = Some(tempfile_path::TempFile(path));
+    }
+    for (key, value) in &options.env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("spawn cinema");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("cinema: serving") {
+                let _ = tx.send(line.clone());
+            }
+            println!("[cinema stdout] {line}");
+        }
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(line) => line,
+        Err(_) => {
+            let status = child.try_wait().ok().flatten();
+            let _ = child.kill();
+            panic!(
+                "cinema did not start within 60 s (exit status: {status:?}); see its stderr above"
+            );
+        }
+    };
+    // "cinema: serving NAME on http://ADDR (internal http://ADDR)"
+    let mut urls = line
+        .split_whitespace()
+        .filter(|w| w.contains("http://"))
+        .map(|w| w.trim_start_matches('(').trim_end_matches(')').to_owned());
+    let base = urls.next().expect("public url");
+    let internal = urls.next().expect("internal url");
+    TestApp {
+        child,
+        base,
+        internal,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client"),
+        _runtime_config: runtime_config,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request reaches cinema")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self.get(path).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request reaches cinema");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Polls `check` until it returns `Some` or the deadline passes.
+    pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(value) = check().await {
+                return Some(value);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

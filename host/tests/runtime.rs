@@ -1,0 +1,338 @@
+//! Integration tests of the embedded component runtime: the real `cinema up` serving the
+//! fixture components over real HTTP, with real Postgres and Redis on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{AppOptions, spawn_app};
+use serde_json::json;
+
+/// Every response carries an `x-request-id`, a client's own id is kept, and the guest
+/// sees Spin's request headers.
+#[tokio::test]
+async fn serves_component_with_request_id_and_spin_headers() {
+    let app = spawn_app(AppOptions::default());
+    let response = app.get("/probe/headers").await;
+    assert_eq!(response.status(), 200);
+    let generated = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+    let headers: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(headers["x-request-id"], generated.as_str());
+    assert_eq!(headers["spin-path-info"], "/headers");
+    assert_eq!(headers["spin-matched-route"], "/probe/...");
+    assert_eq!(headers["spin-component-route"], "/probe");
+    assert!(
+        headers["spin-full-url"]
+            .as_str()
+            .expect("url")
+            .ends_with("/probe/headers")
+    );
+
+    let response = app
+        .http
+        .get(app.url("/probe/headers"))
+        .header("x-request-id", "client-chosen-42")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.headers()["x-request-id"], "client-chosen-42");
+}
+
+/// A path no trigger serves is a 404 with the platform's JSON error body.
+#[tokio::test]
+async fn unknown_route_is_json_404() {
+    let app = spawn_app(AppOptions::default());
+    let (status, body) = app.get_json("/nowhere").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "route_not_found");
+}
+
+/// Component variables expand application variables, which the environment overrides;
+/// unknown and malformed names come back as the interface's errors.
+#[tokio::test]
+async fn variables_resolve_defaults_environment_and_errors() {
+    let app = spawn_app(AppOptions::default());
+    let (status, body) = app.get_json("/probe/vars/greeting").await;
+    assert_eq!(
+        (status, body["value"].as_str()),
+        (200, Some("hello, world"))
+    );
+    let (_, body) = app.get_json("/probe/vars/token").await;
+    assert_eq!(body["value"], "s3cret-value");
+    let (status, body) = app.get_json("/probe/vars/nope").await;
+    assert_eq!(status, 404);
+    assert!(
+        body["error"]["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("Undefined"),
+        "{body}"
+    );
+    let (_, body) = app.get_json("/probe/vars/no-pe").await;
+    assert!(
+        body["error"]["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("InvalidName"),
+        "{body}"
+    );
+
+    let app = spawn_app(AppOptions::default().env("SPIN_VARIABLE_GREETING", "privet"));
+    let (_, body) = app.get_json("/probe/vars/greeting").await;
+    assert_eq!(body["value"], "privet, world");
+}
+
+/// A required variable without a value stops start-up with a message naming it.
+#[tokio::test]
+async fn missing_required_variable_stops_startup_naming_it() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cinema"))
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--internal-listen",
+            "127.0.0.1:0",
+            "--from",
+        ])
+        .arg(common::fixture_manifest())
+        .env_remove("SPIN_VARIABLE_SECRET_TOKEN")
+        .output()
+        .expect("run cinema");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`secret_token`") && stderr.contains("SPIN_VARIABLE_SECRET_TOKEN"),
+        "{stderr}"
+    );
+}
+
+/// The in-memory `default` store keeps values across requests (and instances).
+#[tokio::test]
+async fn key_value_default_store_roundtrips() {
+    let app = spawn_app(AppOptions::default());
+    let put = app
+        .http
+        .put(app.url("/probe/kv/default/film"))
+        .body("Stalker")
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status(), 200);
+    let (status, body) = app.get_json("/probe/kv/default/film").await;
+    assert_eq!((status, body["value"].as_str()), (200, Some("Stalker")));
+    let (_, body) = app.get_json("/probe/kv-exists/default/film").await;
+    assert_eq!(body["exists"], true);
+    let (_, body) = app.get_json("/probe/kv/default").await;
+    assert_eq!(body["keys"], json!(["film"]));
+    let delete = app
+        .http
+        .delete(app.url("/probe/kv/default/film"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(delete.status(), 200);
+    let (status, _) = app.get_json("/probe/kv/default/film").await;
+    assert_eq!(status, 404);
+}
+
+/// A store mapped to Redis by the runtime-config file really lives in Redis.
+#[tokio::test]
+async fn key_value_redis_store_from_runtime_config() {
+    let app = spawn_app(AppOptions::default().runtime_config(format!(
+        "[key_value_store.cache]\ntype = \"redis\"\nurl = \"{}\"\n",
+        common::redis_url()
+    )));
+    let key = common::unique("kvtest");
+    let put = app
+        .http
+        .put(app.url(&format!("/probe/kv/cache/{key}")))
+        .body("Solaris")
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status(), 200, "{:?}", put.text().await);
+    let client = redis::Client::open(common::redis_url()).expect("redis url");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis must run on 127.0.0.1:6379 for this test (`scripts/services.sh up`)");
+    let stored: Option<String> = redis::AsyncCommands::get(&mut connection, &key)
+        .await
+        .expect("redis get");
+    assert_eq!(stored.as_deref(), Some("Solaris"));
+    let (status, body) = app.get_json(&format!("/probe/kv/cache/{key}")).await;
+    assert_eq!((status, body["value"].as_str()), (200, Some("Solaris")));
+    let _: () = redis::AsyncCommands::del(&mut connection, &key)
+        .await
+        .expect("cleanup");
+}
+
+/// Stores not listed in the component's `key_value_stores` are denied; unknown ones
+/// do not exist.
+#[tokio::test]
+async fn key_value_denies_unlisted_and_unknown_stores() {
+    let app = spawn_app(AppOptions::default());
+    let (status, body) = app.get_json("/limited/kv/default/x").await;
+    assert_eq!(status, 403);
+    assert!(
+        body["error"]["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("AccessDenied"),
+        "{body}"
+    );
+    // `cache` is listed for probe but not configured in this run.
+    let (status, body) = app.get_json("/probe/kv/cache/x").await;
+    assert_eq!(status, 403);
+    assert!(
+        body["error"]["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("NoSuchStore"),
+        "{body}"
+    );
+}
+
+/// Outgoing HTTP reaches allowed hosts; any other destination fails inside the guest
+/// with an error, and the host keeps serving.
+#[tokio::test]
+async fn outbound_http_is_limited_to_allowed_hosts() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buffer = [0u8; 4096];
+                let _ = socket.read(&mut buffer).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let mut app =
+        spawn_app(AppOptions::default().env("SPIN_VARIABLE_OUTBOUND_ALLOWED", upstream.clone()));
+    let (status, body) = app
+        .get_json(&format!("/probe/outbound?url={upstream}/x"))
+        .await;
+    assert_eq!(
+        (status, body["status"].as_u64()),
+        (200, Some(204)),
+        "{body}"
+    );
+
+    let (status, body) = app
+        .get_json(&format!("/limited/outbound?url={upstream}/x"))
+        .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["error"]["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("HttpRequestDenied"),
+        "{body}"
+    );
+    assert!(app.is_running());
+    let (status, _) = app
+        .get_json(&format!("/probe/outbound?url={upstream}/x"))
+        .await;
+    assert_eq!(status, 200);
+}
+
+/// A panicking guest answers 500 with a JSON code for that request only.
+#[tokio::test]
+async fn trapping_guest_fails_only_its_own_request() {
+    let mut app = spawn_app(AppOptions::default());
+    let response = app.get("/probe/trap").await;
+    assert_eq!(response.status(), 500);
+    assert!(response.headers().contains_key("x-request-id"));
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "component_trapped");
+    assert!(app.is_running());
+    let (status, _) = app.get_json("/probe/vars/greeting").await;
+    assert_eq!(status, 200);
+}
+
+/// A guest that never returns is stopped at its deadline; others keep being served.
+#[tokio::test]
+async fn endless_guest_is_stopped_at_its_deadline() {
+    let mut app = spawn_app(
+        AppOptions::default()
+            .arg("--request-deadline-ms")
+            .arg("500"),
+    );
+    let started = std::time::Instant::now();
+    let (status, body) = app.get_json("/probe/spin").await;
+    assert_eq!(status, 500);
+    assert_eq!(body["error"]["code"], "component_deadline_exceeded");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(app.is_running());
+    let (status, _) = app.get_json("/probe/vars/greeting").await;
+    assert_eq!(status, 200);
+}
+
+/// A guest that allocates without bound hits its memory limit and fails alone.
+#[tokio::test]
+async fn memory_blowup_is_contained() {
+    let mut app = spawn_app(AppOptions::default().arg("--memory-limit-mib").arg("32"));
+    let (status, body) = app.get_json("/probe/oom").await;
+    assert_eq!(status, 500);
+    assert_eq!(body["error"]["code"], "component_trapped");
+    assert!(app.is_running());
+    let (status, _) = app.get_json("/probe/vars/greeting").await;
+    assert_eq!(status, 200);
+}
+
+/// The internal API reports health and per-route, per-component metrics.
+#[tokio::test]
+async fn internal_api_reports_health_and_metrics() {
+    let app = spawn_app(AppOptions::default());
+    let (status, _) = app.get_json("/probe/vars/greeting").await;
+    assert_eq!(status, 200);
+    let _ = app.get("/probe/trap").await;
+    let health: serde_json::Value = app
+        .http
+        .get(format!("{}/health", app.internal))
+        .send()
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["components"], json!(["limited", "probe"]));
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.internal))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for expected in [
+        r#"cinema_http_requests_total{component="probe",route="/probe/...",status="2xx"} 1"#,
+        r#"cinema_http_request_errors_total{component="probe",route="/probe/...",kind="trap"} 1"#,
+        "cinema_http_request_duration_seconds_bucket",
+        r#"cinema_component_instances_created_total{component="probe"}"#,
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected} in\n{metrics}"
+        );
+    }
+}
