@@ -17,10 +17,10 @@ up: services components host
 	$(CINEMA) migrate
 	$(CINEMA) up --from spin.toml
 
-## test: start local services, build components, run every test and the import check
+## test: start local services, build components, run every test (the import check of
+## every spin.toml component is one of them)
 test: services components
 	$(CARGO) test --release --workspace --no-fail-fast
-	$(MAKE) check-imports
 
 ## services: install (if missing) and start Postgres, Redis, a Kafka-protocol broker, ClickHouse
 services:

@@ -65,7 +65,7 @@ pub struct UpArgs {
     /// Requests one instance serves at the same time (1 keeps a trap to its own request).
     #[arg(long, env = "CINEMA_MAX_CONCURRENT_PER_INSTANCE", default_value_t = 1)]
     pub max_concurrent_per_instance: usize,
-    /// Component instances that may exist at once.
+    /// Requests in flight at once across all components (more wait in line).
     #[arg(long, env = "CINEMA_MAX_INSTANCES", default_value_t = 256)]
     pub max_instances: u32,
     /// Postgres connections per distinct address guests connect to.

@@ -336,3 +336,87 @@ async fn internal_api_reports_health_and_metrics() {
         );
     }
 }
+
+/// Sequential requests reuse a pre-instantiated instance instead of creating one each.
+#[tokio::test]
+async fn instances_are_reused_across_requests() {
+    let app = spawn_app(AppOptions::default());
+    for _ in 0..30 {
+        let (status, _) = app.get_json("/probe/vars/greeting").await;
+        assert_eq!(status, 200);
+    }
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.internal))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let created: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"cinema_component_instances_created_total{component="probe"}"#))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("instances created metric");
+    assert!(
+        created <= 3,
+        "30 sequential requests created {created} instances"
+    );
+}
+
+/// Many concurrent requests are all served (instances are added as needed).
+#[tokio::test]
+async fn concurrent_requests_are_all_served() {
+    let app = spawn_app(AppOptions::default());
+    let requests = (0..64).map(|i| {
+        let client = app.http.clone();
+        let url = app.url(&format!("/probe/kv/default/key{i}"));
+        async move {
+            let put = client
+                .put(&url)
+                .body(format!("value{i}"))
+                .send()
+                .await
+                .expect("put");
+            let get = client.get(&url).send().await.expect("get");
+            (
+                put.status().as_u16(),
+                get.json::<serde_json::Value>().await.expect("json"),
+                i,
+            )
+        }
+    });
+    for (status, body, i) in futures::future::join_all(requests).await {
+        assert_eq!(status, 200);
+        assert_eq!(body["value"], format!("value{i}"));
+    }
+}
+
+/// A Redis-backed store whose Redis is unreachable answers the guest with an error
+/// quickly; the host keeps serving everything else.
+#[tokio::test]
+async fn key_value_errors_cleanly_when_redis_is_unreachable() {
+    let mut app = spawn_app(AppOptions::default().runtime_config(
+        "[key_value_store.cache]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:1\"\n",
+    ));
+    let started = std::time::Instant::now();
+    let (status, body) = app.get_json("/probe/kv/cache/anything").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("redis unavailable"),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(app.is_running());
+    let (status, _) = app.get_json("/probe/kv/default/anything").await;
+    assert_eq!(status, 404, "the in-memory store still answers");
+}

@@ -61,7 +61,9 @@ pub struct RuntimeSettings {
     pub max_concurrent_requests_per_instance: usize,
     /// How long an idle instance is kept for reuse.
     pub idle_instance_timeout: Duration,
-    /// Component instances that may exist at once (pooling allocator slots).
+    /// Requests in flight at once across all components (each needs an instance);
+    /// more wait in line. The pooling allocator reserves twice as many instance slots,
+    /// so instances kept idle for reuse never starve a busy component.
     pub max_instances: u32,
     /// Postgres connections per distinct address.
     pub postgres_pool_size: usize,
@@ -136,6 +138,8 @@ pub struct App {
     components: Vec<ProxyHandler<ComponentInstances>>,
     metrics: RuntimeMetrics,
     engine: Engine,
+    /// Bounds requests in flight to what the instance pool can hold.
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for App {
@@ -153,7 +157,7 @@ pub fn build_engine(settings: &RuntimeSettings) -> Result<Engine, LoadError> {
     config.wasm_component_model_async(true);
     config.epoch_interruption(true);
     let mut pool = PoolingAllocationConfig::default();
-    let instances = settings.max_instances;
+    let instances = settings.max_instances.saturating_mul(2);
     pool.total_component_instances(instances);
     pool.total_core_instances(instances * 8);
     pool.total_memories(instances * 4);
@@ -280,6 +284,7 @@ impl App {
             components,
             metrics,
             engine,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_instances as usize)),
         })
     }
 

@@ -123,6 +123,9 @@ impl App {
             }
         }
         let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
+        // Waits (instead of failing) when every instance slot is busy; the semaphore is
+        // never closed, so the error case cannot happen.
+        let _permit = self.in_flight.acquire().await;
         let outcome = handler
             .handle(
                 RequestData {
