@@ -3,6 +3,8 @@
 # Builds share one target dir outside the clone (set CARGO_TARGET_DIR to move it).
 export CARGO_TARGET_DIR ?= /var/tmp/cinema-target
 CARGO ?= cargo
+SHELL := /bin/bash
+TEST_LOG := $(CARGO_TARGET_DIR)/cinema-test.log
 WASM_TARGET := wasm32-wasip2
 # Edge components of the platform (spin.toml) and test-only fixtures.
 COMPONENTS := hello
@@ -18,9 +20,11 @@ up: services components host
 	$(CINEMA) up --from spin.toml
 
 ## test: start local services, build components, run every test (the import check of
-## every spin.toml component is one of them)
+## every spin.toml component is one of them), then the lints
 test: services components
-	$(CARGO) test --release --workspace --no-fail-fast
+	set -o pipefail; $(CARGO) test --release --workspace --no-fail-fast --lib --bins --tests 2>&1 | tee $(TEST_LOG)
+	$(MAKE) lint
+	@awk '/^test result:/ {p+=$$4; f+=$$6} END {printf "tests: %d passed, %d failed\n", p, f}' $(TEST_LOG)
 
 ## services: install (if missing) and start Postgres, Redis, a Kafka-protocol broker, ClickHouse
 services:
@@ -49,7 +53,7 @@ check-imports: host
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --release --target $(WASM_TARGET) $(foreach c,$(COMPONENTS) $(FIXTURES),-p $(c)) -- -D warnings
+	$(CARGO) clippy --release --target $(WASM_TARGET) -p cinema-domain $(foreach c,$(COMPONENTS) $(FIXTURES),-p $(c)) -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

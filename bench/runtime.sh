@@ -34,7 +34,7 @@ wait_for() {
 }
 
 RUST_LOG=warn "$CARGO_TARGET_DIR/release/cinema" up --from spin.toml --listen "$COMPONENT_ADDR" \
-  --internal-listen 127.0.0.1:38082 >/dev/null &
+  --internal-listen 127.0.0.1:38082 ${BENCH_CINEMA_ARGS:-} >/dev/null &
 pids+=($!)
 "$CARGO_TARGET_DIR/release/cinema-bench-native-hello" "$NATIVE_ADDR" >/dev/null &
 pids+=($!)

@@ -122,7 +122,13 @@ pub fn init_tracing() {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Ok(threads) = std::env::var("CINEMA_WORKER_THREADS")
+        && let Ok(threads) = threads.parse::<usize>()
+    {
+        builder.worker_threads(threads.max(1));
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
@@ -197,9 +203,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         app.name
     );
     let serve_shutdown = shutdown.clone();
+    let signalled_app = app.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
+        signalled_app.begin_shutdown();
         serve_shutdown.notify_waiters();
     });
     let public_shutdown = shutdown.clone();

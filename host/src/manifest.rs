@@ -273,13 +273,13 @@ fn check_template(
         template: template.to_owned(),
     })?;
     for part in parts {
-        if let TemplatePart::Variable(name) = part {
-            if !declared.contains_key(name) {
-                return Err(ManifestError::UndeclaredVariable {
-                    context: context.to_owned(),
-                    name: name.to_owned(),
-                });
-            }
+        if let TemplatePart::Variable(name) = part
+            && !declared.contains_key(name)
+        {
+            return Err(ManifestError::UndeclaredVariable {
+                context: context.to_owned(),
+                name: name.to_owned(),
+            });
         }
     }
     Ok(())

@@ -10,6 +10,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,8 @@ pub struct ComponentInstances {
     pub shared: SharedServices,
     pub settings: Arc<RuntimeSettings>,
     pub metrics: RuntimeMetrics,
+    /// Set once the host is shutting down: instances dropped then are not failures.
+    pub shutting_down: Arc<AtomicBool>,
 }
 
 /// Marker error: the guest ran past its request deadline.
@@ -107,6 +110,7 @@ impl HandlerState for ComponentInstances {
                 deadline,
                 component_id: self.component.id.clone(),
                 metrics: self.metrics.clone(),
+                shutting_down: self.shutting_down.clone(),
             },
         })
     }
@@ -152,6 +156,7 @@ pub struct InstanceWorker {
     deadline: Duration,
     component_id: Arc<str>,
     metrics: RuntimeMetrics,
+    shutting_down: Arc<AtomicBool>,
 }
 
 impl WorkerState for InstanceWorker {
@@ -183,6 +188,10 @@ impl WorkerState for InstanceWorker {
     fn drop(&self, store: Store<InstanceState>, result: wasmtime::Result<()>) {
         self.metrics.instance_dropped(&self.component_id);
         if let Err(error) = result {
+            if self.shutting_down.load(Ordering::Relaxed) {
+                tracing::debug!(component = %self.component_id, "instance dropped at shutdown");
+                return;
+            }
             let request_id = store.data().request_id.clone();
             tracing::error!(
                 component = %self.component_id,

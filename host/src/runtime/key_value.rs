@@ -267,12 +267,7 @@ impl<T> wit::HostStoreWithStore<T> for KeyValue {
     ) -> wasmtime::Result<Result<Resource<OpenStore>, Error>> {
         accessor.with(|mut access| {
             let state = access.get();
-            if !state
-                .component
-                .key_value_stores
-                .iter()
-                .any(|allowed| *allowed == label)
-            {
+            if !state.component.key_value_stores.contains(&label) {
                 return Ok(Err(Error::AccessDenied));
             }
             let Some(backend) = state.shared.key_value.backend(&label) else {

@@ -140,6 +140,7 @@ pub struct App {
     engine: Engine,
     /// Bounds requests in flight to what the instance pool can hold.
     in_flight: Arc<tokio::sync::Semaphore>,
+    shutting_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for App {
@@ -234,6 +235,7 @@ impl App {
         let engine = build_engine(&settings)?;
         let linker = build_linker(&engine).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
+        let shutting_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut index_of = BTreeMap::new();
         let mut components = Vec::new();
         for (id, decl) in &manifest.components {
@@ -270,6 +272,7 @@ impl App {
                 shared: shared.clone(),
                 settings: settings.clone(),
                 metrics: metrics.clone(),
+                shutting_down: shutting_down.clone(),
             }));
         }
         let router = Router::new(
@@ -285,7 +288,14 @@ impl App {
             metrics,
             engine,
             in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_instances as usize)),
+            shutting_down,
         })
+    }
+
+    /// Marks the start of shutdown: instances torn down from now on are expected.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Ids of the loaded components.

@@ -14,6 +14,10 @@
 //! `connection-failed` within the pool's wait timeout. Addresses must be allowed by the
 //! component's `allowed_outbound_hosts` (`postgres://host:port`).
 
+// The error type is the interface's own (`spin:postgres` `error`), returned by value to
+// the guest; boxing it on the way would only add an allocation.
+#![allow(clippy::result_large_err)]
+
 pub mod convert;
 
 use std::collections::HashMap;
@@ -201,11 +205,11 @@ struct PooledClient {
 
 impl Drop for PooledClient {
     fn drop(&mut self) {
-        if self.tainted {
-            if let Some(object) = self.object.take() {
-                // Detached from the pool, the client (and its session) is closed.
-                drop(Object::take(object));
-            }
+        if self.tainted
+            && let Some(object) = self.object.take()
+        {
+            // Detached from the pool, the client (and its session) is closed.
+            drop(Object::take(object));
         }
     }
 }
