@@ -32,6 +32,60 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Check that components import only what `wit/` (world `edge`) allows.
     CheckImports(CheckImportsArgs),
+    /// Token signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// User accounts.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a signing key; the current one retires once its tokens can no longer be valid.
+    Rotate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Seconds before the new key starts signing (verifiers' JWKS cache lifetime).
+        #[arg(long, env = "CINEMA_JWKS_CACHE_SECONDS", default_value_t = 300)]
+        activate_after_seconds: u64,
+        /// Lifetime of access tokens in seconds.
+        #[arg(long, env = "CINEMA_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 900)]
+        token_ttl_seconds: u64,
+    },
+    /// Show every signing key and its state.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Print the JWKS (public keys that can still verify a live token).
+    Jwks {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create the first admin (or grant `admin` to an existing user). The password is
+    /// read from CINEMA_ADMIN_PASSWORD, else from the first line of standard input.
+    CreateAdmin {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// Postgres database of the platform.
+    #[arg(
+        long,
+        env = "CINEMA_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/cinema"
+    )]
+    pub postgres_url: String,
 }
 
 #[derive(Debug, Args)]
@@ -136,6 +190,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => runtime.block_on(up(args)),
         Command::Migrate(args) => runtime.block_on(migrate(args)),
         Command::CheckImports(args) => check_imports(args),
+        Command::Keys(command) => runtime.block_on(keys(command)),
+        Command::Users(command) => runtime.block_on(users(command)),
     }
 }
 
@@ -277,5 +333,85 @@ fn check_imports(args: CheckImportsArgs) -> anyhow::Result<()> {
         "{failures} component(s) import interfaces outside world `{}`",
         args.world
     );
+    Ok(())
+}
+
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    use crate::auth_ops::{jwks, list_keys, rotate_keys};
+    match command {
+        KeysCommand::Rotate {
+            database,
+            activate_after_seconds,
+            token_ttl_seconds,
+        } => {
+            let rotation = rotate_keys(
+                &database.postgres_url,
+                Duration::from_secs(activate_after_seconds),
+                Duration::from_secs(token_ttl_seconds),
+            )
+            .await?;
+            println!(
+                "added {} (published now, signing in {} s)",
+                rotation.new_kid,
+                rotation.activates_in.as_secs()
+            );
+            for kid in rotation.retiring {
+                println!(
+                    "retiring {kid}: signs for {} s more, published until its last token expires",
+                    rotation.activates_in.as_secs()
+                );
+            }
+        }
+        KeysCommand::List { database } => {
+            println!(
+                "{:<48} {:<10} {:<32} {:<32} expires",
+                "kid", "status", "activated", "retired"
+            );
+            for key in list_keys(&database.postgres_url).await? {
+                println!(
+                    "{:<48} {:<10} {:<32} {:<32} {}",
+                    key.kid,
+                    key.status,
+                    key.activated_at,
+                    key.retired_at.unwrap_or_else(|| "-".into()),
+                    key.expires_at.unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+        KeysCommand::Jwks { database } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&jwks(&database.postgres_url).await?)?
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn users(command: UsersCommand) -> anyhow::Result<()> {
+    use crate::auth_ops::{AdminOutcome, create_admin};
+    match command {
+        UsersCommand::CreateAdmin { database, email } => {
+            let password = match std::env::var("CINEMA_ADMIN_PASSWORD") {
+                Ok(password) => password,
+                Err(_) => {
+                    eprint!("password for {email}: ");
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("failed to read the password from stdin")?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            match create_admin(&database.postgres_url, &email, &password).await? {
+                AdminOutcome::Created { user_id } => println!("created admin {email} ({user_id})"),
+                AdminOutcome::Promoted { user_id } => {
+                    println!(
+                        "{email} ({user_id}) already existed: granted admin, password unchanged"
+                    )
+                }
+            }
+        }
+    }
     Ok(())
 }

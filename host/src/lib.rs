@@ -7,8 +7,10 @@
 //! - [`runtime`]: the embedded Spin-compatible component runtime (`cinema up`);
 //! - [`internal_api`]: health and metrics on the internal port;
 //! - [`migrate`]: `cinema migrate` for Postgres and ClickHouse;
-//! - [`imports`]: `cinema check-imports`, the guard on the `wit/` contract.
+//! - [`imports`]: `cinema check-imports`, the guard on the `wit/` contract;
+//! - [`auth_ops`]: `cinema keys ...` and `cinema users create-admin`.
 
+pub mod auth_ops;
 pub mod cli;
 pub mod imports;
 pub mod internal_api;

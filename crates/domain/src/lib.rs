@@ -5,6 +5,12 @@
 //! `wasm32-wasip2` and native targets.
 //!
 //! Modules:
-//! - [`error`]: the JSON error body every HTTP surface of the platform answers with.
+//! - [`account`]: email normalization and password rules;
+//! - [`error`]: the JSON error body every HTTP surface of the platform answers with;
+//! - [`token`]: access-token claims, JWKS and the verifier every component uses;
+//! - [`password`]: argon2id password hashing.
 
+pub mod account;
 pub mod error;
+pub mod password;
+pub mod token;
