@@ -7,12 +7,12 @@ SHELL := /bin/bash
 TEST_LOG := $(CARGO_TARGET_DIR)/cinema-test.log
 WASM_TARGET := wasm32-wasip2
 # Edge components of the platform (spin.toml) and test-only fixtures.
-COMPONENTS := hello
+COMPONENTS := hello auth
 FIXTURES := fixture-probe fixture-forbidden-import
 COMPONENT_DIR := build/components
 CINEMA := $(CARGO_TARGET_DIR)/release/cinema
 
-.PHONY: up test services components host check-imports lint fmt bench clean-build
+.PHONY: up test test-tools services components host check-imports lint fmt bench
 
 ## up: start local services, build everything, migrate, and serve the app on 127.0.0.1:3000
 up: services components host
@@ -21,10 +21,14 @@ up: services components host
 
 ## test: start local services, build components, run every test (the import check of
 ## every spin.toml component is one of them), then the lints
-test: services components
+test: services components test-tools
 	set -o pipefail; $(CARGO) test --release --workspace --no-fail-fast --lib --bins --tests 2>&1 | tee $(TEST_LOG)
 	$(MAKE) lint
 	@awk '/^test result:/ {p+=$$4; f+=$$6} END {printf "tests: %d passed, %d failed\n", p, f}' $(TEST_LOG)
+
+## test-tools: an independent JWT library (PyJWT) the token tests verify against
+test-tools:
+	@python3 -c "import jwt, cryptography" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "pyjwt[crypto]==2.10.1"
 
 ## services: install (if missing) and start Postgres, Redis, a Kafka-protocol broker, ClickHouse
 services:

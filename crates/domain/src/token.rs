@@ -238,6 +238,22 @@ pub fn generate_ed25519_key() -> Result<(Vec<u8>, [u8; 32]), TokenError> {
     Ok((der.as_bytes().to_vec(), key.verifying_key().to_bytes()))
 }
 
+/// Bytes of entropy in a refresh token.
+const REFRESH_TOKEN_BYTES: usize = 32;
+
+/// A new opaque refresh token (256 random bits, base64url).
+pub fn generate_refresh_token() -> String {
+    let mut bytes = [0u8; REFRESH_TOKEN_BYTES];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What is stored for a refresh token: its SHA-256 (the token itself is never stored).
+pub fn hash_refresh_token(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,6 +383,17 @@ mod tests {
             let token = sign(&claims(), kid, key).expect("sign");
             assert!(verifier.verify(&token, NOW).is_ok(), "{kid}");
         }
+    }
+
+    /// Refresh tokens are long, unique, and stored only as a 32-byte digest.
+    #[test]
+    fn refresh_tokens_are_random_and_hashed() {
+        let a = generate_refresh_token();
+        let b = generate_refresh_token();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert_eq!(hash_refresh_token(&a), hash_refresh_token(&a));
+        assert_ne!(hash_refresh_token(&a), hash_refresh_token(&b));
     }
 
     /// The JWKS wire shape follows RFC 8037.

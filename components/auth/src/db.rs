@@ -1,0 +1,513 @@
+//! Every query of the auth component. Statements are single and atomic where the
+//! protocol needs it (refresh rotation spends the old token and issues the new one in
+//! one statement), so no transaction spans requests or round trips.
+
+use cinema_domain::token::Jwk;
+use spin_sdk::pg::{Connection, ParameterValue, Row};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+
+pub struct Db {
+    connection: Connection,
+}
+
+fn uuid(value: Uuid) -> ParameterValue {
+    ParameterValue::Uuid(value.to_string())
+}
+
+fn text(value: &str) -> ParameterValue {
+    ParameterValue::Str(value.to_owned())
+}
+
+fn optional_text(value: Option<&str>) -> ParameterValue {
+    value.map_or(ParameterValue::DbNull, text)
+}
+
+fn required<T: spin_sdk::pg::Decode>(row: &Row, column: &str) -> ApiResult<T> {
+    row.get(column).ok_or_else(|| {
+        ApiError::Internal(format!("column {column} missing or of an unexpected type"))
+    })
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Profile {
+    pub id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email_confirmed: bool,
+    pub roles: Vec<String>,
+    pub created: String,
+}
+
+/// What login needs to know about an account.
+pub struct Credentials {
+    pub id: Uuid,
+    pub password_hash: Option<String>,
+    pub blocked: bool,
+}
+
+/// A live session, from a refresh.
+pub struct Refreshed {
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+}
+
+/// Why a refresh token did not rotate.
+pub enum RefreshRefusal {
+    Unknown,
+    Expired,
+    /// Already spent: the family has been revoked.
+    Reused {
+        session_id: Uuid,
+    },
+    SessionEnded,
+}
+
+/// One login history entry.
+pub struct HistoryEntry<'a> {
+    pub user_id: Uuid,
+    pub ip: Option<&'a str>,
+    pub user_agent: &'a str,
+    pub success: bool,
+    pub method: &'a str,
+    pub failure_reason: Option<&'a str>,
+}
+
+const TS: &str = r#"'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"#;
+
+impl Db {
+    pub async fn open(url: &str) -> ApiResult<Self> {
+        Ok(Self {
+            connection: Connection::open(url).await?,
+        })
+    }
+
+    async fn rows(&self, statement: &str, params: Vec<ParameterValue>) -> ApiResult<Vec<Row>> {
+        Ok(self
+            .connection
+            .query(statement, params)
+            .await?
+            .collect()
+            .await?)
+    }
+
+    async fn execute(&self, statement: &str, params: Vec<ParameterValue>) -> ApiResult<u64> {
+        Ok(self.connection.execute(statement, params).await?)
+    }
+
+    /// Inserts a user; `Ok(false)` when the email is taken.
+    pub async fn insert_user(
+        &self,
+        id: Uuid,
+        email: &str,
+        password_hash: &str,
+        first_name: &str,
+        last_name: &str,
+    ) -> ApiResult<bool> {
+        let inserted = self
+            .execute(
+                "INSERT INTO auth.users (id, email, password_hash, first_name, last_name) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT ON CONSTRAINT users_email_key DO NOTHING",
+                vec![
+                    uuid(id),
+                    text(email),
+                    text(password_hash),
+                    text(first_name),
+                    text(last_name),
+                ],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    pub async fn profile(&self, user_id: Uuid) -> ApiResult<Option<Profile>> {
+        let statement = format!(
+            "SELECT u.id::text AS id, u.email, u.first_name, u.last_name, u.email_confirmed, \
+                    to_char(u.created AT TIME ZONE 'UTC', {TS}) AS created, \
+                    coalesce(array_agg(r.name ORDER BY r.name) FILTER (WHERE r.name IS NOT NULL), '{{}}') AS roles \
+             FROM auth.users u \
+             LEFT JOIN auth.user_roles ur ON ur.user_id = u.id \
+             LEFT JOIN auth.roles r ON r.id = ur.role_id \
+             WHERE u.id = $1 GROUP BY u.id"
+        );
+        let rows = self.rows(&statement, vec![uuid(user_id)]).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let roles: Vec<Option<String>> = required(row, "roles")?;
+        Ok(Some(Profile {
+            id: required(row, "id")?,
+            email: required(row, "email")?,
+            first_name: required(row, "first_name")?,
+            last_name: required(row, "last_name")?,
+            email_confirmed: required(row, "email_confirmed")?,
+            roles: roles.into_iter().flatten().collect(),
+            created: required(row, "created")?,
+        }))
+    }
+
+    pub async fn credentials(&self, email: &str) -> ApiResult<Option<Credentials>> {
+        let rows = self
+            .rows(
+                "SELECT id, password_hash, is_blocked FROM auth.users WHERE email = $1",
+                vec![text(email)],
+            )
+            .await?;
+        rows.first()
+            .map(|row| {
+                Ok(Credentials {
+                    id: required(row, "id")?,
+                    password_hash: row.get::<Option<String>>("password_hash").flatten(),
+                    blocked: required(row, "is_blocked")?,
+                })
+            })
+            .transpose()
+    }
+
+    pub async fn password_hash(&self, user_id: Uuid) -> ApiResult<Option<String>> {
+        let rows = self
+            .rows(
+                "SELECT password_hash FROM auth.users WHERE id = $1",
+                vec![uuid(user_id)],
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|row| row.get::<Option<String>>("password_hash").flatten()))
+    }
+
+    /// Role names and the union of their permissions.
+    pub async fn grants(&self, user_id: Uuid) -> ApiResult<(Vec<String>, Vec<String>)> {
+        let rows = self
+            .rows(
+                "SELECT coalesce(array_agg(DISTINCT r.name), '{}') AS roles, \
+                        coalesce(array_agg(DISTINCT rp.permission) FILTER (WHERE rp.permission IS NOT NULL), '{}') AS permissions \
+                 FROM auth.user_roles ur JOIN auth.roles r ON r.id = ur.role_id \
+                 LEFT JOIN auth.role_permissions rp ON rp.role_id = r.id WHERE ur.user_id = $1",
+                vec![uuid(user_id)],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let roles: Vec<Option<String>> = required(row, "roles")?;
+        let permissions: Vec<Option<String>> = required(row, "permissions")?;
+        Ok((
+            roles.into_iter().flatten().collect(),
+            permissions.into_iter().flatten().collect(),
+        ))
+    }
+
+    /// The key that signs now: (kid, PKCS#8 private key).
+    pub async fn signing_key(&self) -> ApiResult<Option<(String, Vec<u8>)>> {
+        let rows = self
+            .rows(
+                "SELECT kid, private_key FROM auth.signing_keys \
+                 WHERE activated_at <= now() AND (retired_at IS NULL OR retired_at > now()) \
+                 ORDER BY activated_at DESC LIMIT 1",
+                vec![],
+            )
+            .await?;
+        rows.first()
+            .map(|row| Ok((required(row, "kid")?, required(row, "private_key")?)))
+            .transpose()
+    }
+
+    /// Every key that can still verify a live token.
+    pub async fn published_keys(&self) -> ApiResult<Vec<Jwk>> {
+        let rows = self
+            .rows(
+                "SELECT kid, public_key FROM auth.signing_keys \
+                 WHERE expires_at IS NULL OR expires_at > now() ORDER BY activated_at",
+                vec![],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let kid: String = required(row, "kid")?;
+                let public: Vec<u8> = required(row, "public_key")?;
+                let public: [u8; 32] = public
+                    .try_into()
+                    .map_err(|_| ApiError::Internal(format!("public key {kid} is not 32 bytes")))?;
+                Ok(Jwk::ed25519(kid, &public))
+            })
+            .collect()
+    }
+
+    /// Opens a session with its first refresh token, atomically.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn open_session(
+        &self,
+        session_id: Uuid,
+        user_id: Uuid,
+        refresh_hash: [u8; 32],
+        ttl_days: i32,
+        ip: Option<&str>,
+        user_agent: &str,
+    ) -> ApiResult<()> {
+        self.execute(
+            "WITH session AS ( \
+                 INSERT INTO auth.sessions (id, user_id, expires_at, ip, user_agent) \
+                 VALUES ($1, $2, now() + make_interval(days => $4), $5::text::inet, $6) RETURNING id) \
+             INSERT INTO auth.refresh_tokens (token_hash, session_id, expires_at) \
+             SELECT $3, id, now() + make_interval(days => $4) FROM session",
+            vec![
+                uuid(session_id),
+                uuid(user_id),
+                ParameterValue::Binary(refresh_hash.to_vec()),
+                ParameterValue::Int32(ttl_days),
+                optional_text(ip),
+                text(user_agent),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Spends `old` and issues `new` in the same session, atomically; refusals say why.
+    pub async fn rotate_refresh(
+        &self,
+        old: [u8; 32],
+        new: [u8; 32],
+        ttl_days: i32,
+    ) -> ApiResult<Result<Refreshed, RefreshRefusal>> {
+        let rows = self
+            .rows(
+                "WITH live AS ( \
+                     SELECT rt.session_id, s.user_id FROM auth.refresh_tokens rt \
+                     JOIN auth.sessions s ON s.id = rt.session_id \
+                     JOIN auth.users u ON u.id = s.user_id \
+                     WHERE rt.token_hash = $1 AND rt.used_at IS NULL AND rt.expires_at > now() \
+                       AND s.revoked_at IS NULL AND s.expires_at > now() AND NOT u.is_blocked), \
+                 spent AS ( \
+                     UPDATE auth.refresh_tokens SET used_at = now() \
+                     WHERE token_hash = $1 AND used_at IS NULL AND session_id IN (SELECT session_id FROM live) \
+                     RETURNING session_id), \
+                 fresh AS ( \
+                     INSERT INTO auth.refresh_tokens (token_hash, session_id, expires_at) \
+                     SELECT $2, session_id, now() + make_interval(days => $3) FROM spent RETURNING session_id), \
+                 touched AS ( \
+                     UPDATE auth.sessions SET last_used = now() WHERE id IN (SELECT session_id FROM fresh) RETURNING id) \
+                 SELECT spent.session_id, live.user_id FROM spent JOIN live USING (session_id)",
+                vec![
+                    ParameterValue::Binary(old.to_vec()),
+                    ParameterValue::Binary(new.to_vec()),
+                    ParameterValue::Int32(ttl_days),
+                ],
+            )
+            .await?;
+        if let Some(row) = rows.first() {
+            return Ok(Ok(Refreshed {
+                session_id: required(row, "session_id")?,
+                user_id: required(row, "user_id")?,
+            }));
+        }
+        let rows = self
+            .rows(
+                "SELECT session_id, used_at IS NOT NULL AS used, expires_at <= now() AS expired \
+                 FROM auth.refresh_tokens WHERE token_hash = $1",
+                vec![ParameterValue::Binary(old.to_vec())],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(Err(RefreshRefusal::Unknown));
+        };
+        let session_id: Uuid = required(row, "session_id")?;
+        if required::<bool>(row, "used")? {
+            self.revoke_session(session_id, "refresh_token_reuse")
+                .await?;
+            return Ok(Err(RefreshRefusal::Reused { session_id }));
+        }
+        if required::<bool>(row, "expired")? {
+            return Ok(Err(RefreshRefusal::Expired));
+        }
+        Ok(Err(RefreshRefusal::SessionEnded))
+    }
+
+    pub async fn revoke_session(&self, session_id: Uuid, reason: &str) -> ApiResult<bool> {
+        let revoked = self
+            .execute(
+                "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = $2 \
+                 WHERE id = $1 AND revoked_at IS NULL",
+                vec![uuid(session_id), text(reason)],
+            )
+            .await?;
+        Ok(revoked == 1)
+    }
+
+    /// Revokes one of the user's sessions; `false` when it is not theirs or not live.
+    pub async fn revoke_own_session(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        reason: &str,
+    ) -> ApiResult<bool> {
+        let revoked = self
+            .execute(
+                "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = $3 \
+                 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+                vec![uuid(session_id), uuid(user_id), text(reason)],
+            )
+            .await?;
+        Ok(revoked == 1)
+    }
+
+    pub async fn revoke_all_sessions(&self, user_id: Uuid, reason: &str) -> ApiResult<u64> {
+        self.execute(
+            "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = $2 \
+             WHERE user_id = $1 AND revoked_at IS NULL",
+            vec![uuid(user_id), text(reason)],
+        )
+        .await
+    }
+
+    /// Whether the session behind an access token is still live (and its user not blocked).
+    pub async fn session_is_live(&self, user_id: Uuid, session_id: Uuid) -> ApiResult<bool> {
+        let rows = self
+            .rows(
+                "SELECT 1 AS live FROM auth.sessions s JOIN auth.users u ON u.id = s.user_id \
+                 WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now() \
+                 AND NOT u.is_blocked",
+                vec![uuid(session_id), uuid(user_id)],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    pub async fn record_login(&self, entry: HistoryEntry<'_>) -> ApiResult<()> {
+        self.execute(
+            "INSERT INTO auth.login_history (id, user_id, ip, user_agent, success, method, failure_reason) \
+             VALUES ($1, $2, $3::text::inet, $4, $5, $6, $7)",
+            vec![
+                uuid(Uuid::new_v4()),
+                uuid(entry.user_id),
+                optional_text(entry.ip),
+                text(entry.user_agent),
+                ParameterValue::Boolean(entry.success),
+                text(entry.method),
+                optional_text(entry.failure_reason),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// One page of the user's login history, newest first.
+    pub async fn history(
+        &self,
+        user_id: Uuid,
+        limit: i64,
+        offset: i64,
+    ) -> ApiResult<(Vec<serde_json::Value>, i64)> {
+        let statement = format!(
+            "SELECT to_char(at AT TIME ZONE 'UTC', {TS}) AS at, host(ip) AS ip, user_agent, success, method, \
+                    failure_reason, count(*) OVER () AS total \
+             FROM auth.login_history WHERE user_id = $1 ORDER BY at DESC, id LIMIT $2 OFFSET $3"
+        );
+        let rows = self
+            .rows(
+                &statement,
+                vec![
+                    uuid(user_id),
+                    ParameterValue::Int64(limit),
+                    ParameterValue::Int64(offset),
+                ],
+            )
+            .await?;
+        let total = match rows.first() {
+            Some(row) => required(row, "total")?,
+            None => self.history_count(user_id).await?,
+        };
+        let entries = rows
+            .iter()
+            .map(|row| {
+                Ok(serde_json::json!({
+                    "at": required::<String>(row, "at")?,
+                    "ip": row.get::<Option<String>>("ip").flatten(),
+                    "user_agent": required::<String>(row, "user_agent")?,
+                    "success": required::<bool>(row, "success")?,
+                    "method": required::<String>(row, "method")?,
+                    "failure_reason": row.get::<Option<String>>("failure_reason").flatten(),
+                }))
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        Ok((entries, total))
+    }
+
+    async fn history_count(&self, user_id: Uuid) -> ApiResult<i64> {
+        let rows = self
+            .rows(
+                "SELECT count(*) AS total FROM auth.login_history WHERE user_id = $1",
+                vec![uuid(user_id)],
+            )
+            .await?;
+        rows.first().map_or(Ok(0), |row| required(row, "total"))
+    }
+
+    /// The user's live sessions, most recently used first.
+    pub async fn sessions(
+        &self,
+        user_id: Uuid,
+        current: Uuid,
+    ) -> ApiResult<Vec<serde_json::Value>> {
+        let statement = format!(
+            "SELECT id, to_char(created AT TIME ZONE 'UTC', {TS}) AS created, \
+                    to_char(last_used AT TIME ZONE 'UTC', {TS}) AS last_used, \
+                    to_char(expires_at AT TIME ZONE 'UTC', {TS}) AS expires_at, host(ip) AS ip, user_agent \
+             FROM auth.sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now() \
+             ORDER BY last_used DESC"
+        );
+        let rows = self.rows(&statement, vec![uuid(user_id)]).await?;
+        rows.iter()
+            .map(|row| {
+                let id: Uuid = required(row, "id")?;
+                Ok(serde_json::json!({
+                    "id": id,
+                    "created": required::<String>(row, "created")?,
+                    "last_used": required::<String>(row, "last_used")?,
+                    "expires_at": required::<String>(row, "expires_at")?,
+                    "ip": row.get::<Option<String>>("ip").flatten(),
+                    "user_agent": required::<String>(row, "user_agent")?,
+                    "current": id == current,
+                }))
+            })
+            .collect()
+    }
+
+    /// Updates names and/or email; `Ok(false)` when the email is taken.
+    pub async fn update_profile(
+        &self,
+        user_id: Uuid,
+        email: Option<&str>,
+        first_name: Option<&str>,
+        last_name: Option<&str>,
+    ) -> ApiResult<bool> {
+        let result = self
+            .execute(
+                "UPDATE auth.users SET email = coalesce($2, email), \
+                        email_confirmed = CASE WHEN $2 IS NULL OR $2 = email THEN email_confirmed ELSE false END, \
+                        first_name = coalesce($3, first_name), last_name = coalesce($4, last_name) \
+                 WHERE id = $1",
+                vec![uuid(user_id), optional_text(email), optional_text(first_name), optional_text(last_name)],
+            )
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            // The only unique constraint this statement can hit is the email.
+            Err(ApiError::UniqueViolation(_)) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
+    pub async fn set_password(&self, user_id: Uuid, password_hash: &str) -> ApiResult<()> {
+        self.execute(
+            "UPDATE auth.users SET password_hash = $2 WHERE id = $1",
+            vec![uuid(user_id), text(password_hash)],
+        )
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,575 @@
+//! The auth edge component: accounts, sessions, access and refresh tokens, login
+//! history, JWKS. The single authorization service of the platform.
+//!
+//! Modules: [`settings`] (Spin variables), [`db`] (every query), [`error`] (status
+//! codes and stable error codes). Routes are listed in [`route`]. Access tokens are
+//! EdDSA JWTs signed with the key `cinema keys rotate` made current; other components
+//! verify them with `cinema_domain::token::TokenVerifier` and the JWKS, without calling
+//! this component.
+
+mod db;
+mod error;
+mod settings;
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use cinema_domain::account::{normalize_email, validate_password};
+use cinema_domain::password::{hash_password, verify_password};
+use cinema_domain::token::{
+    AccessClaims, Jwks, TokenVerifier, generate_refresh_token, hash_refresh_token, sign,
+};
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::json;
+use spin_sdk::http::{IntoResponse, Request};
+use spin_sdk::http_service;
+use uuid::Uuid;
+
+use db::{Db, HistoryEntry, RefreshRefusal};
+use error::{ApiError, ApiResult, Reply, empty, json};
+use settings::Settings;
+
+/// Largest request body accepted.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest user agent kept in sessions and history.
+const MAX_USER_AGENT_CHARS: usize = 512;
+/// Longest first or last name.
+const MAX_NAME_CHARS: usize = 100;
+
+#[http_service]
+async fn handle(request: Request) -> impl IntoResponse {
+    match route(request).await {
+        Ok(reply) => reply,
+        Err(error) => error.into_reply(),
+    }
+}
+
+/// What a handler knows about the caller's connection.
+struct Client {
+    ip: Option<String>,
+    user_agent: String,
+}
+
+impl Client {
+    fn of(request: &Request) -> Self {
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        // Spin gives `host:port`; only a well-formed IP is stored (it goes into inet).
+        let ip = header("spin-client-addr")
+            .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+            .or_else(|| header("spin-client-addr").and_then(|addr| addr.parse::<IpAddr>().ok()))
+            .map(|ip| ip.to_string());
+        let user_agent = header("user-agent")
+            .unwrap_or_default()
+            .chars()
+            .take(MAX_USER_AGENT_CHARS)
+            .collect();
+        Self { ip, user_agent }
+    }
+}
+
+async fn route(request: Request) -> ApiResult<Reply> {
+    let path = request.uri().path().trim_end_matches('/').to_owned();
+    let method = request.method().clone();
+    let client = Client::of(&request);
+    let bearer = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|v| v.trim().to_owned());
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let body = read_body(request).await?;
+    let settings = Settings::load().await?;
+
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        (Method::GET, [".well-known", "jwks.json"]) => jwks(&settings).await,
+        (Method::POST, ["api", "v1", "auth", "signup"]) => signup(&settings, &body).await,
+        (Method::POST, ["api", "v1", "auth", "login"]) => login(&settings, &body, &client).await,
+        (Method::POST, ["api", "v1", "auth", "refresh"]) => refresh(&settings, &body).await,
+        (Method::POST, ["api", "v1", "auth", "logout"]) => {
+            let caller = authenticate(&settings, bearer).await?;
+            caller
+                .db
+                .revoke_session(caller.session_id, "logout")
+                .await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (Method::POST, ["api", "v1", "auth", "logout_all"]) => {
+            let caller = authenticate(&settings, bearer).await?;
+            caller
+                .db
+                .revoke_all_sessions(caller.user_id, "logout_all")
+                .await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (Method::GET, ["api", "v1", "auth", "me"]) => {
+            me(authenticate(&settings, bearer).await?).await
+        }
+        (Method::PATCH, ["api", "v1", "auth", "me"]) => {
+            update_me(authenticate(&settings, bearer).await?, &body).await
+        }
+        (Method::POST, ["api", "v1", "auth", "me", "password"]) => {
+            change_password(authenticate(&settings, bearer).await?, &body).await
+        }
+        (Method::GET, ["api", "v1", "auth", "me", "history"]) => {
+            history(authenticate(&settings, bearer).await?, &query).await
+        }
+        (Method::GET, ["api", "v1", "auth", "me", "sessions"]) => {
+            let caller = authenticate(&settings, bearer).await?;
+            let sessions = caller
+                .db
+                .sessions(caller.user_id, caller.session_id)
+                .await?;
+            Ok(json(StatusCode::OK, &json!({ "sessions": sessions })))
+        }
+        (Method::DELETE, ["api", "v1", "auth", "me", "sessions", id]) => {
+            let caller = authenticate(&settings, bearer).await?;
+            let session_id =
+                Uuid::parse_str(id).map_err(|_| ApiError::invalid("id", "must be a UUID"))?;
+            if caller
+                .db
+                .revoke_own_session(caller.user_id, session_id, "revoked_by_user")
+                .await?
+            {
+                Ok(empty(StatusCode::NO_CONTENT))
+            } else {
+                Err(ApiError::NotFound("session"))
+            }
+        }
+        (_, [".well-known", "jwks.json"])
+        | (
+            _,
+            [
+                "api",
+                "v1",
+                "auth",
+                "signup" | "login" | "refresh" | "logout" | "logout_all" | "me",
+            ],
+        )
+        | (
+            _,
+            [
+                "api",
+                "v1",
+                "auth",
+                "me",
+                "password" | "history" | "sessions",
+            ],
+        ) => Err(ApiError::MethodNotAllowed),
+        _ => Err(ApiError::NotFound("route")),
+    }
+}
+
+async fn read_body(request: Request) -> ApiResult<Bytes> {
+    let collected = request
+        .into_body()
+        .collect()
+        .await
+        .map_err(|_| ApiError::BadJson("the request body could not be read".into()))?
+        .to_bytes();
+    if collected.len() > MAX_BODY_BYTES {
+        return Err(ApiError::TooLarge);
+    }
+    Ok(collected)
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        // serde names the field for missing or mistyped ones: keep that, drop positions.
+        let message = e.to_string();
+        let message = message
+            .split(" at line")
+            .next()
+            .unwrap_or(&message)
+            .to_owned();
+        ApiError::BadJson(message)
+    })
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn check_name(field: &str, value: &str) -> ApiResult<String> {
+    let value = value.trim();
+    if value.chars().count() > MAX_NAME_CHARS || value.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            field,
+            "must be at most 100 characters, without control characters",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+// ---------------------------------------------------------------------------------------
+
+async fn jwks(settings: &Settings) -> ApiResult<Reply> {
+    let db = Db::open(&settings.database_url).await?;
+    let keys = Jwks {
+        keys: db.published_keys().await?,
+    };
+    let mut reply = json(
+        StatusCode::OK,
+        &serde_json::to_value(keys).unwrap_or_default(),
+    );
+    reply.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("public, max-age=60"),
+    );
+    Ok(reply)
+}
+
+#[derive(Deserialize)]
+struct SignupRequest {
+    email: String,
+    password: String,
+    #[serde(default)]
+    first_name: String,
+    #[serde(default)]
+    last_name: String,
+}
+
+async fn signup(settings: &Settings, body: &[u8]) -> ApiResult<Reply> {
+    let input: SignupRequest = parse(body)?;
+    let email = normalize_email(&input.email).map_err(|e| ApiError::invalid(e.field, e.message))?;
+    validate_password(&input.password).map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let first_name = check_name("first_name", &input.first_name)?;
+    let last_name = check_name("last_name", &input.last_name)?;
+    let db = Db::open(&settings.database_url).await?;
+    if db.credentials(&email).await?.is_some() {
+        return Err(ApiError::EmailTaken);
+    }
+    let hash = hash_password(&input.password).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let id = Uuid::new_v4();
+    if !db
+        .insert_user(id, &email, &hash, &first_name, &last_name)
+        .await?
+    {
+        return Err(ApiError::EmailTaken);
+    }
+    let profile = db
+        .profile(id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("user vanished after insert".into()))?;
+    Ok(json(
+        StatusCode::CREATED,
+        &serde_json::to_value(profile).unwrap_or_default(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    email: String,
+    password: String,
+}
+
+/// Issues an access token for a session.
+async fn access_token(
+    db: &Db,
+    settings: &Settings,
+    user_id: Uuid,
+    session_id: Uuid,
+) -> ApiResult<String> {
+    let (kid, private_key) = db.signing_key().await?.ok_or_else(|| {
+        ApiError::Unavailable(
+            "signing_key_missing",
+            "no token signing key is active: an operator must run `cinema keys rotate`".into(),
+        )
+    })?;
+    let (roles, permissions) = db.grants(user_id).await?;
+    let issued = now();
+    let claims = AccessClaims {
+        sub: user_id.to_string(),
+        sid: session_id.to_string(),
+        roles,
+        permissions,
+        iat: issued,
+        exp: issued + settings.access_token_ttl_seconds,
+        iss: settings.issuer.clone(),
+        aud: settings.audience.clone(),
+        act: None,
+    };
+    sign(&claims, &kid, &private_key).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn token_pair(settings: &Settings, access_token: String, refresh_token: String) -> Reply {
+    json(
+        StatusCode::OK,
+        &json!({
+            "access_token": access_token,
+            "refresh_token": refresh_token,
+            "token_type": "Bearer",
+            "expires_in": settings.access_token_ttl_seconds,
+        }),
+    )
+}
+
+async fn login(settings: &Settings, body: &[u8], client: &Client) -> ApiResult<Reply> {
+    let input: LoginRequest = parse(body)?;
+    let email = normalize_email(&input.email).map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let db = Db::open(&settings.database_url).await?;
+    let Some(account) = db.credentials(&email).await? else {
+        // Same cost as a real check, so timing does not reveal which emails exist.
+        let _ = hash_password(&input.password);
+        return Err(ApiError::InvalidCredentials);
+    };
+    let matches = match &account.password_hash {
+        Some(hash) => {
+            verify_password(&input.password, hash).map_err(|e| ApiError::Internal(e.to_string()))?
+        }
+        None => false,
+    };
+    let entry = |success, failure_reason| HistoryEntry {
+        user_id: account.id,
+        ip: client.ip.as_deref(),
+        user_agent: &client.user_agent,
+        success,
+        method: "password",
+        failure_reason,
+    };
+    if !matches {
+        db.record_login(entry(false, Some("wrong_password")))
+            .await?;
+        return Err(ApiError::InvalidCredentials);
+    }
+    if account.blocked {
+        db.record_login(entry(false, Some("blocked"))).await?;
+        return Err(ApiError::Blocked);
+    }
+    let session_id = Uuid::new_v4();
+    let refresh_token = generate_refresh_token();
+    db.open_session(
+        session_id,
+        account.id,
+        hash_refresh_token(&refresh_token),
+        settings.refresh_token_ttl_days,
+        client.ip.as_deref(),
+        &client.user_agent,
+    )
+    .await?;
+    let access = access_token(&db, settings, account.id, session_id).await?;
+    db.record_login(entry(true, None)).await?;
+    Ok(token_pair(settings, access, refresh_token))
+}
+
+#[derive(Deserialize)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+async fn refresh(settings: &Settings, body: &[u8]) -> ApiResult<Reply> {
+    let input: RefreshRequest = parse(body)?;
+    if input.refresh_token.is_empty() || input.refresh_token.len() > 256 {
+        return Err(ApiError::invalid(
+            "refresh_token",
+            "must be a refresh token",
+        ));
+    }
+    let db = Db::open(&settings.database_url).await?;
+    let next = generate_refresh_token();
+    let refused = |code, message: &str| Err(ApiError::Unauthorized(code, message.to_owned()));
+    match db
+        .rotate_refresh(
+            hash_refresh_token(&input.refresh_token),
+            hash_refresh_token(&next),
+            settings.refresh_token_ttl_days,
+        )
+        .await?
+    {
+        Ok(session) => {
+            let access = access_token(&db, settings, session.user_id, session.session_id).await?;
+            Ok(token_pair(settings, access, next))
+        }
+        Err(RefreshRefusal::Reused { session_id }) => {
+            eprintln!("auth: refresh token reused; revoked session family {session_id}");
+            refused(
+                "refresh_token_reused",
+                "this refresh token was already used; the session has been ended",
+            )
+        }
+        Err(RefreshRefusal::Expired) => {
+            refused("refresh_token_expired", "the refresh token has expired")
+        }
+        Err(RefreshRefusal::SessionEnded) => refused("session_revoked", "the session has ended"),
+        Err(RefreshRefusal::Unknown) => refused("invalid_refresh_token", "unknown refresh token"),
+    }
+}
+
+/// A caller with a valid access token and a live session.
+struct Caller {
+    db: Db,
+    user_id: Uuid,
+    session_id: Uuid,
+}
+
+async fn authenticate(settings: &Settings, bearer: Option<String>) -> ApiResult<Caller> {
+    let token = bearer.ok_or_else(|| {
+        ApiError::Unauthorized(
+            "missing_token",
+            "send an access token as `Authorization: Bearer <token>`".into(),
+        )
+    })?;
+    let db = Db::open(&settings.database_url).await?;
+    let jwks = Jwks {
+        keys: db.published_keys().await?,
+    };
+    let verifier = TokenVerifier::new(&jwks, settings.issuer.clone(), settings.audience.clone());
+    let claims = verifier
+        .verify(&token, now())
+        .map_err(|e| ApiError::Unauthorized(e.code(), e.to_string()))?;
+    let invalid = || ApiError::Unauthorized("invalid_token", "token subject is malformed".into());
+    let user_id = Uuid::parse_str(&claims.sub).map_err(|_| invalid())?;
+    let session_id = Uuid::parse_str(&claims.sid).map_err(|_| invalid())?;
+    if !db.session_is_live(user_id, session_id).await? {
+        return Err(ApiError::Unauthorized(
+            "session_revoked",
+            "the session has ended".into(),
+        ));
+    }
+    Ok(Caller {
+        db,
+        user_id,
+        session_id,
+    })
+}
+
+async fn me(caller: Caller) -> ApiResult<Reply> {
+    let profile = caller
+        .db
+        .profile(caller.user_id)
+        .await?
+        .ok_or(ApiError::NotFound("user"))?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::to_value(profile).unwrap_or_default(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileUpdate {
+    email: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+}
+
+async fn update_me(caller: Caller, body: &[u8]) -> ApiResult<Reply> {
+    let input: ProfileUpdate = parse(body)?;
+    let email = input
+        .email
+        .as_deref()
+        .map(|e| normalize_email(e).map_err(|e| ApiError::invalid(e.field, e.message)))
+        .transpose()?;
+    let first_name = input
+        .first_name
+        .as_deref()
+        .map(|v| check_name("first_name", v))
+        .transpose()?;
+    let last_name = input
+        .last_name
+        .as_deref()
+        .map(|v| check_name("last_name", v))
+        .transpose()?;
+    if !caller
+        .db
+        .update_profile(
+            caller.user_id,
+            email.as_deref(),
+            first_name.as_deref(),
+            last_name.as_deref(),
+        )
+        .await?
+    {
+        return Err(ApiError::EmailTaken);
+    }
+    me(caller).await
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+async fn change_password(caller: Caller, body: &[u8]) -> ApiResult<Reply> {
+    let input: PasswordChange = parse(body)?;
+    let stored = caller.db.password_hash(caller.user_id).await?;
+    let matches = match &stored {
+        Some(hash) => verify_password(&input.current_password, hash)
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+        None => false,
+    };
+    if !matches {
+        return Err(ApiError::invalid(
+            "current_password",
+            "is not the current password",
+        ));
+    }
+    validate_password(&input.new_password).map_err(|_| {
+        ApiError::invalid(
+            "new_password",
+            "must be at least 8 characters and mix letters with digits or symbols",
+        )
+    })?;
+    let hash = hash_password(&input.new_password).map_err(|e| ApiError::Internal(e.to_string()))?;
+    caller.db.set_password(caller.user_id, &hash).await?;
+    caller
+        .db
+        .revoke_all_sessions(caller.user_id, "password_changed")
+        .await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// Parses `page_number` (from 1) and `page_size` (1..=100, default 20).
+fn paging(query: &str) -> ApiResult<(i64, i64)> {
+    let mut page_number = 1i64;
+    let mut page_size = 20i64;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "page_number" => {
+                page_number = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1 && *n <= 100_000)
+                    .ok_or_else(|| ApiError::invalid("page_number", "must be an integer from 1"))?;
+            }
+            "page_size" => {
+                page_size = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::invalid("page_size", "must be an integer from 1 to 100")
+                    })?;
+            }
+            _ => {}
+        }
+    }
+    Ok((page_number, page_size))
+}
+
+async fn history(caller: Caller, query: &str) -> ApiResult<Reply> {
+    let (page_number, page_size) = paging(query)?;
+    let (items, total) = caller
+        .db
+        .history(caller.user_id, page_size, (page_number - 1) * page_size)
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "items": items,
+            "page_number": page_number,
+            "page_size": page_size,
+            "total": total,
+        }),
+    ))
+}

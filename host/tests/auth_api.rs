@@ -1,0 +1,704 @@
+//! End-to-end tests of the auth component through `cinema up` (the platform's own
+//! spin.toml), on a freshly migrated Postgres with a signing key.
+
+mod common;
+
+use std::process::Command;
+
+use common::{AppOptions, TestApp, spawn_app};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+struct Auth {
+    app: TestApp,
+    db: tokio_postgres::Client,
+    database_url: String,
+}
+
+/// A fresh database, migrated, with one signing key; the platform app serving it.
+async fn start() -> Auth {
+    start_with_key(true).await
+}
+
+async fn start_with_key(with_key: bool) -> Auth {
+    let database_url = common::fresh_database().await;
+    let clickhouse_database = common::unique("cinema_auth_api");
+    let migrate = Command::new(env!("CARGO_BIN_EXE_cinema"))
+        .arg("migrate")
+        .arg("--migrations-dir")
+        .arg(common::workspace_root().join("migrations"))
+        .args([
+            "--postgres-url",
+            &database_url,
+            "--clickhouse-url",
+            &common::clickhouse_url(),
+        ])
+        .args(["--clickhouse-database", &clickhouse_database])
+        .output()
+        .expect("run migrate");
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    if with_key {
+        let rotate = Command::new(env!("CARGO_BIN_EXE_cinema"))
+            .args(["keys", "rotate", "--postgres-url", &database_url])
+            .output()
+            .expect("run keys rotate");
+        assert!(
+            rotate.status.success(),
+            "{}",
+            String::from_utf8_lossy(&rotate.stderr)
+        );
+    }
+    let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let mut options = AppOptions::default().env("SPIN_VARIABLE_DATABASE_URL", database_url.clone());
+    options.manifest = Some(common::workspace_root().join("spin.toml"));
+    Auth {
+        app: spawn_app(options),
+        db,
+        database_url,
+    }
+}
+
+impl Auth {
+    async fn post(&self, path: &str, body: Value, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.app.http.post(self.app.url(path)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.app.http.get(self.app.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn signup(&self, email: &str, password: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/signup",
+                json!({"email": email, "password": password, "first_name": "Андрей"}),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    async fn login(&self, email: &str, password: &str) -> (String, String) {
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/login",
+                json!({"email": email, "password": password}),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (
+            body["access_token"].as_str().expect("access").to_owned(),
+            body["refresh_token"].as_str().expect("refresh").to_owned(),
+        )
+    }
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+/// Sign up, log in, read the profile, rotate the refresh token: the contract's happy path.
+#[tokio::test]
+async fn signup_login_me_and_refresh_rotation() {
+    let auth = start().await;
+    let profile = auth.signup(" Tarkovsky@Example.com ", "Solaris-1972").await;
+    assert_eq!(profile["email"], "tarkovsky@example.com");
+    assert_eq!(profile["first_name"], "Андрей");
+    assert_eq!(profile["roles"], json!([]));
+
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "TARKOVSKY@example.com", "password": "Solaris-1972"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    let access = body["access_token"].as_str().expect("access").to_owned();
+    let refresh = body["refresh_token"].as_str().expect("refresh").to_owned();
+
+    let (status, me) = auth.get("/api/v1/auth/me", Some(&access)).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["email"], "tarkovsky@example.com");
+
+    let (status, pair) = auth
+        .post(
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": refresh}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{pair}");
+    let next_refresh = pair["refresh_token"].as_str().expect("refresh").to_owned();
+    assert_ne!(next_refresh, refresh);
+    let (status, _) = auth
+        .get("/api/v1/auth/me", pair["access_token"].as_str())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let stored: i64 = auth
+        .db
+        .query_one(
+            "SELECT count(*) FROM auth.refresh_tokens WHERE octet_length(token_hash) = 32",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(
+        stored, 2,
+        "refresh tokens are stored hashed, one per rotation"
+    );
+}
+
+/// Reusing a spent refresh token ends the whole session (its family): the newest token
+/// of the family stops working too, and the access token's session is dead.
+#[tokio::test]
+async fn refresh_token_reuse_revokes_the_family() {
+    let auth = start().await;
+    auth.signup("reuse@example.com", "Stalker-1979").await;
+    let (access, first) = auth.login("reuse@example.com", "Stalker-1979").await;
+    let (_, pair) = auth
+        .post(
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": first}),
+            None,
+        )
+        .await;
+    let second = pair["refresh_token"].as_str().expect("refresh").to_owned();
+
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": first}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "refresh_token_reused"),
+        "{body}"
+    );
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": second}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "session_revoked"),
+        "{body}"
+    );
+    let (status, body) = auth.get("/api/v1/auth/me", Some(&access)).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "session_revoked"),
+        "{body}"
+    );
+    let reason: String = auth
+        .db
+        .query_one("SELECT revoked_reason FROM auth.sessions", &[])
+        .await
+        .expect("session")
+        .get(0);
+    assert_eq!(reason, "refresh_token_reuse");
+
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": "never-issued"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "invalid_refresh_token"),
+        "{body}"
+    );
+}
+
+/// Input errors: 422 naming the field, 409 for a taken email, 400 for broken JSON,
+/// 401 for bad credentials, never a 500.
+#[tokio::test]
+async fn bad_input_gets_clear_errors() {
+    let auth = start().await;
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/signup",
+            json!({"email": "a@b", "password": "Good-pass1"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("email")),
+        "{body}"
+    );
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/signup",
+            json!({"email": "ok@example.com", "password": "short"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("password")),
+        "{body}"
+    );
+    let (status, body) = auth
+        .post("/api/v1/auth/signup", json!({"email": "ok@example.com", "password": "Good-pass1", "first_name": "x".repeat(101)}), None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("first_name")),
+        "{body}"
+    );
+    let response = auth
+        .app
+        .http
+        .post(auth.app.url("/api/v1/auth/signup"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/signup",
+            json!({"email": "ok@example.com"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("password"),
+        "{body}"
+    );
+
+    auth.signup("ok@example.com", "Good-pass1").await;
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/signup",
+            json!({"email": "OK@example.com", "password": "Other-pass2"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "email_taken"),
+        "{body}"
+    );
+
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "ok@example.com", "password": "Wrong-pass1"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+        "{body}"
+    );
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "nobody@example.com", "password": "Wrong-pass1"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+        "{body}"
+    );
+
+    let (status, body) = auth.get("/api/v1/auth/me", None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "missing_token"),
+        "{body}"
+    );
+    let (status, body) = auth.get("/api/v1/auth/me", Some("garbage")).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "invalid_token"),
+        "{body}"
+    );
+    let (status, body) = auth.get("/api/v1/auth/login", None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        "{body}"
+    );
+}
+
+/// Login history records successes and failures, newest first, with paging checked.
+#[tokio::test]
+async fn login_history_is_recorded_newest_first() {
+    let auth = start().await;
+    auth.signup("history@example.com", "Mirror-1975").await;
+    let _ = auth
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "history@example.com", "password": "Wrong-1975"}),
+            None,
+        )
+        .await;
+    let (access, _) = auth.login("history@example.com", "Mirror-1975").await;
+    let (status, body) = auth
+        .get(
+            "/api/v1/auth/me/history?page_number=1&page_size=10",
+            Some(&access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"], 2);
+    let items = body["items"].as_array().expect("items");
+    assert_eq!(
+        (items[0]["success"].as_bool(), items[1]["success"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(items[0]["method"], "password");
+    assert_eq!(items[1]["failure_reason"], "wrong_password");
+    assert_eq!(items[0]["ip"], "127.0.0.1");
+    let (status, body) = auth
+        .get(
+            "/api/v1/auth/me/history?page_size=1&page_number=2",
+            Some(&access),
+        )
+        .await;
+    assert_eq!(
+        (status, body["items"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1))
+    );
+    for bad in [
+        "page_size=0",
+        "page_size=101",
+        "page_number=0",
+        "page_number=x",
+    ] {
+        let (status, body) = auth
+            .get(&format!("/api/v1/auth/me/history?{bad}"), Some(&access))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert!(
+            bad.starts_with(body["error"]["field"].as_str().expect("field")),
+            "{bad}: {body}"
+        );
+    }
+}
+
+/// Logout ends this session; logout_all and a password change end every session.
+#[tokio::test]
+async fn logout_and_password_change_revoke_sessions() {
+    let auth = start().await;
+    auth.signup("sessions@example.com", "Nostalghia-83").await;
+    let (first, _) = auth.login("sessions@example.com", "Nostalghia-83").await;
+    let (second, second_refresh) = auth.login("sessions@example.com", "Nostalghia-83").await;
+    let (status, body) = auth.get("/api/v1/auth/me/sessions", Some(&second)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["sessions"].as_array().map(Vec::len), Some(2));
+
+    let (status, _) = auth
+        .post("/api/v1/auth/logout", json!({}), Some(&first))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = auth.get("/api/v1/auth/me", Some(&first)).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "session_revoked")
+    );
+    let (status, _) = auth.get("/api/v1/auth/me", Some(&second)).await;
+    assert_eq!(status, StatusCode::OK, "the other session lives on");
+
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/me/password",
+            json!({"current_password": "wrong-one-1", "new_password": "Sacrifice-86"}),
+            Some(&second),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("current_password"))
+    );
+    let (status, _) = auth
+        .post(
+            "/api/v1/auth/me/password",
+            json!({"current_password": "Nostalghia-83", "new_password": "Sacrifice-86"}),
+            Some(&second),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = auth.get("/api/v1/auth/me", Some(&second)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": second_refresh}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "session_revoked")
+    );
+    let (status, _) = auth
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "sessions@example.com", "password": "Nostalghia-83"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (third, _) = auth.login("sessions@example.com", "Sacrifice-86").await;
+    let (fourth, _) = auth.login("sessions@example.com", "Sacrifice-86").await;
+    let (status, _) = auth
+        .post("/api/v1/auth/logout_all", json!({}), Some(&third))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = auth.get("/api/v1/auth/me", Some(&fourth)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// A user ends one of their sessions by id; others' sessions are not theirs to end.
+#[tokio::test]
+async fn sessions_can_be_listed_and_ended_by_id() {
+    let auth = start().await;
+    auth.signup("one@example.com", "Ivan-1962x").await;
+    auth.signup("two@example.com", "Ivan-1962y").await;
+    let (mine, _) = auth.login("one@example.com", "Ivan-1962x").await;
+    let (other_device, _) = auth.login("one@example.com", "Ivan-1962x").await;
+    let (theirs, _) = auth.login("two@example.com", "Ivan-1962y").await;
+    let (_, body) = auth.get("/api/v1/auth/me/sessions", Some(&mine)).await;
+    let other = body["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .find(|s| s["current"] == false)
+        .expect("the other session")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (_, body) = auth.get("/api/v1/auth/me/sessions", Some(&theirs)).await;
+    let their_session = body["sessions"][0]["id"].as_str().expect("id").to_owned();
+
+    let delete = |token: String, id: String| {
+        let request = auth
+            .app
+            .http
+            .delete(auth.app.url(&format!("/api/v1/auth/me/sessions/{id}")))
+            .bearer_auth(token);
+        async move { request.send().await.expect("request").status() }
+    };
+    assert_eq!(
+        delete(mine.clone(), their_session).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        delete(mine.clone(), "not-a-uuid".into()).await,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        delete(mine.clone(), other.clone()).await,
+        StatusCode::NO_CONTENT
+    );
+    let (status, _) = auth.get("/api/v1/auth/me", Some(&other_device)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = auth.get("/api/v1/auth/me", Some(&theirs)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// PATCH /me changes names and email; a taken email is 409, unknown fields are refused.
+#[tokio::test]
+async fn profile_update_validates_and_detects_conflicts() {
+    let auth = start().await;
+    auth.signup("taken@example.com", "Andrei-1966").await;
+    auth.signup("me@example.com", "Andrei-1966").await;
+    let (access, _) = auth.login("me@example.com", "Andrei-1966").await;
+    let patch = |body: Value| {
+        let request = auth
+            .app
+            .http
+            .patch(auth.app.url("/api/v1/auth/me"))
+            .bearer_auth(&access)
+            .json(&body);
+        async move {
+            let response = request.send().await.expect("request");
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, body) = patch(json!({"first_name": "Andrei", "last_name": "Rublev"})).await;
+    assert_eq!(
+        (status, &body["last_name"]),
+        (StatusCode::OK, &json!("Rublev")),
+        "{body}"
+    );
+    let (status, body) = patch(json!({"email": "Taken@Example.com"})).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "email_taken"),
+        "{body}"
+    );
+    let (status, body) = patch(json!({"email": "new@example.com"})).await;
+    assert_eq!(
+        (status, &body["email"]),
+        (StatusCode::OK, &json!("new@example.com")),
+        "{body}"
+    );
+    let (status, body) = patch(json!({"is_admin": true})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+/// Blocked accounts cannot log in, and their sessions cannot refresh.
+#[tokio::test]
+async fn blocked_user_cannot_log_in_or_refresh() {
+    let auth = start().await;
+    auth.signup("blocked@example.com", "Zerkalo-1975").await;
+    let (_, refresh) = auth.login("blocked@example.com", "Zerkalo-1975").await;
+    auth.db
+        .execute(
+            "UPDATE auth.users SET is_blocked = true WHERE email = 'blocked@example.com'",
+            &[],
+        )
+        .await
+        .expect("block");
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "blocked@example.com", "password": "Zerkalo-1975"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "user_blocked"),
+        "{body}"
+    );
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": refresh}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "session_revoked"),
+        "{body}"
+    );
+}
+
+/// Without an active signing key, login answers 503 with a code an operator can act on.
+#[tokio::test]
+async fn login_without_signing_key_is_503() {
+    let auth = start_with_key(false).await;
+    auth.signup("early@example.com", "Katok-1961x").await;
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "early@example.com", "password": "Katok-1961x"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "signing_key_missing"),
+        "{body}"
+    );
+}
+
+/// Issued tokens verify with an independent JWT library (Python's PyJWT) against the
+/// served JWKS, before and after a key rotation; the claims are the contract's.
+#[tokio::test]
+async fn tokens_verify_with_an_independent_library_across_rotation() {
+    let auth = start().await;
+    auth.signup("jwt@example.com", "Offret-1986x").await;
+    let (before, _) = auth.login("jwt@example.com", "Offret-1986x").await;
+    let rotate = Command::new(env!("CARGO_BIN_EXE_cinema"))
+        .args([
+            "keys",
+            "rotate",
+            "--activate-after-seconds",
+            "0",
+            "--postgres-url",
+            &auth.database_url,
+        ])
+        .output()
+        .expect("rotate");
+    assert!(rotate.status.success());
+    let (after, _) = auth.login("jwt@example.com", "Offret-1986x").await;
+    let (status, jwks) = auth.get("/.well-known/jwks.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2), "{jwks}");
+
+    let script = r#"
+import json, sys, jwt
+jwks, tokens = json.loads(sys.argv[1]), sys.argv[2:]
+keys = {k["kid"]: jwt.PyJWK(k) for k in jwks["keys"]}
+for token in tokens:
+    kid = jwt.get_unverified_header(token)["kid"]
+    claims = jwt.decode(token, keys[kid].key, algorithms=["EdDSA"], audience="cinema", issuer="cinema-auth")
+    print(kid, sorted(claims))
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script, &jwks.to_string(), &before, &after])
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "PyJWT must verify both tokens (install it with `make test-tools`): {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert_ne!(
+        lines[0].split(' ').next(),
+        lines[1].split(' ').next(),
+        "signed by different keys"
+    );
+    for line in lines {
+        assert!(
+            line.ends_with("['aud', 'exp', 'iat', 'iss', 'permissions', 'roles', 'sid', 'sub']"),
+            "{line}"
+        );
+    }
+}
