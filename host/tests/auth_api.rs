@@ -702,3 +702,271 @@ for token in tokens:
         );
     }
 }
+
+/// After five failed logins an account answers 429 with `Retry-After`, even for the
+/// right password, and the history records the throttled attempt.
+#[tokio::test]
+async fn repeated_failures_are_throttled_with_retry_after() {
+    let auth = start().await;
+    auth.signup("brute@example.com", "Right-pass1").await;
+    for _ in 0..5 {
+        let (status, _) = auth
+            .post(
+                "/api/v1/auth/login",
+                json!({"email": "brute@example.com", "password": "Wrong-pass1"}),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let response = auth
+        .app
+        .http
+        .post(auth.app.url("/api/v1/auth/login"))
+        .json(&json!({"email": "brute@example.com", "password": "Right-pass1"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(code(&body), "too_many_attempts");
+    let throttled: i64 = auth
+        .db
+        .query_one(
+            "SELECT count(*) FROM auth.login_history WHERE failure_reason = 'throttled'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(throttled, 1);
+    // Another account from the same IP is not locked out by this one.
+    auth.signup("neighbour@example.com", "Right-pass2").await;
+    auth.login("neighbour@example.com", "Right-pass2").await;
+}
+
+async fn admin_token(auth: &Auth) -> String {
+    let created = Command::new(env!("CARGO_BIN_EXE_cinema"))
+        .args([
+            "users",
+            "create-admin",
+            "--email",
+            "root@example.com",
+            "--postgres-url",
+            &auth.database_url,
+        ])
+        .env("CINEMA_ADMIN_PASSWORD", "Admin-pass-1")
+        .output()
+        .expect("create-admin");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    auth.login("root@example.com", "Admin-pass-1").await.0
+}
+
+/// Admins manage roles and grants; everyone else gets 403; every bad input has its code.
+#[tokio::test]
+async fn roles_are_managed_by_admins_only() {
+    let auth = start().await;
+    let admin = admin_token(&auth).await;
+    let user = auth.signup("viewer@example.com", "Viewer-pass1").await;
+    let user_id = user["id"].as_str().expect("id").to_owned();
+    let (viewer, _) = auth.login("viewer@example.com", "Viewer-pass1").await;
+
+    let (status, body) = auth.get("/api/v1/auth/roles", Some(&viewer)).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "forbidden"),
+        "{body}"
+    );
+    let (status, body) = auth.get("/api/v1/auth/roles", Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let names: Vec<&str> = body["roles"]
+        .as_array()
+        .expect("roles")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, ["admin", "manager", "subscriber"]);
+
+    let (status, critic) = auth
+        .post("/api/v1/auth/roles", json!({"name": "critic", "description": "writes reviews", "permissions": ["analytics:read"]}), Some(&admin))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{critic}");
+    assert_eq!(critic["permissions"], json!(["analytics:read"]));
+    let critic_id = critic["id"].as_str().expect("id").to_owned();
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/roles",
+            json!({"name": "critic"}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "role_exists"),
+        "{body}"
+    );
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/roles",
+            json!({"name": "Bad Name"}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("name")),
+        "{body}"
+    );
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/roles",
+            json!({"name": "ghost", "permissions": ["no:such"]}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("permissions")),
+        "{body}"
+    );
+    let (_, body) = auth.get("/api/v1/auth/roles", Some(&admin)).await;
+    assert_eq!(
+        body["roles"].as_array().map(Vec::len),
+        Some(4),
+        "the failed role was not kept: {body}"
+    );
+
+    let patch = |id: String, body: Value| {
+        let request = auth
+            .app
+            .http
+            .patch(auth.app.url(&format!("/api/v1/auth/roles/{id}")))
+            .bearer_auth(&admin)
+            .json(&body);
+        async move {
+            let response = request.send().await.expect("request");
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, body) = patch(
+        critic_id.clone(),
+        json!({"name": "reviewer", "permissions": ["films:premium", "analytics:read"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["name"].as_str(), &body["permissions"]),
+        (
+            Some("reviewer"),
+            &json!(["analytics:read", "films:premium"])
+        )
+    );
+    let (status, _) = patch(
+        uuid::Uuid::new_v4().to_string(),
+        json!({"description": "x"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = patch(
+        "00000000-0000-4000-8000-000000000001".into(),
+        json!({"name": "root"}),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "role_protected"),
+        "{body}"
+    );
+
+    let delete = |path: String| {
+        let request = auth
+            .app
+            .http
+            .delete(auth.app.url(&path))
+            .bearer_auth(&admin);
+        async move { request.send().await.expect("request").status() }
+    };
+    assert_eq!(
+        delete("/api/v1/auth/roles/00000000-0000-4000-8000-000000000001".into()).await,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        delete(format!("/api/v1/auth/roles/{critic_id}")).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        delete(format!("/api/v1/auth/roles/{critic_id}")).await,
+        StatusCode::NOT_FOUND
+    );
+
+    let (status, _) = auth
+        .post(
+            &format!("/api/v1/auth/users/{user_id}/roles/subscriber"),
+            json!({}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = auth
+        .post(
+            &format!("/api/v1/auth/users/{user_id}/roles/subscriber"),
+            json!({}),
+            Some(&viewer),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
+    let (status, _) = auth
+        .post(
+            &format!("/api/v1/auth/users/{user_id}/roles/nonexistent"),
+            json!({}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = auth
+        .post(
+            &format!(
+                "/api/v1/auth/users/{}/roles/subscriber",
+                uuid::Uuid::new_v4()
+            ),
+            json!({}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (access, _) = auth.login("viewer@example.com", "Viewer-pass1").await;
+    let jwks: cinema_domain::token::Jwks =
+        serde_json::from_value(auth.get("/.well-known/jwks.json", None).await.1).expect("jwks");
+    let claims = cinema_domain::token::TokenVerifier::new(&jwks, "cinema-auth", "cinema")
+        .verify(&access, chrono::Utc::now().timestamp())
+        .expect("valid token");
+    assert_eq!(
+        (claims.roles, claims.permissions),
+        (
+            vec!["subscriber".to_owned()],
+            vec!["films:premium".to_owned()]
+        )
+    );
+
+    assert_eq!(
+        delete(format!("/api/v1/auth/users/{user_id}/roles/subscriber")).await,
+        StatusCode::NO_CONTENT
+    );
+    let (_, me) = auth.get("/api/v1/auth/me", Some(&access)).await;
+    assert_eq!(me["roles"], json!([]));
+}

@@ -85,7 +85,7 @@ impl Db {
         })
     }
 
-    async fn rows(&self, statement: &str, params: Vec<ParameterValue>) -> ApiResult<Vec<Row>> {
+    pub async fn rows(&self, statement: &str, params: Vec<ParameterValue>) -> ApiResult<Vec<Row>> {
         Ok(self
             .connection
             .query(statement, params)
@@ -94,7 +94,7 @@ impl Db {
             .await?)
     }
 
-    async fn execute(&self, statement: &str, params: Vec<ParameterValue>) -> ApiResult<u64> {
+    pub async fn execute(&self, statement: &str, params: Vec<ParameterValue>) -> ApiResult<u64> {
         Ok(self.connection.execute(statement, params).await?)
     }
 

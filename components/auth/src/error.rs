@@ -29,6 +29,14 @@ pub enum ApiError {
     EmailTaken,
     /// 409 a unique constraint (named) refused the write.
     UniqueViolation(String),
+    /// 422 a foreign key (named) refused the write: it names something that does not exist.
+    ForeignKeyViolation(String),
+    /// 403 the caller lacks a permission.
+    Forbidden(&'static str),
+    /// 409 a conflict with a stable code.
+    Conflict(&'static str, String),
+    /// 429 too many attempts; retry after the given seconds.
+    TooManyAttempts(u64),
     /// 503 Postgres unreachable or no signing key.
     Unavailable(&'static str, String),
     /// 500 anything else; the detail is logged, not sent.
@@ -89,6 +97,22 @@ impl ApiError {
                 "conflict",
                 format!("conflicts with an existing record ({constraint})"),
             ),
+            Self::ForeignKeyViolation(constraint) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                format!("refers to something that does not exist ({constraint})"),
+            ),
+            Self::Forbidden(permission) => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this needs the `{permission}` permission"),
+            ),
+            Self::Conflict(code, message) => (StatusCode::CONFLICT, code, message.clone()),
+            Self::TooManyAttempts(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "too many failed logins; try again later".into(),
+            ),
             Self::Unavailable(code, message) => {
                 (StatusCode::SERVICE_UNAVAILABLE, code, message.clone())
             }
@@ -127,6 +151,17 @@ impl From<spin_sdk::pg::Error> for ApiError {
                     .map(|(_, value)| value.clone())
                     .unwrap_or_default();
                 Self::UniqueViolation(constraint)
+            }
+            spin_sdk::pg::Error::PgError(Pg::QueryFailed(QueryError::DbError(db)))
+                if db.code == "23503" =>
+            {
+                let constraint = db
+                    .extras
+                    .iter()
+                    .find(|(name, _)| name == "constraint")
+                    .map(|(_, value)| value.clone())
+                    .unwrap_or_default();
+                Self::ForeignKeyViolation(constraint)
             }
             other => Self::Internal(format!("postgres: {other:?}")),
         }
@@ -173,6 +208,11 @@ impl ApiError {
             body["error"]["field"] = serde_json::Value::String(field.to_owned());
         }
         let mut reply = json(status, &body);
+        if let Self::TooManyAttempts(seconds) = &self
+            && let Ok(value) = http::HeaderValue::from_str(&seconds.to_string())
+        {
+            reply.headers_mut().insert(http::header::RETRY_AFTER, value);
+        }
         if status == StatusCode::UNAUTHORIZED {
             reply.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,

@@ -9,7 +9,9 @@
 
 mod db;
 mod error;
+mod roles;
 mod settings;
+mod throttle;
 
 use std::net::IpAddr;
 
@@ -30,6 +32,7 @@ use uuid::Uuid;
 use db::{Db, HistoryEntry, RefreshRefusal};
 use error::{ApiError, ApiResult, Reply, empty, json};
 use settings::Settings;
+use throttle::Throttle;
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -142,7 +145,28 @@ async fn route(request: Request) -> ApiResult<Reply> {
                 Err(ApiError::NotFound("session"))
             }
         }
+        (Method::GET, ["api", "v1", "auth", "roles"]) => {
+            roles::list(authenticate(&settings, bearer).await?).await
+        }
+        (Method::POST, ["api", "v1", "auth", "roles"]) => {
+            roles::create(authenticate(&settings, bearer).await?, &body).await
+        }
+        (Method::PATCH, ["api", "v1", "auth", "roles", id]) => {
+            roles::update(authenticate(&settings, bearer).await?, id, &body).await
+        }
+        (Method::DELETE, ["api", "v1", "auth", "roles", id]) => {
+            roles::delete(authenticate(&settings, bearer).await?, id).await
+        }
+        (Method::POST, ["api", "v1", "auth", "users", user, "roles", role]) => {
+            roles::assign(authenticate(&settings, bearer).await?, user, role, true).await
+        }
+        (Method::DELETE, ["api", "v1", "auth", "users", user, "roles", role]) => {
+            roles::assign(authenticate(&settings, bearer).await?, user, role, false).await
+        }
         (_, [".well-known", "jwks.json"])
+        | (_, ["api", "v1", "auth", "roles"])
+        | (_, ["api", "v1", "auth", "roles", _])
+        | (_, ["api", "v1", "auth", "users", _, "roles", _])
         | (
             _,
             [
@@ -179,7 +203,7 @@ async fn read_body(request: Request) -> ApiResult<Bytes> {
     Ok(collected)
 }
 
-fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> ApiResult<T> {
+pub(crate) fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| {
         // serde names the field for missing or mistyped ones: keep that, drop positions.
         let message = e.to_string();
@@ -312,51 +336,77 @@ fn token_pair(settings: &Settings, access_token: String, refresh_token: String) 
     )
 }
 
-async fn login(settings: &Settings, body: &[u8], client: &Client) -> ApiResult<Reply> {
-    let input: LoginRequest = parse(body)?;
-    let email = normalize_email(&input.email).map_err(|e| ApiError::invalid(e.field, e.message))?;
-    let db = Db::open(&settings.database_url).await?;
-    let Some(account) = db.credentials(&email).await? else {
-        // Same cost as a real check, so timing does not reveal which emails exist.
-        let _ = hash_password(&input.password);
-        return Err(ApiError::InvalidCredentials);
+/// Adds a password login attempt to the account's history (unknown emails have none).
+async fn record_attempt(
+    db: &Db,
+    account: Option<&db::Credentials>,
+    client: &Client,
+    success: bool,
+    failure_reason: Option<&str>,
+) -> ApiResult<()> {
+    let Some(account) = account else {
+        return Ok(());
     };
-    let matches = match &account.password_hash {
-        Some(hash) => {
-            verify_password(&input.password, hash).map_err(|e| ApiError::Internal(e.to_string()))?
-        }
-        None => false,
-    };
-    let entry = |success, failure_reason| HistoryEntry {
+    db.record_login(HistoryEntry {
         user_id: account.id,
         ip: client.ip.as_deref(),
         user_agent: &client.user_agent,
         success,
         method: "password",
         failure_reason,
+    })
+    .await
+}
+
+async fn login(settings: &Settings, body: &[u8], client: &Client) -> ApiResult<Reply> {
+    let input: LoginRequest = parse(body)?;
+    let email = normalize_email(&input.email).map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let db = Db::open(&settings.database_url).await?;
+    let account = db.credentials(&email).await?;
+    let throttle = Throttle::open().await;
+    let started = now();
+    if let Err(refused) = throttle.check(&email, client.ip.as_deref(), started).await {
+        record_attempt(&db, account.as_ref(), client, false, Some("throttled")).await?;
+        return Err(refused);
+    }
+    let matches = match account.as_ref().and_then(|a| a.password_hash.as_deref()) {
+        Some(hash) => {
+            verify_password(&input.password, hash).map_err(|e| ApiError::Internal(e.to_string()))?
+        }
+        None => {
+            // Same cost as a real check, so timing does not reveal which emails exist.
+            let _ = hash_password(&input.password);
+            false
+        }
     };
     if !matches {
-        db.record_login(entry(false, Some("wrong_password")))
-            .await?;
+        throttle
+            .record_failure(&email, client.ip.as_deref(), started)
+            .await;
+        record_attempt(&db, account.as_ref(), client, false, Some("wrong_password")).await?;
         return Err(ApiError::InvalidCredentials);
     }
-    if account.blocked {
-        db.record_login(entry(false, Some("blocked"))).await?;
+    let Some(found) = &account else {
+        return Err(ApiError::InvalidCredentials);
+    };
+    if found.blocked {
+        record_attempt(&db, account.as_ref(), client, false, Some("blocked")).await?;
         return Err(ApiError::Blocked);
     }
+    throttle.reset(&email).await;
     let session_id = Uuid::new_v4();
     let refresh_token = generate_refresh_token();
     db.open_session(
         session_id,
-        account.id,
+        found.id,
         hash_refresh_token(&refresh_token),
         settings.refresh_token_ttl_days,
         client.ip.as_deref(),
         &client.user_agent,
     )
     .await?;
-    let access = access_token(&db, settings, account.id, session_id).await?;
-    db.record_login(entry(true, None)).await?;
+    let access = access_token(&db, settings, found.id, session_id).await?;
+    record_attempt(&db, account.as_ref(), client, true, None).await?;
     Ok(token_pair(settings, access, refresh_token))
 }
 
@@ -404,10 +454,11 @@ async fn refresh(settings: &Settings, body: &[u8]) -> ApiResult<Reply> {
 }
 
 /// A caller with a valid access token and a live session.
-struct Caller {
-    db: Db,
-    user_id: Uuid,
-    session_id: Uuid,
+pub(crate) struct Caller {
+    pub(crate) db: Db,
+    pub(crate) user_id: Uuid,
+    pub(crate) session_id: Uuid,
+    pub(crate) claims: AccessClaims,
 }
 
 async fn authenticate(settings: &Settings, bearer: Option<String>) -> ApiResult<Caller> {
@@ -438,6 +489,7 @@ async fn authenticate(settings: &Settings, bearer: Option<String>) -> ApiResult<
         db,
         user_id,
         session_id,
+        claims,
     })
 }
 
