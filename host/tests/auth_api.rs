@@ -970,3 +970,33 @@ async fn roles_are_managed_by_admins_only() {
     let (_, me) = auth.get("/api/v1/auth/me", Some(&access)).await;
     assert_eq!(me["roles"], json!([]));
 }
+
+/// The component serves an OpenAPI 3 document that covers every route of the contract.
+#[tokio::test]
+async fn openapi_document_covers_the_contract() {
+    let auth = start().await;
+    let (status, doc) = auth.get("/api/v1/auth/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3."));
+    for path in [
+        "/api/v1/auth/signup",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/api/v1/auth/logout_all",
+        "/api/v1/auth/me",
+        "/api/v1/auth/me/password",
+        "/api/v1/auth/me/history",
+        "/api/v1/auth/me/sessions",
+        "/api/v1/auth/me/sessions/{id}",
+        "/api/v1/auth/roles",
+        "/api/v1/auth/roles/{id}",
+        "/api/v1/auth/users/{id}/roles/{role}",
+        "/.well-known/jwks.json",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} is missing from the OpenAPI document"
+        );
+    }
+}

@@ -92,6 +92,7 @@ async fn route(request: Request) -> ApiResult<Reply> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
         (Method::GET, [".well-known", "jwks.json"]) => jwks(&settings).await,
+        (Method::GET, ["api", "v1", "auth", "openapi.json"]) => Ok(openapi()),
         (Method::POST, ["api", "v1", "auth", "signup"]) => signup(&settings, &body).await,
         (Method::POST, ["api", "v1", "auth", "login"]) => login(&settings, &body, &client).await,
         (Method::POST, ["api", "v1", "auth", "refresh"]) => refresh(&settings, &body).await,
@@ -234,6 +235,19 @@ fn check_name(field: &str, value: &str) -> ApiResult<String> {
 }
 
 // ---------------------------------------------------------------------------------------
+
+/// The OpenAPI 3 document of this component's routes.
+const OPENAPI: &str = include_str!("../openapi.json");
+
+fn openapi() -> Reply {
+    let mut reply = empty(StatusCode::OK);
+    *reply.body_mut() = http_body_util::Full::new(Bytes::from_static(OPENAPI.as_bytes()));
+    reply.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    reply
+}
 
 async fn jwks(settings: &Settings) -> ApiResult<Reply> {
     let db = Db::open(&settings.database_url).await?;
