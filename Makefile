@@ -62,6 +62,7 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## bench: component runtime vs native axum on loopback (requests/s, p50/p99, ratio)
+## bench: component runtime vs native axum, and logins vs argon2 alone (req/s, p50/p99)
 bench: components
 	bench/runtime.sh
+	bench/auth.sh
