@@ -8,7 +8,7 @@ TEST_LOG := $(CARGO_TARGET_DIR)/cinema-test.log
 WASM_TARGET := wasm32-wasip2
 # Edge components of the platform (spin.toml) and test-only fixtures.
 COMPONENTS := hello auth
-FIXTURES := fixture-probe fixture-forbidden-import
+FIXTURES := fixture-probe fixture-forbidden-import fixture-guarded
 COMPONENT_DIR := build/components
 CINEMA := $(CARGO_TARGET_DIR)/release/cinema
 
@@ -57,7 +57,7 @@ check-imports: host
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --release --target $(WASM_TARGET) -p cinema-domain $(foreach c,$(COMPONENTS) $(FIXTURES),-p $(c)) -- -D warnings
+	$(CARGO) clippy --release --target $(WASM_TARGET) -p cinema-domain -p cinema-edge $(foreach c,$(COMPONENTS) $(FIXTURES),-p $(c)) -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Auth benchmark: logins/s through `cinema up` (argon2id inside the component, sessions
-# and history in Postgres) against the argon2id cost measured alone on the same machine.
+# and history in Postgres) against the argon2id cost measured alone on the same machine,
+# and access-token verification inside a component (cinema-edge, JWKS cached in
+# key-value), as every other service does it. Serves the auth component plus the
+# `guarded` test fixture (host/tests/fixtures/platform-guarded.spin.toml).
 # Usage: bench/auth.sh [duration, default 10s]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +28,9 @@ psql -q "$DB_BASE/postgres" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >
 pid=""
 cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
-SPIN_VARIABLE_DATABASE_URL="$DB_URL" RUST_LOG=warn "$CINEMA" up --from spin.toml --listen "$ADDR" \
+[ -f build/components/fixture_guarded.wasm ] || { echo "build/components/fixture_guarded.wasm missing: run 'make components'" >&2; exit 1; }
+SPIN_VARIABLE_DATABASE_URL="$DB_URL" SPIN_VARIABLE_JWKS_URL="http://$ADDR/.well-known/jwks.json" RUST_LOG=warn \
+  "$CINEMA" up --from host/tests/fixtures/platform-guarded.spin.toml --listen "$ADDR" \
   --internal-listen 127.0.0.1:38091 >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do curl -fsS "http://$ADDR/.well-known/jwks.json" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -52,3 +57,15 @@ errors=$(awk '/Non-2xx|Socket errors/' <<<"$out")
 echo "logins/s $rps  p50 $p50  p99 $p99"
 [ -z "$errors" ] || echo "  $errors"
 awk -v l="$rps" -v a="$alone" 'BEGIN { printf "logins/s over argon2 verifications/s alone: %.2f\n", l/a }'
+
+token=$(curl -fsS -X POST "http://$ADDR/api/v1/auth/login" -H 'content-type: application/json' \
+  -d '{"email":"bench@example.com","password":"Bench-pass1"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+curl -fsS -H "authorization: Bearer $token" "http://$ADDR/guarded/whoami" >/dev/null
+echo "token verification inside a component (wrk -t2 -c32 -d$DURATION, GET /guarded/whoami):"
+out=$(wrk -t2 -c32 -d"$DURATION" --latency -H "Authorization: Bearer $token" "http://$ADDR/guarded/whoami")
+rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+errors=$(awk '/Non-2xx|Socket errors/' <<<"$out")
+echo "verified requests/s $rps  p50 $p50  p99 $p99"
+[ -z "$errors" ] || echo "  $errors"

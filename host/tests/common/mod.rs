@@ -90,6 +90,8 @@ pub struct AppOptions {
     pub args: Vec<String>,
     pub runtime_config: Option<String>,
     pub manifest: Option<PathBuf>,
+    /// Public address; a free port chosen by the OS when `None`.
+    pub listen: Option<String>,
 }
 
 impl AppOptions {
@@ -107,6 +109,15 @@ impl AppOptions {
     }
 }
 
+/// A loopback port that was free a moment ago, for apps that must know their own
+/// address before they start (their JWKS URL points at themselves).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 /// Starts `cinema up` and waits for its "serving" line.
 pub fn spawn_app(options: AppOptions) -> TestApp {
     let manifest = options.manifest.clone().unwrap_or_else(fixture_manifest);
@@ -117,10 +128,9 @@ pub fn spawn_app(options: AppOptions) -> TestApp {
         .arg(&manifest)
         .args([
             "--listen",
-            "127.0.0.1:0",
-            "--internal-listen",
-            "127.0.0.1:0",
+            options.listen.as_deref().unwrap_or("127.0.0.1:0"),
         ])
+        .args(["--internal-listen", "127.0.0.1:0"])
         .args(&options.args)
         .env("SPIN_VARIABLE_SECRET_TOKEN", "s3cret-value")
         .env("RUST_LOG", "info")
