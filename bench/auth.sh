@@ -25,6 +25,16 @@ psql -q "$DB_BASE/postgres" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >
 "$CINEMA" migrate --postgres-url "$DB_URL" --clickhouse-database cinema_bench_auth >/dev/null
 "$CINEMA" keys rotate --postgres-url "$DB_URL" >/dev/null
 
+# measure NAME WRK-ARGS... -> prints "NAME req/s R  p50 X  p99 Y"
+measure() {
+  local name=$1 out
+  shift
+  out=$(wrk --latency "$@")
+  printf '%s %s  p50 %s  p99 %s\n' "$name" "$(awk '/^Requests\/sec/ {print $2}' <<<"$out")" \
+    "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")"
+  awk '/Non-2xx|Socket errors/ {print "  " $0}' <<<"$out"
+}
+
 pid=""
 cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -48,24 +58,14 @@ wrk.body = '{"email":"bench@example.com","password":"Bench-pass1"}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 echo "logins through cinema up (wrk -t2 -c4 -d$DURATION):"
-out=$(wrk -t2 -c4 -d"$DURATION" --latency -s "$script" "http://$ADDR/api/v1/auth/login")
+logins=$(measure logins/s -t2 -c4 -d"$DURATION" -s "$script" "http://$ADDR/api/v1/auth/login")
 rm -f "$script"
-rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
-p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-errors=$(awk '/Non-2xx|Socket errors/' <<<"$out")
-echo "logins/s $rps  p50 $p50  p99 $p99"
-[ -z "$errors" ] || echo "  $errors"
+echo "$logins"
+rps=$(awk '{print $2; exit}' <<<"$logins")
 awk -v l="$rps" -v a="$alone" 'BEGIN { printf "logins/s over argon2 verifications/s alone: %.2f\n", l/a }'
 
 token=$(curl -fsS -X POST "http://$ADDR/api/v1/auth/login" -H 'content-type: application/json' \
   -d '{"email":"bench@example.com","password":"Bench-pass1"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 curl -fsS -H "authorization: Bearer $token" "http://$ADDR/guarded/whoami" >/dev/null
 echo "token verification inside a component (wrk -t2 -c32 -d$DURATION, GET /guarded/whoami):"
-out=$(wrk -t2 -c32 -d"$DURATION" --latency -H "Authorization: Bearer $token" "http://$ADDR/guarded/whoami")
-rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
-p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-errors=$(awk '/Non-2xx|Socket errors/' <<<"$out")
-echo "verified requests/s $rps  p50 $p50  p99 $p99"
-[ -z "$errors" ] || echo "  $errors"
+measure "verified requests/s" -t2 -c32 -d"$DURATION" -H "Authorization: Bearer $token" "http://$ADDR/guarded/whoami"

@@ -22,35 +22,9 @@ async fn start() -> Auth {
 
 async fn start_with_key(with_key: bool) -> Auth {
     let database_url = common::fresh_database().await;
-    let clickhouse_database = common::unique("cinema_auth_api");
-    let migrate = Command::new(env!("CARGO_BIN_EXE_cinema"))
-        .arg("migrate")
-        .arg("--migrations-dir")
-        .arg(common::workspace_root().join("migrations"))
-        .args([
-            "--postgres-url",
-            &database_url,
-            "--clickhouse-url",
-            &common::clickhouse_url(),
-        ])
-        .args(["--clickhouse-database", &clickhouse_database])
-        .output()
-        .expect("run migrate");
-    assert!(
-        migrate.status.success(),
-        "{}",
-        String::from_utf8_lossy(&migrate.stderr)
-    );
+    common::migrate(&database_url).await;
     if with_key {
-        let rotate = Command::new(env!("CARGO_BIN_EXE_cinema"))
-            .args(["keys", "rotate", "--postgres-url", &database_url])
-            .output()
-            .expect("run keys rotate");
-        assert!(
-            rotate.status.success(),
-            "{}",
-            String::from_utf8_lossy(&rotate.stderr)
-        );
+        common::rotate_keys(&database_url, &[]);
     }
     let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
         .await
@@ -652,18 +626,7 @@ async fn tokens_verify_with_an_independent_library_across_rotation() {
     let auth = start().await;
     auth.signup("jwt@example.com", "Offret-1986x").await;
     let (before, _) = auth.login("jwt@example.com", "Offret-1986x").await;
-    let rotate = Command::new(env!("CARGO_BIN_EXE_cinema"))
-        .args([
-            "keys",
-            "rotate",
-            "--activate-after-seconds",
-            "0",
-            "--postgres-url",
-            &auth.database_url,
-        ])
-        .output()
-        .expect("rotate");
-    assert!(rotate.status.success());
+    common::rotate_keys(&auth.database_url, &["--activate-after-seconds", "0"]);
     let (after, _) = auth.login("jwt@example.com", "Offret-1986x").await;
     let (status, jwks) = auth.get("/.well-known/jwks.json", None).await;
     assert_eq!(status, StatusCode::OK);

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{AppOptions, spawn_app};
 use serde_json::{Value, json};
 
@@ -23,32 +21,8 @@ async fn get(app: &common::TestApp, path: &str, token: Option<&str>) -> (u16, Va
 #[tokio::test]
 async fn tokens_keep_working_with_the_auth_component_removed() {
     let database_url = common::fresh_database().await;
-    let migrate = Command::new(env!("CARGO_BIN_EXE_cinema"))
-        .args([
-            "migrate",
-            "--postgres-url",
-            &database_url,
-            "--clickhouse-database",
-            "cinema_degradation_test",
-        ])
-        .arg("--migrations-dir")
-        .arg(common::workspace_root().join("migrations"))
-        .output()
-        .expect("run migrate");
-    assert!(
-        migrate.status.success(),
-        "{}",
-        String::from_utf8_lossy(&migrate.stderr)
-    );
-    let rotate = Command::new(env!("CARGO_BIN_EXE_cinema"))
-        .args(["keys", "rotate", "--postgres-url", &database_url])
-        .output()
-        .expect("run keys rotate");
-    assert!(
-        rotate.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rotate.stderr)
-    );
+    common::migrate(&database_url).await;
+    common::rotate_keys(&database_url, &[]);
     let redis_url = format!("{}/3", common::redis_url());
     let redis = redis::Client::open(redis_url.clone()).expect("redis url");
     let mut redis = redis

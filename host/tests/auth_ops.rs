@@ -28,30 +28,11 @@ fn ok(output: Output) -> String {
 /// A fresh database with the platform's real migrations applied.
 async fn migrated_database() -> (String, tokio_postgres::Client) {
     let url = common::fresh_database().await;
-    let migrations = common::workspace_root().join("migrations");
-    let clickhouse_database = common::unique("cinema_auth");
-    ok(Command::new(env!("CARGO_BIN_EXE_cinema"))
-        .arg("migrate")
-        .arg("--migrations-dir")
-        .arg(&migrations)
-        .args([
-            "--postgres-url",
-            &url,
-            "--clickhouse-url",
-            &common::clickhouse_url(),
-        ])
-        .args(["--clickhouse-database", &clickhouse_database])
-        .output()
-        .expect("run cinema migrate"));
+    common::migrate(&url).await;
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .expect("connect");
     tokio::spawn(connection);
-    let _ = clickhouse::Client::default()
-        .with_url(common::clickhouse_url())
-        .query(&format!("DROP DATABASE IF EXISTS `{clickhouse_database}`"))
-        .execute()
-        .await;
     (url, client)
 }
 

@@ -8,6 +8,18 @@ use std::time::Duration;
 use common::{AppOptions, spawn_app};
 use serde_json::json;
 
+/// The internal API's Prometheus text.
+async fn metrics_text(app: &common::TestApp) -> String {
+    app.http
+        .get(format!("{}/metrics", app.internal))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// Every response carries an `x-request-id`, a client's own id is kept, and the guest
 /// sees Spin's request headers.
 #[tokio::test]
@@ -315,15 +327,7 @@ async fn internal_api_reports_health_and_metrics() {
         .expect("json");
     assert_eq!(health["status"], "ok");
     assert_eq!(health["components"], json!(["limited", "probe"]));
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.internal))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&app).await;
     for expected in [
         r#"cinema_http_requests_total{component="probe",route="/probe/...",status="2xx"} 1"#,
         r#"cinema_http_request_errors_total{component="probe",route="/probe/...",kind="trap"} 1"#,
@@ -345,15 +349,7 @@ async fn instances_are_reused_across_requests() {
         let (status, _) = app.get_json("/probe/vars/greeting").await;
         assert_eq!(status, 200);
     }
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.internal))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&app).await;
     let created: u64 = metrics
         .lines()
         .find(|l| l.starts_with(r#"cinema_component_instances_created_total{component="probe"}"#))

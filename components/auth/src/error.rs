@@ -133,6 +133,11 @@ impl ApiError {
     }
 }
 
+/// SQLSTATE of a unique-constraint violation.
+const UNIQUE_VIOLATION: &str = "23505";
+/// SQLSTATE of a foreign-key violation.
+const FOREIGN_KEY_VIOLATION: &str = "23503";
+
 impl From<spin_sdk::pg::Error> for ApiError {
     fn from(error: spin_sdk::pg::Error) -> Self {
         use spin_sdk::pg::wit::postgres::{Error as Pg, QueryError};
@@ -142,7 +147,7 @@ impl From<spin_sdk::pg::Error> for ApiError {
                 format!("the account database is unavailable ({detail})"),
             ),
             spin_sdk::pg::Error::PgError(Pg::QueryFailed(QueryError::DbError(db)))
-                if db.code == "23505" =>
+                if db.code == UNIQUE_VIOLATION || db.code == FOREIGN_KEY_VIOLATION =>
             {
                 let constraint = db
                     .extras
@@ -150,18 +155,11 @@ impl From<spin_sdk::pg::Error> for ApiError {
                     .find(|(name, _)| name == "constraint")
                     .map(|(_, value)| value.clone())
                     .unwrap_or_default();
-                Self::UniqueViolation(constraint)
-            }
-            spin_sdk::pg::Error::PgError(Pg::QueryFailed(QueryError::DbError(db)))
-                if db.code == "23503" =>
-            {
-                let constraint = db
-                    .extras
-                    .iter()
-                    .find(|(name, _)| name == "constraint")
-                    .map(|(_, value)| value.clone())
-                    .unwrap_or_default();
-                Self::ForeignKeyViolation(constraint)
+                if db.code == UNIQUE_VIOLATION {
+                    Self::UniqueViolation(constraint)
+                } else {
+                    Self::ForeignKeyViolation(constraint)
+                }
             }
             other => Self::Internal(format!("postgres: {other:?}")),
         }

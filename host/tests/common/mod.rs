@@ -64,6 +64,52 @@ pub async fn fresh_database() -> String {
     postgres_url(&name)
 }
 
+/// Applies the platform's real migrations to `database_url`; ClickHouse gets a
+/// throwaway database of its own, dropped afterwards.
+pub async fn migrate(database_url: &str) {
+    let clickhouse_database = unique("cinema_test");
+    let output = Command::new(env!("CARGO_BIN_EXE_cinema"))
+        .arg("migrate")
+        .arg("--migrations-dir")
+        .arg(workspace_root().join("migrations"))
+        .args([
+            "--postgres-url",
+            database_url,
+            "--clickhouse-url",
+            &clickhouse_url(),
+        ])
+        .args(["--clickhouse-database", &clickhouse_database])
+        .output()
+        .expect("run cinema migrate");
+    let _ = clickhouse::Client::default()
+        .with_url(clickhouse_url())
+        .query(&format!("DROP DATABASE IF EXISTS `{clickhouse_database}`"))
+        .execute()
+        .await;
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs `cinema keys rotate` with extra `args` against `database_url`.
+pub fn rotate_keys(database_url: &str, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_cinema"))
+        .args(["keys", "rotate", "--postgres-url", database_url])
+        .args(args)
+        .output()
+        .expect("run cinema keys rotate");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// A running `cinema up`.
 pub struct TestApp {
     child: Child,
