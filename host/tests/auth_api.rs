@@ -955,6 +955,10 @@ async fn openapi_document_covers_the_contract() {
         "/api/v1/auth/roles",
         "/api/v1/auth/roles/{id}",
         "/api/v1/auth/users/{id}/roles/{role}",
+        "/api/v1/auth/oauth/{provider}/authorize",
+        "/api/v1/auth/oauth/{provider}/callback",
+        "/api/v1/auth/oauth/{provider}/link",
+        "/api/v1/auth/oauth/{provider}",
         "/.well-known/jwks.json",
     ] {
         assert!(

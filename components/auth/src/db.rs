@@ -46,7 +46,6 @@ pub struct Profile {
 pub struct Credentials {
     pub id: Uuid,
     pub password_hash: Option<String>,
-    pub blocked: bool,
 }
 
 /// A live session, from a refresh.
@@ -152,7 +151,7 @@ impl Db {
     pub async fn credentials(&self, email: &str) -> ApiResult<Option<Credentials>> {
         let rows = self
             .rows(
-                "SELECT id, password_hash, is_blocked FROM auth.users WHERE email = $1",
+                "SELECT id, password_hash FROM auth.users WHERE email = $1",
                 vec![text(email)],
             )
             .await?;
@@ -161,7 +160,6 @@ impl Db {
                 Ok(Credentials {
                     id: required(row, "id")?,
                     password_hash: row.get::<Option<String>>("password_hash").flatten(),
-                    blocked: required(row, "is_blocked")?,
                 })
             })
             .transpose()

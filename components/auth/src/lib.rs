@@ -9,6 +9,7 @@
 
 mod db;
 mod error;
+mod oauth;
 mod roles;
 mod settings;
 mod throttle;
@@ -50,9 +51,9 @@ async fn handle(request: Request) -> impl IntoResponse {
 }
 
 /// What a handler knows about the caller's connection.
-struct Client {
-    ip: Option<String>,
-    user_agent: String,
+pub(crate) struct Client {
+    pub(crate) ip: Option<String>,
+    pub(crate) user_agent: String,
 }
 
 impl Client {
@@ -146,6 +147,26 @@ async fn route(request: Request) -> ApiResult<Reply> {
                 Err(ApiError::NotFound("session"))
             }
         }
+        (Method::GET, ["api", "v1", "auth", "oauth", provider, "authorize"]) => {
+            oauth::authorize(oauth::Provider::parse(provider)?).await
+        }
+        (Method::GET, ["api", "v1", "auth", "oauth", provider, "callback"]) => {
+            oauth::callback(
+                &settings,
+                oauth::Provider::parse(provider)?,
+                &query,
+                &client,
+            )
+            .await
+        }
+        (Method::POST, ["api", "v1", "auth", "oauth", provider, "link"]) => {
+            let provider = oauth::Provider::parse(provider)?;
+            oauth::link(authenticate(&settings, bearer).await?, provider).await
+        }
+        (Method::DELETE, ["api", "v1", "auth", "oauth", provider]) => {
+            let provider = oauth::Provider::parse(provider)?;
+            oauth::unlink(authenticate(&settings, bearer).await?, provider).await
+        }
         (Method::GET, ["api", "v1", "auth", "roles"]) => {
             roles::list(authenticate(&settings, bearer).await?).await
         }
@@ -165,6 +186,18 @@ async fn route(request: Request) -> ApiResult<Reply> {
             roles::assign(authenticate(&settings, bearer).await?, user, role, false).await
         }
         (_, [".well-known", "jwks.json"])
+        | (
+            _,
+            [
+                "api",
+                "v1",
+                "auth",
+                "oauth",
+                _,
+                "authorize" | "callback" | "link",
+            ],
+        )
+        | (_, ["api", "v1", "auth", "oauth", _])
         | (_, ["api", "v1", "auth", "roles"])
         | (_, ["api", "v1", "auth", "roles", _])
         | (_, ["api", "v1", "auth", "users", _, "roles", _])
@@ -217,7 +250,7 @@ pub(crate) fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> ApiResult<T> {
     })
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -403,24 +436,53 @@ async fn login(settings: &Settings, body: &[u8], client: &Client) -> ApiResult<R
     let Some(found) = &account else {
         return Err(ApiError::InvalidCredentials);
     };
-    if found.blocked {
-        record_attempt(&db, account.as_ref(), client, false, Some("blocked")).await?;
+    throttle.reset(&email).await;
+    sign_in(&db, settings, found.id, client, "password").await
+}
+
+/// Opens a session for a user who proved who they are (password or provider): refuses
+/// blocked accounts, records the attempt, answers the token pair.
+pub(crate) async fn sign_in(
+    db: &Db,
+    settings: &Settings,
+    user_id: Uuid,
+    client: &Client,
+    method: &str,
+) -> ApiResult<Reply> {
+    let blocked = db
+        .rows(
+            "SELECT is_blocked FROM auth.users WHERE id = $1",
+            vec![spin_sdk::pg::ParameterValue::Uuid(user_id.to_string())],
+        )
+        .await?
+        .first()
+        .and_then(|row| row.get::<bool>("is_blocked"))
+        .ok_or(ApiError::NotFound("user"))?;
+    let entry = |success, failure_reason| HistoryEntry {
+        user_id,
+        ip: client.ip.as_deref(),
+        user_agent: &client.user_agent,
+        success,
+        method,
+        failure_reason,
+    };
+    if blocked {
+        db.record_login(entry(false, Some("blocked"))).await?;
         return Err(ApiError::Blocked);
     }
-    throttle.reset(&email).await;
     let session_id = Uuid::new_v4();
     let refresh_token = generate_refresh_token();
     db.open_session(
         session_id,
-        found.id,
+        user_id,
         hash_refresh_token(&refresh_token),
         settings.refresh_token_ttl_days,
         client.ip.as_deref(),
         &client.user_agent,
     )
     .await?;
-    let access = access_token(&db, settings, found.id, session_id).await?;
-    record_attempt(&db, account.as_ref(), client, true, None).await?;
+    let access = access_token(db, settings, user_id, session_id).await?;
+    db.record_login(entry(true, None)).await?;
     Ok(token_pair(settings, access, refresh_token))
 }
 
