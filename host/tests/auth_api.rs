@@ -21,6 +21,11 @@ async fn start() -> Auth {
 }
 
 async fn start_with_key(with_key: bool) -> Auth {
+    start_with(with_key, None).await
+}
+
+/// `runtime_config` maps key-value stores (e.g. `default` to Redis).
+async fn start_with(with_key: bool, runtime_config: Option<String>) -> Auth {
     let database_url = common::fresh_database().await;
     common::migrate(&database_url).await;
     if with_key {
@@ -32,6 +37,7 @@ async fn start_with_key(with_key: bool) -> Auth {
     tokio::spawn(connection);
     let mut options = AppOptions::default().env("SPIN_VARIABLE_DATABASE_URL", database_url.clone());
     options.manifest = Some(common::workspace_root().join("spin.toml"));
+    options.runtime_config = runtime_config;
     Auth {
         app: spawn_app(options),
         db,
@@ -667,10 +673,28 @@ for token in tokens:
 }
 
 /// After five failed logins an account answers 429 with `Retry-After`, even for the
-/// right password, and the history records the throttled attempt.
+/// right password, and the history records the throttled attempt. The counters live in
+/// Redis here, as in production.
 #[tokio::test]
 async fn repeated_failures_are_throttled_with_retry_after() {
-    let auth = start().await;
+    // A Redis database of its own: the per-IP counter (127.0.0.1) must start at zero.
+    let redis_url = format!("{}/4", common::redis_url());
+    let client = redis::Client::open(redis_url.clone()).expect("redis url");
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis must run on 127.0.0.1:6379 for this test (`scripts/services.sh up`)");
+    let _: () = redis::cmd("FLUSHDB")
+        .query_async(&mut redis)
+        .await
+        .expect("flush test database");
+    let auth = start_with(
+        true,
+        Some(format!(
+            "[key_value_store.default]\ntype = \"redis\"\nurl = \"{redis_url}\"\n"
+        )),
+    )
+    .await;
     auth.signup("brute@example.com", "Right-pass1").await;
     for _ in 0..5 {
         let (status, _) = auth
@@ -709,6 +733,14 @@ async fn repeated_failures_are_throttled_with_retry_after() {
         .expect("count")
         .get(0);
     assert_eq!(throttled, 1);
+    let counter: Option<String> =
+        redis::AsyncCommands::get(&mut redis, "auth:login-failures:account:brute@example.com")
+            .await
+            .expect("redis get");
+    assert!(
+        counter.is_some_and(|c| c.contains("\"count\":5")),
+        "the counter is kept in Redis"
+    );
     // Another account from the same IP is not locked out by this one.
     auth.signup("neighbour@example.com", "Right-pass2").await;
     auth.login("neighbour@example.com", "Right-pass2").await;
