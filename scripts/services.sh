@@ -86,6 +86,18 @@ pid_alive_matching() {
   printf '%s\n' "$pid"
 }
 
+# group_alive_matching PIDFILE PATTERN: print the recorded pid when its process group
+# still has a member whose command line contains PATTERN, even if the leader itself
+# died (e.g. a wrapper like runuser killed on its own, leaving the daemon running).
+group_alive_matching() {
+  local f=$1 pat=$2 pid
+  [[ -r $f ]] || return 1
+  read -r pid <"$f" 2>/dev/null || return 1
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  pgrep -g "$pid" -f -- "$pat" >/dev/null 2>&1 || return 1
+  printf '%s\n' "$pid"
+}
+
 # spawn_detached NAME LOGFILE CMD...: run CMD in a new session (so it survives
 # this shell and the terminal), stdout/stderr appended to LOGFILE; its pid
 # (= session and process-group id) goes to $STATE_DIR/NAME.pid.
@@ -109,7 +121,8 @@ spawn_detached() {
 # DEADLINE seconds.
 kill_group() {
   local name=$1 pat=$2 deadline=$3 pid
-  pid=$(pid_alive_matching "$STATE_DIR/$name.pid" "$pat") || return 1
+  pid=$(pid_alive_matching "$STATE_DIR/$name.pid" "$pat") \
+    || pid=$(group_alive_matching "$STATE_DIR/$name.pid" "$pat") || return 1
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
   local end=$((SECONDS + deadline))
   while kill -0 -- "-$pid" 2>/dev/null; do
