@@ -33,6 +33,7 @@ wait_for() {
   exit 1
 }
 
+# shellcheck disable=SC2086  # BENCH_CINEMA_ARGS is a list of extra flags
 RUST_LOG=warn "$CARGO_TARGET_DIR/release/cinema" up --from spin.toml --listen "$COMPONENT_ADDR" \
   --internal-listen 127.0.0.1:38082 ${BENCH_CINEMA_ARGS:-} >/dev/null &
 pids+=($!)
@@ -59,6 +60,7 @@ echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION on $(nproc) cores"
 component=$(run component "http://$COMPONENT_ADDR/hello")
 native=$(run native "http://$NATIVE_ADDR/hello")
 printf '%-10s %12s %10s %10s\n' server "req/s" p50 p99
+# shellcheck disable=SC2086  # each result is "name rps p50 p99", split on purpose
 printf '%-10s %12s %10s %10s\n' $component
 printf '%-10s %12s %10s %10s\n' $native
 awk -v c="$(cut -d' ' -f2 <<<"$component")" -v n="$(cut -d' ' -f2 <<<"$native")" \
