@@ -62,6 +62,7 @@ native=$(run native "http://$NATIVE_ADDR/hello")
 printf '%-10s %12s %10s %10s\n' server "req/s" p50 p99
 # shellcheck disable=SC2086  # each result is "name rps p50 p99", split on purpose
 printf '%-10s %12s %10s %10s\n' $component
+# shellcheck disable=SC2086
 printf '%-10s %12s %10s %10s\n' $native
 awk -v c="$(cut -d' ' -f2 <<<"$component")" -v n="$(cut -d' ' -f2 <<<"$native")" \
   'BEGIN { printf "component/native throughput ratio: %.2f (%.0f%% of native)\n", c/n, 100*c/n }'
