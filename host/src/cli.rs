@@ -38,6 +38,14 @@ pub enum Command {
     /// User accounts.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Replace the content tables with a deterministic, realistic data set.
+    Seed {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Number of films.
+        #[arg(long, default_value_t = 1000)]
+        films: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,6 +200,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckImports(args) => check_imports(args),
         Command::Keys(command) => runtime.block_on(keys(command)),
         Command::Users(command) => runtime.block_on(users(command)),
+        Command::Seed { database, films } => runtime.block_on(async {
+            let started = std::time::Instant::now();
+            let report = crate::seed::seed(&database.postgres_url, films).await?;
+            println!(
+                "seeded {} films, {} persons, {} genres in {:.1}s",
+                report.films,
+                report.persons,
+                report.genres,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }),
     }
 }
 

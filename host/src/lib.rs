@@ -8,7 +8,8 @@
 //! - [`internal_api`]: health and metrics on the internal port;
 //! - [`migrate`]: `cinema migrate` for Postgres and ClickHouse;
 //! - [`imports`]: `cinema check-imports`, the guard on the `wit/` contract;
-//! - [`auth_ops`]: `cinema keys ...` and `cinema users create-admin`.
+//! - [`auth_ops`]: `cinema keys ...` and `cinema users create-admin`;
+//! - [`seed`]: `cinema seed --films N`, a deterministic content data set.
 
 pub mod auth_ops;
 pub mod cli;
@@ -17,3 +18,4 @@ pub mod internal_api;
 pub mod manifest;
 pub mod migrate;
 pub mod runtime;
+pub mod seed;

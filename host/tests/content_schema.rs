@@ -172,3 +172,79 @@ async fn content_rules_are_enforced_by_the_database() {
         Some("film_person_role_known")
     );
 }
+
+/// `cinema seed` is deterministic and realistic: every film has genres and a director,
+/// ratings cluster high, some people appear in many films, some films are paid.
+#[tokio::test]
+async fn seed_is_deterministic_and_realistic() {
+    let url = common::fresh_database().await;
+    common::migrate(&url).await;
+    let (db, _) = connect(&url).await;
+    let seed = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_cinema"))
+            .args(["seed", "--films", "3000", "--postgres-url", &url])
+            .output()
+            .expect("run seed");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(String::from_utf8_lossy(&output.stdout).contains("seeded 3000 films"));
+    };
+    seed();
+    let fingerprint = "SELECT md5(string_agg(id::text || title || coalesce(rating::text, ''), ',' ORDER BY id)) FROM content.film";
+    let first: String = db
+        .query_one(fingerprint, &[])
+        .await
+        .expect("fingerprint")
+        .get(0);
+    seed();
+    let second: String = db
+        .query_one(fingerprint, &[])
+        .await
+        .expect("fingerprint")
+        .get(0);
+    assert_eq!(first, second, "the same N gives the same rows");
+
+    let row = db
+        .query_one(
+            "SELECT count(*), min(rating)::float8, max(rating)::float8, avg(rating)::float8, \
+                    (count(*) FILTER (WHERE access = 'subscription'))::float8 / count(*), \
+                    count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM content.film_genre g WHERE g.film_id = f.id)), \
+                    count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM content.film_person p WHERE p.film_id = f.id AND p.role = 'director')) \
+             FROM content.film f",
+            &[],
+        )
+        .await
+        .expect("stats");
+    assert_eq!(row.get::<_, i64>(0), 3000);
+    assert!(row.get::<_, f64>(1) >= 0.0 && row.get::<_, f64>(2) <= 10.0);
+    let average = row.get::<_, f64>(3);
+    assert!((5.5..=7.5).contains(&average), "average rating {average}");
+    let paid = row.get::<_, f64>(4);
+    assert!(
+        (0.1..=0.3).contains(&paid),
+        "share of subscription films {paid}"
+    );
+    assert_eq!(
+        (row.get::<_, i64>(5), row.get::<_, i64>(6)),
+        (0, 0),
+        "every film has a genre and a director"
+    );
+    let busiest: i64 = db
+        .query_one("SELECT max(n) FROM (SELECT count(*) AS n FROM content.film_person GROUP BY person_id) t", &[])
+        .await
+        .expect("busiest")
+        .get(0);
+    assert!(busiest >= 20, "someone appears in many films ({busiest})");
+    let russian: i64 = db
+        .query_one(
+            "SELECT count(*) FROM content.person WHERE full_name ~ '[А-Яа-яЁё]'",
+            &[],
+        )
+        .await
+        .expect("names")
+        .get(0);
+    assert!(russian > 0, "Russian names are in the set");
+}
