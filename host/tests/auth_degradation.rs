@@ -46,25 +46,9 @@ async fn tokens_keep_working_with_the_auth_component_removed() {
     options.listen = Some(format!("127.0.0.1:{port}"));
     let platform = spawn_app(options);
 
-    let signup = platform
-        .http
-        .post(platform.url("/api/v1/auth/signup"))
-        .json(&json!({"email": "viewer@example.com", "password": "Viewer-pass1"}))
-        .send()
-        .await
-        .expect("signup");
-    assert_eq!(signup.status(), 201);
-    let login: Value = platform
-        .http
-        .post(platform.url("/api/v1/auth/login"))
-        .json(&json!({"email": "viewer@example.com", "password": "Viewer-pass1"}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    let token = login["access_token"].as_str().expect("token").to_owned();
+    let token = platform
+        .sign_up_and_log_in("viewer@example.com", "Viewer-pass1")
+        .await;
 
     let (status, claims) = get(&platform, "/guarded/whoami", Some(&token)).await;
     assert_eq!(status, 200, "{claims}");

@@ -367,23 +367,10 @@ async fn yandex_and_vk_sign_in_and_link_by_email() {
 #[tokio::test]
 async fn link_and_unlink_a_provider() {
     let h = start().await;
-    h.client
-        .post(h.app.url("/api/v1/auth/signup"))
-        .json(&json!({"email": "linker@example.com", "password": "Linker-pass1"}))
-        .send()
-        .await
-        .expect("signup");
-    let login: Value = h
-        .client
-        .post(h.app.url("/api/v1/auth/login"))
-        .json(&json!({"email": "linker@example.com", "password": "Linker-pass1"}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    let token = login["access_token"].as_str().expect("token").to_owned();
+    let token = h
+        .app
+        .sign_up_and_log_in("linker@example.com", "Linker-pass1")
+        .await;
     let link: Value = h
         .client
         .post(h.app.url("/api/v1/auth/oauth/vk/link"))

@@ -263,6 +263,33 @@ impl TestApp {
         (status, response.json().await.expect("JSON body"))
     }
 
+    /// Signs up `email` with the auth component and logs in; returns the access token.
+    pub async fn sign_up_and_log_in(&self, email: &str, password: &str) -> String {
+        let credentials = serde_json::json!({"email": email, "password": password});
+        let signup = self
+            .http
+            .post(self.url("/api/v1/auth/signup"))
+            .json(&credentials)
+            .send()
+            .await
+            .expect("signup");
+        assert_eq!(signup.status(), 201, "{:?}", signup.text().await);
+        let login: serde_json::Value = self
+            .http
+            .post(self.url("/api/v1/auth/login"))
+            .json(&credentials)
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        login["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned()
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
