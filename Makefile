@@ -7,17 +7,19 @@ SHELL := /bin/bash
 TEST_LOG := $(CARGO_TARGET_DIR)/cinema-test.log
 WASM_TARGET := wasm32-wasip2
 # Edge components of the platform (spin.toml) and test-only fixtures.
-COMPONENTS := hello auth
+COMPONENTS := hello auth catalog
 FIXTURES := fixture-probe fixture-forbidden-import fixture-guarded
 COMPONENT_DIR := build/components
 CINEMA := $(CARGO_TARGET_DIR)/release/cinema
+# The catalog search index the host's ETL keeps.
+INDEX_DIR ?= /var/tmp/cinema-index
 
 .PHONY: up test test-tools services components host check-imports lint fmt bench
 
 ## up: start local services, build everything, migrate, and serve the app on 127.0.0.1:3000
 up: services components host
 	$(CINEMA) migrate
-	$(CINEMA) up --from spin.toml
+	$(CINEMA) up --from spin.toml --index-dir $(INDEX_DIR)
 
 ## test: start local services, build components, run every test (the import check of
 ## every spin.toml component is one of them), then the lints
@@ -62,7 +64,8 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## bench: component runtime vs native axum, and logins vs argon2 alone (req/s, p50/p99)
+## bench: component runtime vs native axum, logins vs argon2 alone, catalog on 100k films (req/s, p50/p99)
 bench: components
 	bench/runtime.sh
 	bench/auth.sh
+	bench/catalog.sh

@@ -38,6 +38,15 @@ pub enum Command {
     /// User accounts.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Rebuild the search index from Postgres (while no `cinema up` uses it; a running
+    /// one rebuilds on `POST /etl/reindex` of its internal API).
+    Reindex {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Folder of the search index.
+        #[arg(long, env = "CINEMA_INDEX_DIR", default_value = DEFAULT_INDEX_DIR)]
+        index_dir: PathBuf,
+    },
     /// Replace the content tables with a deterministic, realistic data set.
     Seed {
         #[command(flatten)]
@@ -133,7 +142,27 @@ pub struct UpArgs {
     /// Postgres connections per distinct address guests connect to.
     #[arg(long, env = "CINEMA_POSTGRES_POOL_SIZE", default_value_t = 16)]
     pub postgres_pool_size: usize,
+    /// Folder of the catalog search index; without it this host serves no search and
+    /// runs no ETL.
+    #[arg(long, env = "CINEMA_INDEX_DIR")]
+    pub index_dir: Option<PathBuf>,
+    /// Serve the index without running the ETL (another process keeps it).
+    #[arg(long, env = "CINEMA_NO_ETL")]
+    pub no_etl: bool,
+    /// Postgres the ETL reads content from.
+    #[arg(
+        long,
+        env = "CINEMA_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/cinema"
+    )]
+    pub etl_postgres_url: String,
+    /// Seconds between the ETL's catch-ups by `modified` while it listens.
+    #[arg(long, env = "CINEMA_ETL_CATCH_UP_SECONDS", default_value_t = 30)]
+    pub etl_catch_up_seconds: u64,
 }
+
+/// Where the search index lives unless told otherwise.
+pub const DEFAULT_INDEX_DIR: &str = "/var/tmp/cinema-index";
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
@@ -200,6 +229,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckImports(args) => check_imports(args),
         Command::Keys(command) => runtime.block_on(keys(command)),
         Command::Users(command) => runtime.block_on(users(command)),
+        Command::Reindex {
+            database,
+            index_dir,
+        } => runtime.block_on(crate::search_ops::reindex(
+            &database.postgres_url,
+            &index_dir,
+        )),
         Command::Seed { database, films } => runtime.block_on(async {
             let started = std::time::Instant::now();
             let report = crate::seed::seed(&database.postgres_url, films).await?;
@@ -259,10 +295,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         })?;
     let public_addr = public.local_addr()?;
     let internal_addr = internal.local_addr()?;
+    let catalog = crate::search_ops::start(&args)?;
     let internal_state = InternalState {
         app_name: Arc::from(app.name.as_str()),
         components: app.component_ids().into(),
         metrics,
+        search: catalog.search_state(),
     };
     let shutdown = tokio_util_shutdown();
     let internal_task = tokio::spawn({
@@ -290,6 +328,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     crate::runtime::server::serve(public, app, async move { public_shutdown.notified().await })
         .await?;
     internal_task.await??;
+    catalog.stop();
     Ok(())
 }
 

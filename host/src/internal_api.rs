@@ -4,7 +4,9 @@
 //!   loaded and serving;
 //! - `GET /metrics`: Prometheus text exposition of the runtime metrics.
 //!
-//! Later roles (search, event intake) add their routes here.
+//! - the search routes of [`crate::search_api`].
+//!
+//! Later roles (event intake) add their routes here.
 
 use std::sync::Arc;
 
@@ -23,6 +25,7 @@ pub struct InternalState {
     pub app_name: Arc<str>,
     pub components: Arc<[String]>,
     pub metrics: RuntimeMetrics,
+    pub search: crate::search_api::SearchState,
 }
 
 #[derive(Serialize)]
@@ -52,8 +55,10 @@ async fn metrics(State(state): State<InternalState>) -> impl IntoResponse {
 
 /// The internal API's routes.
 pub fn router(state: InternalState) -> Router {
+    let search = crate::search_api::router(state.search.clone());
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state)
+        .merge(search)
 }

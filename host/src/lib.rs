@@ -6,6 +6,8 @@
 //! - [`manifest`]: `spin.toml` parsing and validation;
 //! - [`runtime`]: the embedded Spin-compatible component runtime (`cinema up`);
 //! - [`internal_api`]: health and metrics on the internal port;
+//! - [`search_api`]: the catalog's search routes on the internal port, over the index
+//!   the ETL (`cinema-etl`) keeps; [`search_ops`]: the ETL under `cinema up`, `cinema reindex`;
 //! - [`migrate`]: `cinema migrate` for Postgres and ClickHouse;
 //! - [`imports`]: `cinema check-imports`, the guard on the `wit/` contract;
 //! - [`auth_ops`]: `cinema keys ...` and `cinema users create-admin`;
@@ -18,4 +20,6 @@ pub mod internal_api;
 pub mod manifest;
 pub mod migrate;
 pub mod runtime;
+pub mod search_api;
+pub mod search_ops;
 pub mod seed;

@@ -16,6 +16,9 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
+    /// The request parameter or body field at fault, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl ErrorBody {
@@ -24,8 +27,20 @@ impl ErrorBody {
             error: ErrorDetail {
                 code: code.into(),
                 message: message.into(),
+                field: None,
             },
         }
+    }
+
+    /// An error about one named parameter or field (`{"error": {..., "field": name}}`).
+    pub fn for_field(
+        code: impl Into<String>,
+        message: impl Into<String>,
+        field: impl Into<String>,
+    ) -> Self {
+        let mut body = Self::new(code, message);
+        body.error.field = Some(field.into());
+        body
     }
 }
 

@@ -10,7 +10,9 @@
 //! ```
 //!
 //! A component may open only the labels in its `key_value_stores`; other labels answer
-//! `access-denied`, undefined ones `no-such-store`. Backend failures (Redis down) come
+//! `access-denied`, undefined ones `no-such-store`. A memory store is bounded
+//! ([`MAX_MEMORY_KEYS`]); a Redis store is bounded by Redis's own `maxmemory` policy
+//! (run it with `allkeys-lru` when it backs caches). Backend failures (Redis down) come
 //! back to the guest as `other(..)` errors quickly; they never trap the guest or stall
 //! the host, and a Redis that comes back is used again without a restart.
 
@@ -24,6 +26,11 @@ use wasmtime::component::{Accessor, FutureReader, HasData, Resource, StreamReade
 
 use super::bindings::spin::key_value::key_value::{self as wit, Error};
 use super::state::InstanceState;
+
+/// Most keys a memory store holds; past it, setting a new key evicts an arbitrary one
+/// (like Redis's `allkeys-random`). Components use the store as a cache (catalog
+/// answers per index version, the JWKS), so eviction costs a refetch, never data.
+pub const MAX_MEMORY_KEYS: usize = 100_000;
 
 /// Why the key-value configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -160,7 +167,14 @@ impl StoreBackend {
     async fn set(&self, key: String, value: Vec<u8>) -> Result<(), Error> {
         match self {
             Self::Memory(map) => {
-                write(map).insert(key, value);
+                let mut map = write(map);
+                if map.len() >= MAX_MEMORY_KEYS
+                    && !map.contains_key(&key)
+                    && let Some(victim) = map.keys().next().cloned()
+                {
+                    map.remove(&victim);
+                }
+                map.insert(key, value);
                 Ok(())
             }
             Self::Redis(redis) => redis

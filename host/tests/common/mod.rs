@@ -94,6 +94,21 @@ pub async fn migrate(database_url: &str) {
     );
 }
 
+/// Runs `cinema` with `args`, asserts success and returns its stdout.
+pub fn run_cinema(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_cinema"))
+        .args(args)
+        .output()
+        .expect("run cinema");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "cinema {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// Runs `cinema keys rotate` with extra `args` against `database_url`.
 pub fn rotate_keys(database_url: &str, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_cinema"))
@@ -138,6 +153,8 @@ pub struct AppOptions {
     pub manifest: Option<PathBuf>,
     /// Public address; a free port chosen by the OS when `None`.
     pub listen: Option<String>,
+    /// Internal API address (`127.0.0.1:0` unless a component must know it).
+    pub internal_listen: Option<String>,
 }
 
 impl AppOptions {
@@ -176,7 +193,10 @@ pub fn spawn_app(options: AppOptions) -> TestApp {
             "--listen",
             options.listen.as_deref().unwrap_or("127.0.0.1:0"),
         ])
-        .args(["--internal-listen", "127.0.0.1:0"])
+        .args([
+            "--internal-listen",
+            options.internal_listen.as_deref().unwrap_or("127.0.0.1:0"),
+        ])
         .args(&options.args)
         .env("SPIN_VARIABLE_SECRET_TOKEN", "s3cret-value")
         .env("RUST_LOG", "info")

@@ -1,0 +1,820 @@
+//! The catalog contract end to end: `cinema up` with the real spin.toml (auth issues
+//! the tokens, catalog checks them), the ETL indexing a freshly migrated Postgres, and
+//! the search API on the internal port.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{AppOptions, TestApp, free_port, spawn_app};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+const DRAMA: &str = "10000000-0000-4000-8000-000000000001";
+const COMEDY: &str = "10000000-0000-4000-8000-000000000002";
+const SCIFI: &str = "10000000-0000-4000-8000-000000000003";
+const KEANU: &str = "20000000-0000-4000-8000-000000000001";
+const LANA: &str = "20000000-0000-4000-8000-000000000002";
+const ALYOSHA: &str = "20000000-0000-4000-8000-000000000003";
+const MATRIX: &str = "30000000-0000-4000-8000-000000000001";
+const RELOADED: &str = "30000000-0000-4000-8000-000000000002";
+const YOLKI: &str = "30000000-0000-4000-8000-000000000003";
+const BRAT: &str = "30000000-0000-4000-8000-000000000004";
+const SERIES: &str = "30000000-0000-4000-8000-000000000005";
+const SUBSCRIBER_ROLE: &str = "00000000-0000-4000-8000-000000000003";
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A small catalog: Russian and English titles, `ё`, a paid film, a series, people in
+/// several films and roles.
+const FIXTURE_SQL: &str = "
+INSERT INTO content.genre (id, name) VALUES
+    ('10000000-0000-4000-8000-000000000001', 'Драма'),
+    ('10000000-0000-4000-8000-000000000002', 'Комедия'),
+    ('10000000-0000-4000-8000-000000000003', 'Фантастика');
+INSERT INTO content.person (id, full_name) VALUES
+    ('20000000-0000-4000-8000-000000000001', 'Киану Ривз'),
+    ('20000000-0000-4000-8000-000000000002', 'Lana Wachowski'),
+    ('20000000-0000-4000-8000-000000000003', 'Алёша Попович');
+INSERT INTO content.film (id, title, description, creation_date, rating, type, access) VALUES
+    ('30000000-0000-4000-8000-000000000001', 'Матрица', 'Хакер Нео узнаёт правду о мире, в котором живёт', '1999-03-31', 8.7, 'movie', 'free'),
+    ('30000000-0000-4000-8000-000000000002', 'The Matrix Reloaded', 'Neo and the rebels fight the machines', '2003-05-15', 7.2, 'movie', 'subscription'),
+    ('30000000-0000-4000-8000-000000000003', 'Ёлки', 'Новогодние истории в разных городах', '2010-12-16', 6.1, 'movie', 'free'),
+    ('30000000-0000-4000-8000-000000000004', 'Брат', 'Данила Багров приезжает в Петербург', '1997-12-12', 8.0, 'movie', 'free'),
+    ('30000000-0000-4000-8000-000000000005', 'Долгая история', 'Сериал о семье', NULL, NULL, 'tv_show', 'subscription');
+INSERT INTO content.film_genre (id, film_id, genre_id) VALUES
+    (gen_random_uuid(), '30000000-0000-4000-8000-000000000001', '10000000-0000-4000-8000-000000000003'),
+    (gen_random_uuid(), '30000000-0000-4000-8000-000000000002', '10000000-0000-4000-8000-000000000003'),
+    (gen_random_uuid(), '30000000-0000-4000-8000-000000000003', '10000000-0000-4000-8000-000000000002'),
+    (gen_random_uuid(), '30000000-0000-4000-8000-000000000004', '10000000-0000-4000-8000-000000000001'),
+    (gen_random_uuid(), '30000000-0000-4000-8000-000000000005', '10000000-0000-4000-8000-000000000001');
+INSERT INTO content.film_person (id, film_id, person_id, role) VALUES
+    (gen_random_uuid(), '30000000-0000-4000-8000-000000000001', '20000000-0000-4000-8000-000000000001', 'actor'),
+    (gen_random_uuid(), '30000000-0000-4000-8000-000000000001', '20000000-0000-4000-8000-000000000002', 'director'),
+    (gen_random_uuid(), '30000000-0000-4000-8000-000000000001', '20000000-0000-4000-8000-000000000002', 'writer'),
+    (gen_random_uuid(), '30000000-0000-4000-8000-000000000002', '20000000-0000-4000-8000-000000000001', 'actor'),
+    (gen_random_uuid(), '30000000-0000-4000-8000-000000000002', '20000000-0000-4000-8000-000000000002', 'director'),
+    (gen_random_uuid(), '30000000-0000-4000-8000-000000000003', '20000000-0000-4000-8000-000000000003', 'actor');
+";
+
+/// A folder removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> Self {
+        let path = std::env::temp_dir().join(common::unique(prefix));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Catalog {
+    app: TestApp,
+    db: tokio_postgres::Client,
+    database_url: String,
+    index: TempDir,
+    jwks: String,
+}
+
+/// Response of a catalog request: status, headers, JSON body (`Null` when none).
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    fn ids(&self) -> Vec<String> {
+        self.body
+            .as_array()
+            .unwrap_or_else(|| panic!("expected an array, got {}", self.body))
+            .iter()
+            .map(|item| item["uuid"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+async fn start() -> Catalog {
+    let database_url = common::fresh_database().await;
+    common::migrate(&database_url).await;
+    common::rotate_keys(&database_url, &[]);
+    let jwks = common::run_cinema(&["keys", "jwks", "--postgres-url", &database_url]);
+    let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    db.batch_execute(FIXTURE_SQL)
+        .await
+        .expect("fixture content");
+    let index = TempDir::new("index");
+    let app = start_app(&database_url, &jwks, index.path(), &database_url, &[]);
+    let catalog = Catalog {
+        app,
+        db,
+        database_url,
+        index,
+        jwks,
+    };
+    catalog.wait_until_indexed(MATRIX).await;
+    catalog
+}
+
+/// `cinema up` with the real spin.toml, its catalog pointed at its own internal API.
+fn start_app(
+    database_url: &str,
+    jwks: &str,
+    index_dir: &str,
+    etl_postgres_url: &str,
+    extra_args: &[&str],
+) -> TestApp {
+    let internal_port = free_port();
+    let mut options = AppOptions::default()
+        .env("SPIN_VARIABLE_DATABASE_URL", database_url)
+        .env("SPIN_VARIABLE_JWKS", jwks)
+        .env(
+            "SPIN_VARIABLE_INTERNAL_API_URL",
+            format!("http://127.0.0.1:{internal_port}"),
+        )
+        .arg("--index-dir")
+        .arg(index_dir)
+        .arg("--etl-postgres-url")
+        .arg(etl_postgres_url);
+    for arg in extra_args {
+        options = options.arg(*arg);
+    }
+    options.manifest = Some(common::workspace_root().join("spin.toml"));
+    options.internal_listen = Some(format!("127.0.0.1:{internal_port}"));
+    spawn_app(options)
+}
+
+impl Catalog {
+    async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.get_with(path, token, &[]).await
+    }
+
+    async fn get_with(&self, path: &str, token: Option<&str>, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.app.http.get(self.app.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request reaches cinema");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        Reply {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
+    }
+
+    async fn internal(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .app
+            .http
+            .get(format!("{}{path}", self.app.internal))
+            .send()
+            .await
+            .expect("internal api");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn user(&self) -> String {
+        self.app
+            .sign_up_and_log_in(
+                &format!("{}@example.com", common::unique("viewer")),
+                PASSWORD,
+            )
+            .await
+    }
+
+    /// A user with the `subscriber` role (granted in Postgres, then logged in again).
+    async fn subscriber(&self) -> String {
+        let email = format!("{}@example.com", common::unique("subscriber"));
+        self.app.sign_up_and_log_in(&email, PASSWORD).await;
+        self.db
+            .execute(
+                "INSERT INTO auth.user_roles (user_id, role_id)
+                 SELECT id, $2::text::uuid FROM auth.users WHERE email = $1",
+                &[&email, &SUBSCRIBER_ROLE],
+            )
+            .await
+            .expect("grant subscriber");
+        let (status, login) = self
+            .app
+            .post_json(
+                "/api/v1/auth/login",
+                serde_json::json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, 200, "{login}");
+        login["access_token"].as_str().expect("token").to_owned()
+    }
+
+    /// Waits until the search API serves a film (the first build is done).
+    async fn wait_until_indexed(&self, film: &str) {
+        let path = format!("/search/films/{film}");
+        let found = TestApp::eventually(Duration::from_secs(30), || async {
+            (self.internal(&path).await.0 == 200).then_some(())
+        })
+        .await;
+        assert!(found.is_some(), "film {film} was not indexed within 30 s");
+    }
+
+    /// Polls the search API until `check` accepts the answer to `path`.
+    async fn eventually_internal(&self, path: &str, check: impl Fn(u16, &Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let (status, body) = self.internal(path).await;
+            if check(status, &body) {
+                return body;
+            }
+            last = body;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{path} never matched within 10 s; last answer: {last}");
+    }
+}
+
+fn search_titles(body: &Value) -> Vec<String> {
+    body["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| i["title"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every catalog route refuses a request without a valid token; the OpenAPI document
+/// is public and names the routes.
+#[tokio::test]
+async fn catalog_routes_require_an_access_token() {
+    let catalog = start().await;
+    for path in [
+        "/api/v1/films".to_owned(),
+        "/api/v1/films/search?query=matrix".to_owned(),
+        format!("/api/v1/films/{MATRIX}"),
+        "/api/v1/genres".to_owned(),
+        format!("/api/v1/genres/{DRAMA}"),
+        "/api/v1/persons/search?query=keanu".to_owned(),
+        format!("/api/v1/persons/{KEANU}"),
+        format!("/api/v1/persons/{KEANU}/film"),
+    ] {
+        let reply = catalog.get(&path, None).await;
+        assert_eq!(reply.status, 401, "{path}: {}", reply.body);
+        let reply = catalog.get(&path, Some("not-a-token")).await;
+        assert_eq!(reply.status, 401, "{path}: {}", reply.body);
+    }
+    let openapi = catalog.get("/api/v1/openapi.json", None).await;
+    assert_eq!(openapi.status, 200);
+    assert_eq!(
+        openapi.body["openapi"].as_str().map(|v| &v[..2]),
+        Some("3.")
+    );
+    for path in [
+        "/api/v1/films",
+        "/api/v1/films/search",
+        "/api/v1/films/{film_id}",
+        "/api/v1/genres",
+        "/api/v1/persons/search",
+    ] {
+        let paths = openapi.body["paths"].as_object().expect("paths");
+        assert!(
+            paths
+                .keys()
+                .any(|p| p.starts_with(&path[..path.find('{').unwrap_or(path.len())])),
+            "openapi lacks {path}"
+        );
+    }
+}
+
+/// The film list sorts by rating or date either way, pages, filters by genre, and
+/// reports the total.
+#[tokio::test]
+async fn film_list_sorts_pages_and_filters() {
+    let catalog = start().await;
+    let token = catalog.user().await;
+    let token = Some(token.as_str());
+
+    let best = catalog.get("/api/v1/films?sort=-imdb_rating", token).await;
+    assert_eq!(best.status, 200, "{}", best.body);
+    assert_eq!(best.ids()[..4], [MATRIX, BRAT, RELOADED, YOLKI]);
+    assert_eq!(best.header("x-total-count"), Some("5"));
+    let first = &best.body[0];
+    assert_eq!(first["title"], "Матрица");
+    assert_eq!(first["imdb_rating"], 8.7);
+    assert_eq!(first["access"], "free");
+
+    let worst = catalog.get("/api/v1/films?sort=imdb_rating", token).await;
+    assert_eq!(worst.ids()[..4], [YOLKI, RELOADED, BRAT, MATRIX]);
+
+    let oldest = catalog.get("/api/v1/films?sort=creation_date", token).await;
+    assert_eq!(oldest.ids()[..4], [BRAT, MATRIX, RELOADED, YOLKI]);
+
+    let page = catalog
+        .get(
+            "/api/v1/films?sort=-imdb_rating&page_size=2&page_number=2",
+            token,
+        )
+        .await;
+    assert_eq!(page.ids(), [RELOADED, YOLKI]);
+    assert_eq!(page.header("x-page-count"), Some("3"));
+
+    let scifi = catalog
+        .get(
+            &format!("/api/v1/films?genre={SCIFI}&sort=-imdb_rating"),
+            token,
+        )
+        .await;
+    assert_eq!(scifi.ids(), [MATRIX, RELOADED]);
+
+    let paid_series = catalog
+        .get("/api/v1/films?type=tv_show&access=subscription", token)
+        .await;
+    assert_eq!(paid_series.ids(), [SERIES]);
+
+    let nineties = catalog
+        .get(
+            "/api/v1/films?year_from=1990&year_to=1999&rating_from=8.5",
+            token,
+        )
+        .await;
+    assert_eq!(nineties.ids(), [MATRIX]);
+}
+
+/// Film detail lists genres and people by role; a `subscription` film needs the
+/// `subscriber` role (403 `subscription_required` otherwise), a free one does not.
+#[tokio::test]
+async fn film_detail_and_the_paid_content_rule() {
+    let catalog = start().await;
+    let viewer = catalog.user().await;
+
+    let matrix = catalog
+        .get(&format!("/api/v1/films/{MATRIX}"), Some(&viewer))
+        .await;
+    assert_eq!(matrix.status, 200, "{}", matrix.body);
+    let body = &matrix.body;
+    assert_eq!(body["uuid"], MATRIX);
+    assert_eq!(body["title"], "Матрица");
+    assert_eq!(body["imdb_rating"], 8.7);
+    assert_eq!(body["creation_date"], "1999-03-31");
+    assert_eq!(body["type"], "movie");
+    assert_eq!(body["access"], "free");
+    assert_eq!(
+        body["genre"],
+        serde_json::json!([{"uuid": SCIFI, "name": "Фантастика"}])
+    );
+    assert_eq!(
+        body["actors"],
+        serde_json::json!([{"uuid": KEANU, "full_name": "Киану Ривз"}])
+    );
+    assert_eq!(
+        body["directors"],
+        serde_json::json!([{"uuid": LANA, "full_name": "Lana Wachowski"}])
+    );
+    assert_eq!(
+        body["writers"],
+        serde_json::json!([{"uuid": LANA, "full_name": "Lana Wachowski"}])
+    );
+
+    let refused = catalog
+        .get(&format!("/api/v1/films/{RELOADED}"), Some(&viewer))
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "subscription_required");
+
+    let subscriber = catalog.subscriber().await;
+    let allowed = catalog
+        .get(&format!("/api/v1/films/{RELOADED}"), Some(&subscriber))
+        .await;
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    assert_eq!(allowed.body["access"], "subscription");
+
+    // Lists show paid films to everyone, marked as such.
+    let list = catalog
+        .get("/api/v1/films?access=subscription", Some(&viewer))
+        .await;
+    assert_eq!(list.status, 200);
+    assert!(list.ids().contains(&RELOADED.to_owned()));
+}
+
+/// Search finds inflected Russian forms, `е` for `ё`, a typo, a prefix being typed,
+/// English stems, and marks the matched words.
+#[tokio::test]
+async fn search_understands_russian_english_typos_and_prefixes() {
+    let catalog = start().await;
+    let token = catalog.user().await;
+    let token = Some(token.as_str());
+    for (query, expected) in [
+        ("матрицы", MATRIX),
+        ("елки", YOLKI),
+        ("ЁЛКИ", YOLKI),
+        ("матирца", MATRIX),
+        ("матр", MATRIX),
+        ("reloading", RELOADED),
+        ("петербурге", BRAT),
+        ("ривз", MATRIX),
+    ] {
+        let reply = catalog
+            .get(&format!("/api/v1/films/search?query={query}"), token)
+            .await;
+        assert_eq!(reply.status, 200, "{query}: {}", reply.body);
+        assert!(
+            reply.ids().contains(&expected.to_owned()),
+            "{query} should find {expected}, got {}",
+            reply.body
+        );
+    }
+    let nothing = catalog
+        .get("/api/v1/films/search?query=zzzzqqq", token)
+        .await;
+    assert_eq!(nothing.status, 200);
+    assert!(nothing.ids().is_empty());
+
+    let (status, page) = catalog.internal("/search/films?query=матрицы").await;
+    assert_eq!(status, 200);
+    assert_eq!(page["items"][0]["uuid"], MATRIX);
+    assert_eq!(page["items"][0]["highlight"]["title"], "<b>Матрица</b>");
+    let facets = page["facets"]["genre"].as_array().expect("genre facets");
+    assert!(
+        facets
+            .iter()
+            .any(|f| f["uuid"] == SCIFI && f["name"] == "Фантастика" && f["count"] == 1)
+    );
+
+    let facets = catalog
+        .get("/api/v1/films/search/facets?query=matrix", token)
+        .await;
+    assert_eq!(facets.status, 200, "{}", facets.body);
+    assert_eq!(facets.body["genre"][0]["uuid"], SCIFI);
+}
+
+/// Genres list with film counts; persons are searchable and list their films with
+/// every role they had.
+#[tokio::test]
+async fn genres_and_persons() {
+    let catalog = start().await;
+    let token = catalog.user().await;
+    let token = Some(token.as_str());
+
+    let genres = catalog.get("/api/v1/genres", token).await;
+    assert_eq!(genres.status, 200, "{}", genres.body);
+    assert_eq!(genres.ids().len(), 3);
+    let drama = catalog.get(&format!("/api/v1/genres/{DRAMA}"), token).await;
+    assert_eq!(drama.status, 200);
+    assert_eq!(drama.body["name"], "Драма");
+    assert_eq!(drama.body["film_count"], 2);
+    let comedy = catalog
+        .get(&format!("/api/v1/genres/{COMEDY}"), token)
+        .await;
+    assert_eq!(comedy.body["film_count"], 1);
+
+    let found = catalog
+        .get("/api/v1/persons/search?query=алеша", token)
+        .await;
+    assert_eq!(found.status, 200, "{}", found.body);
+    assert_eq!(found.ids(), [ALYOSHA]);
+
+    let lana = catalog.get(&format!("/api/v1/persons/{LANA}"), token).await;
+    assert_eq!(lana.status, 200, "{}", lana.body);
+    assert_eq!(lana.body["full_name"], "Lana Wachowski");
+    let films = lana.body["films"].as_array().expect("films");
+    let matrix = films.iter().find(|f| f["uuid"] == MATRIX).expect("matrix");
+    let mut roles: Vec<&str> = matrix["roles"]
+        .as_array()
+        .expect("roles")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    roles.sort_unstable();
+    assert_eq!(roles, ["director", "writer"]);
+
+    let keanu_films = catalog
+        .get(&format!("/api/v1/persons/{KEANU}/film"), token)
+        .await;
+    assert_eq!(keanu_films.status, 200, "{}", keanu_films.body);
+    let mut ids = keanu_films.ids();
+    ids.sort();
+    assert_eq!(ids, [MATRIX, RELOADED]);
+    assert_eq!(keanu_films.body[0]["title"], "Матрица");
+}
+
+/// Bad paging, sort and filter values are 422 naming the parameter; unknown ids 404.
+#[tokio::test]
+async fn bad_parameters_are_422_and_unknown_ids_404() {
+    let catalog = start().await;
+    let token = catalog.user().await;
+    let token = Some(token.as_str());
+    for (path, field) in [
+        ("/api/v1/films?page_size=0", "page_size"),
+        ("/api/v1/films?page_size=1000", "page_size"),
+        ("/api/v1/films?page_number=-1", "page_number"),
+        ("/api/v1/films?page_number=abc", "page_number"),
+        ("/api/v1/films?sort=title", "sort"),
+        ("/api/v1/films?genre=drama", "genre"),
+        ("/api/v1/films/search?query=x&page_size=x", "page_size"),
+        ("/api/v1/films/search?query=x&rating_from=11", "rating_from"),
+        (
+            "/api/v1/persons/search?query=x&page_number=0",
+            "page_number",
+        ),
+        ("/api/v1/films/not-a-uuid", "uuid"),
+    ] {
+        let reply = catalog.get(path, token).await;
+        assert_eq!(reply.status, 422, "{path}: {}", reply.body);
+        assert_eq!(reply.body["error"]["code"], "invalid_parameter", "{path}");
+        assert_eq!(
+            reply.body["error"]["field"], field,
+            "{path}: {}",
+            reply.body
+        );
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(field),
+            "{path}: the message names {field}: {}",
+            reply.body
+        );
+    }
+    let unknown = "40000000-0000-4000-8000-000000000000";
+    for (path, code) in [
+        (format!("/api/v1/films/{unknown}"), "film_not_found"),
+        (format!("/api/v1/genres/{unknown}"), "genre_not_found"),
+        (format!("/api/v1/persons/{unknown}"), "person_not_found"),
+        (
+            format!("/api/v1/persons/{unknown}/film"),
+            "person_not_found",
+        ),
+    ] {
+        let reply = catalog.get(&path, token).await;
+        assert_eq!(reply.status, 404, "{path}: {}", reply.body);
+        assert_eq!(reply.body["error"]["code"], code, "{path}");
+    }
+}
+
+/// Answers are cached per index version: a repeat is a hit with the same ETag, a
+/// matching `If-None-Match` is 304, and a published change makes a fresh answer.
+#[tokio::test]
+async fn responses_are_cached_until_the_index_publishes_and_answer_304() {
+    let catalog = start().await;
+    let token = catalog.user().await;
+    let token = Some(token.as_str());
+    let path = format!("/api/v1/films/{BRAT}");
+
+    let first = catalog.get(&path, token).await;
+    assert_eq!(first.status, 200);
+    let etag = first.header("etag").expect("etag").to_owned();
+    let second = catalog.get(&path, token).await;
+    assert_eq!(second.header("x-cache"), Some("hit"));
+    assert_eq!(second.header("etag"), Some(etag.as_str()));
+    assert_eq!(second.body, first.body);
+
+    let not_modified = catalog
+        .get_with(&path, token, &[("if-none-match", etag.as_str())])
+        .await;
+    assert_eq!(not_modified.status, 304);
+    assert_eq!(not_modified.header("etag"), Some(etag.as_str()));
+
+    catalog
+        .db
+        .execute(
+            "UPDATE content.film SET title = 'Брат 2' WHERE id = $1::text::uuid",
+            &[&BRAT],
+        )
+        .await
+        .expect("update");
+    let fresh = TestApp::eventually(Duration::from_secs(10), || async {
+        let reply = catalog.get(&path, token).await;
+        (reply.body["title"] == "Брат 2").then_some(reply)
+    })
+    .await
+    .expect("the renamed film is served within 10 s");
+    assert_ne!(fresh.header("etag"), Some(etag.as_str()));
+    let stale = catalog
+        .get_with(&path, token, &[("if-none-match", etag.as_str())])
+        .await;
+    assert_eq!(stale.status, 200, "an old ETag no longer matches");
+}
+
+/// Inserts, updates and deletes of films, a genre rename and a new person link reach
+/// the index through LISTEN/NOTIFY, each within a second or so.
+#[tokio::test]
+async fn etl_applies_changes_incrementally() {
+    let catalog = start().await;
+    let db = &catalog.db;
+
+    db.execute(
+        "INSERT INTO content.film (id, title, description, rating) VALUES
+         ('30000000-0000-4000-8000-000000000009', 'Сталкер', 'Зона исполняет желания', 8.1)",
+        &[],
+    )
+    .await
+    .expect("insert");
+    catalog
+        .eventually_internal("/search/films?query=сталкер", |_, body| {
+            search_titles(body) == ["Сталкер"]
+        })
+        .await;
+
+    db.execute(
+        "UPDATE content.film SET title = 'Солярис' WHERE id = '30000000-0000-4000-8000-000000000009'",
+        &[],
+    )
+    .await
+    .expect("update");
+    catalog
+        .eventually_internal("/search/films?query=солярис", |_, body| {
+            search_titles(body) == ["Солярис"]
+        })
+        .await;
+    let (_, old) = catalog.internal("/search/films?query=сталкер").await;
+    assert_eq!(old["total"], 0, "the old title is gone: {old}");
+
+    db.execute(
+        &format!("UPDATE content.genre SET name = 'Научная фантастика' WHERE id = '{SCIFI}'"),
+        &[],
+    )
+    .await
+    .expect("rename genre");
+    catalog
+        .eventually_internal(&format!("/search/films/{MATRIX}"), |_, body| {
+            body["genre"][0]["name"] == "Научная фантастика"
+        })
+        .await;
+    catalog
+        .eventually_internal(&format!("/search/genres/{SCIFI}"), |_, body| {
+            body["name"] == "Научная фантастика"
+        })
+        .await;
+
+    db.execute(
+        &format!(
+            "INSERT INTO content.film_person (id, film_id, person_id, role)
+             VALUES (gen_random_uuid(), '{BRAT}', '{ALYOSHA}', 'actor')"
+        ),
+        &[],
+    )
+    .await
+    .expect("link person");
+    catalog
+        .eventually_internal(&format!("/search/films/{BRAT}"), |_, body| {
+            body["actors"][0]["uuid"] == ALYOSHA
+        })
+        .await;
+    catalog
+        .eventually_internal(&format!("/search/persons/{ALYOSHA}"), |_, body| {
+            body["films"].as_array().is_some_and(|f| f.len() == 2)
+        })
+        .await;
+    catalog
+        .eventually_internal(&format!("/search/films?person={ALYOSHA}"), |_, body| {
+            body["total"] == 2
+        })
+        .await;
+
+    db.execute(
+        &format!("DELETE FROM content.film WHERE id = '{YOLKI}'"),
+        &[],
+    )
+    .await
+    .expect("delete");
+    catalog
+        .eventually_internal(&format!("/search/films/{YOLKI}"), |status, _| status == 404)
+        .await;
+    // Alyosha's own document no longer lists the deleted film.
+    catalog
+        .eventually_internal(&format!("/search/persons/{ALYOSHA}"), |_, body| {
+            body["films"] == serde_json::json!([{"uuid": BRAT, "roles": ["actor"]}])
+        })
+        .await;
+}
+
+/// Changes made while the host (and its ETL) was stopped are picked up on restart,
+/// including deletions, and the index version keeps growing.
+#[tokio::test]
+async fn etl_catches_up_after_being_stopped() {
+    let catalog = start().await;
+    let (_, before) = catalog.internal("/search/version").await;
+    let version_before = before["version"].as_u64().expect("version");
+    let Catalog {
+        app,
+        db,
+        database_url,
+        index,
+        jwks,
+    } = catalog;
+    drop(app);
+    db.batch_execute(&format!(
+        "INSERT INTO content.film (id, title, rating) VALUES ('30000000-0000-4000-8000-000000000010', 'Кин-дза-дза!', 8.2);
+         UPDATE content.film SET rating = 9.9 WHERE id = '{BRAT}';
+         DELETE FROM content.film WHERE id = '{YOLKI}';
+         UPDATE content.person SET full_name = 'Keanu Reeves' WHERE id = '{KEANU}';"
+    ))
+    .await
+    .expect("changes while stopped");
+
+    let app = start_app(&database_url, &jwks, index.path(), &database_url, &[]);
+    let catalog = Catalog {
+        app,
+        db,
+        database_url,
+        index,
+        jwks,
+    };
+    let (status, version) = catalog.internal("/search/version").await;
+    assert_eq!(
+        status, 200,
+        "the last published index serves at once: {version}"
+    );
+    catalog
+        .eventually_internal("/search/films?query=кин", |_, body| {
+            search_titles(body) == ["Кин-дза-дза!"]
+        })
+        .await;
+    catalog
+        .eventually_internal(&format!("/search/films/{YOLKI}"), |status, _| status == 404)
+        .await;
+    let brat = catalog
+        .eventually_internal(&format!("/search/films/{BRAT}"), |_, body| {
+            body["imdb_rating"] == 9.9
+        })
+        .await;
+    assert_eq!(brat["title"], "Брат");
+    catalog
+        .eventually_internal(&format!("/search/films/{MATRIX}"), |_, body| {
+            body["actors"][0]["full_name"] == "Keanu Reeves"
+        })
+        .await;
+    let (_, after) = catalog.internal("/search/version").await;
+    assert!(after["version"].as_u64().expect("version") > version_before);
+}
+
+/// `cinema reindex` builds the index from Postgres with a progress line, and the index
+/// it builds serves a host that runs no ETL.
+#[tokio::test]
+async fn reindex_builds_an_index_a_host_can_serve() {
+    let database_url = common::fresh_database().await;
+    common::migrate(&database_url).await;
+    common::rotate_keys(&database_url, &[]);
+    let jwks = common::run_cinema(&["keys", "jwks", "--postgres-url", &database_url]);
+    let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    db.batch_execute(FIXTURE_SQL)
+        .await
+        .expect("fixture content");
+    let index = TempDir::new("reindex");
+    let output = common::run_cinema(&[
+        "reindex",
+        "--postgres-url",
+        &database_url,
+        "--index-dir",
+        index.path(),
+    ]);
+    assert!(output.contains("indexed 8 documents"), "{output}");
+
+    // Postgres "down" for this host's ETL: it retries, the index keeps serving.
+    let app = start_app(
+        &database_url,
+        &jwks,
+        index.path(),
+        "postgres://postgres@127.0.0.1:1/cinema",
+        &[],
+    );
+    let catalog = Catalog {
+        app,
+        db,
+        database_url,
+        index,
+        jwks,
+    };
+    let (status, film) = catalog.internal(&format!("/search/films/{MATRIX}")).await;
+    assert_eq!(status, 200, "{film}");
+    let token = catalog.user().await;
+    let list = catalog.get("/api/v1/films", Some(&token)).await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(list.ids().len(), 5);
+}

@@ -1,0 +1,112 @@
+//! What the index stores and the search API returns: films, persons and genres in the
+//! catalog's wire shapes (`uuid`, `imdb_rating`, ...). The index keeps each document's
+//! JSON as it will be served, so a lookup is one stored-document read.
+
+use serde::{Deserialize, Serialize};
+
+/// A film's full detail (`GET /api/v1/films/{uuid}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Film {
+    pub uuid: String,
+    pub title: String,
+    pub imdb_rating: Option<f64>,
+    pub description: String,
+    /// `YYYY-MM-DD`, when known.
+    pub creation_date: Option<String>,
+    #[serde(rename = "type")]
+    pub film_type: String,
+    pub access: String,
+    pub genre: Vec<GenreRef>,
+    pub actors: Vec<PersonRef>,
+    pub writers: Vec<PersonRef>,
+    pub directors: Vec<PersonRef>,
+}
+
+impl Film {
+    /// Every person linked to the film, any role.
+    pub fn person_ids(&self) -> impl Iterator<Item = &str> {
+        self.actors
+            .iter()
+            .chain(&self.writers)
+            .chain(&self.directors)
+            .map(|p| p.uuid.as_str())
+    }
+
+    /// The year of `creation_date`.
+    pub fn year(&self) -> Option<i64> {
+        self.creation_date.as_deref()?.get(..4)?.parse().ok()
+    }
+}
+
+/// A genre as films list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenreRef {
+    pub uuid: String,
+    pub name: String,
+}
+
+/// A person as films list them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonRef {
+    pub uuid: String,
+    pub full_name: String,
+}
+
+/// A person's detail (`GET /api/v1/persons/{uuid}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    pub uuid: String,
+    pub full_name: String,
+    pub films: Vec<PersonFilm>,
+}
+
+/// One film of a person, with every role they had in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonFilm {
+    pub uuid: String,
+    pub roles: Vec<String>,
+}
+
+/// A genre with how many films carry it (counted from the index at publish time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genre {
+    pub uuid: String,
+    pub name: String,
+    pub film_count: u64,
+}
+
+/// A film in a list or a search result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilmListItem {
+    pub uuid: String,
+    pub title: String,
+    pub imdb_rating: Option<f64>,
+    pub access: String,
+    #[serde(rename = "type")]
+    pub film_type: String,
+    pub creation_date: Option<String>,
+    /// Matched words in `<b>` tags (HTML-escaped text), for text searches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub highlight: Option<Highlight>,
+}
+
+/// Highlighted fragments of a search hit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Highlight {
+    pub title: String,
+    pub description: String,
+}
+
+impl From<&Film> for FilmListItem {
+    fn from(film: &Film) -> Self {
+        Self {
+            uuid: film.uuid.clone(),
+            title: film.title.clone(),
+            imdb_rating: film.imdb_rating,
+            access: film.access.clone(),
+            film_type: film.film_type.clone(),
+            creation_date: film.creation_date.clone(),
+            highlight: None,
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! Keeping the index in step with Postgres: the full build, incremental updates from
+//! `LISTEN content_changes`, and the periodic catch-up by `modified`.
+//!
+//! Guarantees:
+//! - a committed change is searchable after one batch window (50 ms by default) plus
+//!   one commit, while connected;
+//! - nothing is missed across downtime: after every (re)connect the ETL rereads rows
+//!   modified since the persisted watermark (minus [`EtlSettings::overlap`], for
+//!   transactions that committed late) and drops documents whose rows are gone;
+//! - Postgres down: retries with exponential backoff; the last published index keeps
+//!   serving;
+//! - each publish is one tantivy commit whose payload is the new [`Position`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+use tantivy::IndexWriter;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+use uuid::Uuid;
+
+use crate::error::{EtlError, Result};
+use crate::index::{CatalogIndex, Position, commit};
+use crate::schema::{Kind, SCHEMA_VERSION};
+use crate::search::SearchIndex;
+use crate::source::{self, CHANGES_CHANNEL, ContentTable};
+
+/// Most notifications folded into one publish.
+const MAX_BATCH_CHANGES: usize = 5_000;
+
+/// How the ETL runs.
+#[derive(Debug, Clone)]
+pub struct EtlSettings {
+    /// Postgres holding the `content` schema.
+    pub postgres_url: String,
+    /// How often to catch up by `modified` while connected.
+    pub catch_up_interval: Duration,
+    /// How long to gather notifications before publishing them together.
+    pub batch_window: Duration,
+    /// How far behind the last catch-up the next one starts (late commits).
+    pub overlap: Duration,
+    /// Longest wait between reconnect attempts.
+    pub max_backoff: Duration,
+    /// Indexing threads of a full build.
+    pub writer_threads: usize,
+}
+
+impl EtlSettings {
+    pub fn new(postgres_url: impl Into<String>) -> Self {
+        Self {
+            postgres_url: postgres_url.into(),
+            catch_up_interval: Duration::from_secs(30),
+            batch_window: Duration::from_millis(50),
+            overlap: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(30),
+            writer_threads: 2,
+        }
+    }
+}
+
+/// Requests to a running ETL.
+#[derive(Debug)]
+pub enum EtlCommand {
+    /// Rebuild everything from Postgres; answers with the published version.
+    Reindex(oneshot::Sender<Result<u64, String>>),
+}
+
+/// One row change as the content triggers announce it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Change {
+    pub table: String,
+    pub id: Uuid,
+    pub op: String,
+}
+
+/// Counts of a publish, for logs and progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Published {
+    pub version: u64,
+    pub documents: u64,
+}
+
+/// The index writer and what it last published.
+pub struct Indexer {
+    index: CatalogIndex,
+    writer: IndexWriter,
+    search: Arc<SearchIndex>,
+    position: Position,
+}
+
+impl std::fmt::Debug for Indexer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Indexer")
+            .field("index", &self.index)
+            .field("position", &self.position)
+            .finish()
+    }
+}
+
+impl Indexer {
+    /// Takes the index's writer lock ([`EtlError::IndexLocked`] if another process has it).
+    pub fn new(index: &CatalogIndex, search: Arc<SearchIndex>, threads: usize) -> Result<Self> {
+        let writer = index.writer(threads)?;
+        let position = Position::of(&index.index)?.unwrap_or(Position {
+            schema_version: SCHEMA_VERSION,
+            ..Position::default()
+        });
+        Ok(Self {
+            index: index.clone(),
+            writer,
+            search,
+            position,
+        })
+    }
+
+    /// The last published position.
+    pub fn position(&self) -> &Position {
+        &self.position
+    }
+
+    /// Whether a full build has ever completed into this index.
+    pub fn is_built(&self) -> bool {
+        self.position.watermark.is_some()
+    }
+
+    /// Rebuilds every document from Postgres in one commit; readers see the old index
+    /// until it lands. `progress(done, total)` is called every 1000 documents.
+    pub async fn full_build(
+        &mut self,
+        client: &Client,
+        overlap: Duration,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<Published> {
+        let started = source::database_now(client).await?;
+        let total = source::count_documents(client).await?;
+        self.writer.delete_all_documents()?;
+        let mut done = 0u64;
+        progress(done, total);
+        let films = source::all_films(client).await?;
+        futures::pin_mut!(films);
+        while let Some(film) = films.try_next().await? {
+            self.writer.add_document(self.index.film_document(&film))?;
+            done += 1;
+            if done.is_multiple_of(1000) {
+                progress(done, total);
+            }
+        }
+        let persons = source::all_persons(client).await?;
+        futures::pin_mut!(persons);
+        while let Some(person) = persons.try_next().await? {
+            self.writer
+                .add_document(self.index.person_document(&person))?;
+            done += 1;
+            if done.is_multiple_of(1000) {
+                progress(done, total);
+            }
+        }
+        for genre in source::all_genres(client).await? {
+            self.writer
+                .add_document(self.index.genre_document(&genre))?;
+        }
+        progress(done, total);
+        let watermark = started - chrono::Duration::from_std(overlap).unwrap_or_default();
+        let version = self.publish(Some(watermark))?;
+        Ok(Published {
+            version,
+            documents: done,
+        })
+    }
+
+    /// Rereads rows modified since the watermark; with `reconcile`, also drops documents
+    /// whose rows no longer exist (needed after any time not listening).
+    pub async fn catch_up(
+        &mut self,
+        client: &Client,
+        overlap: Duration,
+        reconcile: bool,
+    ) -> Result<Published> {
+        let Some(since) = self.position.watermark else {
+            return self.full_build(client, overlap, &mut |_, _| {}).await;
+        };
+        let started = source::database_now(client).await?;
+        let mut changes = Vec::new();
+        for table in [
+            ContentTable::Film,
+            ContentTable::Person,
+            ContentTable::Genre,
+        ] {
+            for id in source::modified_since(client, table, since).await? {
+                changes.push(Change {
+                    table: table.as_str().to_owned(),
+                    id,
+                    op: "UPDATE".to_owned(),
+                });
+            }
+        }
+        let mut written = self.write_changes(client, &changes).await?;
+        if reconcile {
+            written += self.drop_vanished(client).await?;
+        }
+        let watermark = started - chrono::Duration::from_std(overlap).unwrap_or_default();
+        let moved = self.position.watermark != Some(watermark);
+        let version = if written > 0 || moved {
+            self.publish(Some(watermark))?
+        } else {
+            self.position.generation
+        };
+        Ok(Published {
+            version,
+            documents: written,
+        })
+    }
+
+    /// Applies announced changes and publishes them.
+    pub async fn apply(&mut self, client: &Client, changes: &[Change]) -> Result<Published> {
+        let written = self.write_changes(client, changes).await?;
+        let version = self.publish(self.position.watermark)?;
+        Ok(Published {
+            version,
+            documents: written,
+        })
+    }
+
+    /// Rewrites every document a set of row changes affects; returns how many documents
+    /// were written or deleted.
+    async fn write_changes(&mut self, client: &Client, changes: &[Change]) -> Result<u64> {
+        let mut films: HashSet<Uuid> = HashSet::new();
+        let mut persons: HashSet<Uuid> = HashSet::new();
+        let mut genres_changed = Vec::new();
+        for change in changes {
+            match change.table.as_str() {
+                "film" => {
+                    films.insert(change.id);
+                }
+                "person" => {
+                    persons.insert(change.id);
+                }
+                "genre" => genres_changed.push(change.id),
+                _ => {}
+            }
+        }
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        // A renamed genre or person shows in every film carrying it.
+        let person_list: Vec<Uuid> = persons.iter().copied().collect();
+        films.extend(source::films_of_persons(client, &person_list).await?);
+        films.extend(source::films_of_genres(client, &genres_changed).await?);
+        // A film's people, before and after, list the film on their own documents.
+        let film_list: Vec<Uuid> = films.iter().copied().collect();
+        for id in &film_list {
+            if let Ok(Some(old)) = self.search.film(&id.to_string()) {
+                persons.extend(old.person_ids().filter_map(|p| p.parse::<Uuid>().ok()));
+            }
+        }
+        let current_films = source::films_by_ids(client, &film_list).await?;
+        for film in &current_films {
+            persons.extend(film.person_ids().filter_map(|p| p.parse::<Uuid>().ok()));
+        }
+        let person_list: Vec<Uuid> = persons.iter().copied().collect();
+        let current_persons = source::persons_by_ids(client, &person_list).await?;
+
+        let mut written = 0u64;
+        for id in &film_list {
+            self.writer
+                .delete_term(self.index.key_term(Kind::Film, &id.to_string()));
+        }
+        for film in &current_films {
+            self.writer.add_document(self.index.film_document(film))?;
+        }
+        for id in &person_list {
+            self.writer
+                .delete_term(self.index.key_term(Kind::Person, &id.to_string()));
+        }
+        for person in &current_persons {
+            self.writer
+                .add_document(self.index.person_document(person))?;
+        }
+        written += (film_list.len() + person_list.len()) as u64;
+        if !genres_changed.is_empty() {
+            self.writer.delete_term(self.index.kind_term(Kind::Genre));
+            let genres = source::all_genres(client).await?;
+            for genre in &genres {
+                self.writer.add_document(self.index.genre_document(genre))?;
+            }
+            written += genres.len() as u64;
+        }
+        Ok(written)
+    }
+
+    /// Deletes documents whose rows are gone from Postgres.
+    async fn drop_vanished(&mut self, client: &Client) -> Result<u64> {
+        let mut dropped = 0u64;
+        for (kind, table) in [
+            (Kind::Film, ContentTable::Film),
+            (Kind::Person, ContentTable::Person),
+            (Kind::Genre, ContentTable::Genre),
+        ] {
+            let existing = source::all_ids(client, table).await?;
+            let indexed = self
+                .search
+                .document_ids(kind)
+                .map_err(|e| EtlError::Decode(e.to_string()))?;
+            for id in indexed.difference(&existing) {
+                self.writer.delete_term(self.index.key_term(kind, id));
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Commits with the next generation and makes readers see it.
+    fn publish(&mut self, watermark: Option<chrono::DateTime<chrono::Utc>>) -> Result<u64> {
+        // Versions only grow, even across a rebuild from scratch: caches key on them.
+        let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+        let position = Position {
+            schema_version: SCHEMA_VERSION,
+            generation: (self.position.generation + 1).max(now_ms),
+            watermark,
+        };
+        commit(&mut self.writer, &position)?;
+        self.position = position;
+        if let Err(error) = self.search.reload() {
+            tracing::error!(%error, "etl.publish: committed but the reader did not reload");
+        }
+        Ok(self.position.generation)
+    }
+
+    /// Drops everything written since the last publish (after a failed batch).
+    fn rollback(&mut self) {
+        if let Err(error) = self.writer.rollback() {
+            tracing::error!(%error, "etl: rollback of a failed batch failed");
+        }
+    }
+}
+
+/// A connected session: a client for queries, the notifications of its `LISTEN`.
+struct Session {
+    client: Client,
+    changes: mpsc::Receiver<Change>,
+}
+
+async fn connect(settings: &EtlSettings) -> Result<Session> {
+    let (client, mut connection) = tokio_postgres::connect(&settings.postgres_url, NoTls).await?;
+    let (sender, changes) = mpsc::channel(MAX_BATCH_CHANGES * 2);
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(note)) => {
+                    match serde_json::from_str::<Change>(note.payload()) {
+                        Ok(change) => {
+                            if sender.send(change).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, payload = note.payload(), "etl: undecodable notification ignored (catch-up covers it)");
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "etl: postgres connection lost");
+                    return;
+                }
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
+        .await?;
+    Ok(Session { client, changes })
+}
+
+/// Runs the ETL until `shutdown` turns true: builds or catches up, then follows
+/// notifications, catching up periodically; reconnects with backoff on any Postgres
+/// failure. Returns an error only for fatal index failures.
+pub async fn run(
+    settings: EtlSettings,
+    mut indexer: Indexer,
+    mut commands: mpsc::Receiver<EtlCommand>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let mut backoff = Duration::from_millis(250);
+    let mut attempt = 0u32;
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let session = match connect(&settings).await {
+            Ok(session) => session,
+            Err(error) => {
+                attempt += 1;
+                tracing::warn!(%error, attempt, retry_in_ms = backoff.as_millis() as u64, "etl: cannot reach postgres; the last published index keeps serving");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(settings.max_backoff);
+                continue;
+            }
+        };
+        match follow(
+            &settings,
+            &mut indexer,
+            session,
+            &mut commands,
+            &mut shutdown,
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(error) if error.is_retriable() => {
+                indexer.rollback();
+                tracing::warn!(%error, "etl: postgres failed; reconnecting");
+                backoff = Duration::from_millis(250);
+                attempt = 0;
+            }
+            Err(error) => {
+                indexer.rollback();
+                return Err(error);
+            }
+        }
+    }
+}
+
+/// One connected stretch: catch up, then follow notifications until the connection
+/// breaks (an error) or shutdown (`Ok`).
+async fn follow(
+    settings: &EtlSettings,
+    indexer: &mut Indexer,
+    mut session: Session,
+    commands: &mut mpsc::Receiver<EtlCommand>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<()> {
+    let started = Instant::now();
+    let published = if indexer.is_built() {
+        indexer
+            .catch_up(&session.client, settings.overlap, true)
+            .await?
+    } else {
+        tracing::info!("etl: no index yet; full build");
+        indexer
+            .full_build(&session.client, settings.overlap, &mut |_, _| {})
+            .await?
+    };
+    tracing::info!(
+        version = published.version,
+        documents = published.documents,
+        took_ms = started.elapsed().as_millis() as u64,
+        "etl: caught up; following changes"
+    );
+    let mut catch_up = tokio::time::interval(settings.catch_up_interval);
+    catch_up.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            change = session.changes.recv() => {
+                let Some(first) = change else {
+                    return Err(EtlError::ConnectionLost);
+                };
+                let mut batch = vec![first];
+                let deadline = tokio::time::Instant::now() + settings.batch_window;
+                while batch.len() < MAX_BATCH_CHANGES {
+                    match tokio::time::timeout_at(deadline, session.changes.recv()).await {
+                        Ok(Some(change)) => batch.push(change),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                let started = Instant::now();
+                let published = indexer.apply(&session.client, &batch).await?;
+                tracing::debug!(changes = batch.len(), documents = published.documents, version = published.version, took_ms = started.elapsed().as_millis() as u64, "etl: published changes");
+            }
+            _ = catch_up.tick() => {
+                let published = indexer.catch_up(&session.client, settings.overlap, false).await?;
+                tracing::debug!(documents = published.documents, version = published.version, "etl: periodic catch-up");
+            }
+            Some(command) = commands.recv() => match command {
+                EtlCommand::Reindex(reply) => {
+                    let started = Instant::now();
+                    let result = indexer.full_build(&session.client, settings.overlap, &mut |_, _| {}).await;
+                    match result {
+                        Ok(published) => {
+                            tracing::info!(version = published.version, documents = published.documents, took_ms = started.elapsed().as_millis() as u64, "etl: full rebuild published");
+                            let _ = reply.send(Ok(published.version));
+                        }
+                        Err(error) => {
+                            let _ = reply.send(Err(error.to_string()));
+                            return Err(error);
+                        }
+                    }
+                }
+            },
+        }
+    }
+}
