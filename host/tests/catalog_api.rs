@@ -238,10 +238,20 @@ impl Catalog {
         assert!(found.is_some(), "film {film} was not indexed within 30 s");
     }
 
-    /// Polls the search API until `check` accepts the answer to `path`.
+    /// Polls the search API until `check` accepts the answer to `path` (10 s at most).
     async fn eventually_internal(&self, path: &str, check: impl Fn(u16, &Value) -> bool) -> Value {
+        self.eventually_internal_within(path, Duration::from_secs(10), check)
+            .await
+    }
+
+    async fn eventually_internal_within(
+        &self,
+        path: &str,
+        within: Duration,
+        check: impl Fn(u16, &Value) -> bool,
+    ) -> Value {
         let mut last = Value::Null;
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + within;
         while std::time::Instant::now() < deadline {
             let (status, body) = self.internal(path).await;
             if check(status, &body) {
@@ -250,7 +260,7 @@ impl Catalog {
             last = body;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("{path} never matched within 10 s; last answer: {last}");
+        panic!("{path} never matched within {within:?}; last answer: {last}");
     }
 }
 
@@ -817,4 +827,110 @@ async fn reindex_builds_an_index_a_host_can_serve() {
     let list = catalog.get("/api/v1/films", Some(&token)).await;
     assert_eq!(list.status, 200, "{}", list.body);
     assert_eq!(list.ids().len(), 5);
+}
+
+/// A TCP proxy to Postgres whose connections can be cut and restored, to take
+/// Postgres away from the ETL alone.
+struct CuttableProxy {
+    port: u16,
+    target: std::net::SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl CuttableProxy {
+    async fn start(target: std::net::SocketAddr) -> Self {
+        let mut proxy = Self {
+            port: free_port(),
+            target,
+            task: None,
+        };
+        proxy.restore().await;
+        proxy
+    }
+
+    /// Accepts again on the same port.
+    async fn restore(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("bind proxy port");
+        let target = self.target;
+        self.task = Some(tokio::spawn(async move {
+            // Dropping this task drops the set, which aborts every proxied connection.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Closes the listener and every open connection.
+    async fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// Postgres lost mid-run (connections cut): the catalog keeps serving the last index,
+/// the ETL retries with backoff, and once Postgres is back the changes made meanwhile
+/// become searchable without a restart.
+#[tokio::test]
+async fn etl_survives_losing_postgres_and_catches_up_when_it_returns() {
+    let database_url = common::fresh_database().await;
+    common::migrate(&database_url).await;
+    common::rotate_keys(&database_url, &[]);
+    let jwks = common::run_cinema(&["keys", "jwks", "--postgres-url", &database_url]);
+    let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    db.batch_execute(FIXTURE_SQL)
+        .await
+        .expect("fixture content");
+    let mut proxy = CuttableProxy::start("127.0.0.1:5432".parse().expect("address")).await;
+    let database = database_url.rsplit('/').next().expect("database name");
+    let etl_url = format!("postgres://postgres@127.0.0.1:{}/{database}", proxy.port);
+    let index = TempDir::new("index");
+    let app = start_app(&database_url, &jwks, index.path(), &etl_url, &[]);
+    let catalog = Catalog {
+        app,
+        db,
+        database_url,
+        index,
+        jwks,
+    };
+    catalog.wait_until_indexed(MATRIX).await;
+    let token = catalog.user().await;
+
+    proxy.cut().await;
+    catalog
+        .db
+        .execute(
+            "INSERT INTO content.film (id, title, rating) VALUES
+             ('30000000-0000-4000-8000-000000000011', 'Зеркало', 8.0)",
+            &[],
+        )
+        .await
+        .expect("insert while the etl is cut off");
+    let list = catalog
+        .get("/api/v1/films/search?query=матрица", Some(&token))
+        .await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(list.ids()[0], MATRIX);
+    let (status, _) = catalog.internal("/search/films?query=зеркало").await;
+    assert_eq!(status, 200);
+
+    proxy.restore().await;
+    catalog
+        .eventually_internal_within(
+            "/search/films?query=зеркало",
+            Duration::from_secs(40),
+            |_, body| search_titles(body) == ["Зеркало"],
+        )
+        .await;
 }

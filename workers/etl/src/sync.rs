@@ -11,7 +11,7 @@
 //!   serving;
 //! - each publish is one tantivy commit whose payload is the new [`Position`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::error::{EtlError, Result};
 use crate::index::{CatalogIndex, Position, commit};
+use crate::model::{Film, Person};
 use crate::schema::{Kind, SCHEMA_VERSION};
 use crate::search::SearchIndex;
 use crate::source::{self, CHANGES_CHANNEL, ContentTable};
@@ -164,7 +165,7 @@ impl Indexer {
         }
         progress(done, total);
         let watermark = started - chrono::Duration::from_std(overlap).unwrap_or_default();
-        let version = self.publish(Some(watermark))?;
+        let version = self.publish(Some(watermark), true)?;
         Ok(Published {
             version,
             documents: done,
@@ -202,12 +203,7 @@ impl Indexer {
             written += self.drop_vanished(client).await?;
         }
         let watermark = started - chrono::Duration::from_std(overlap).unwrap_or_default();
-        let moved = self.position.watermark != Some(watermark);
-        let version = if written > 0 || moved {
-            self.publish(Some(watermark))?
-        } else {
-            self.position.generation
-        };
+        let version = self.publish(Some(watermark), written > 0)?;
         Ok(Published {
             version,
             documents: written,
@@ -217,7 +213,11 @@ impl Indexer {
     /// Applies announced changes and publishes them.
     pub async fn apply(&mut self, client: &Client, changes: &[Change]) -> Result<Published> {
         let written = self.write_changes(client, changes).await?;
-        let version = self.publish(self.position.watermark)?;
+        let version = if written > 0 {
+            self.publish(self.position.watermark, true)?
+        } else {
+            self.position.generation
+        };
         Ok(Published {
             version,
             documents: written,
@@ -263,30 +263,62 @@ impl Indexer {
         let person_list: Vec<Uuid> = persons.iter().copied().collect();
         let current_persons = source::persons_by_ids(client, &person_list).await?;
 
+        // Only documents that differ from the published ones are rewritten, so a
+        // catch-up rereading rows the notifications already brought changes nothing
+        // (and the version, which caches key on, stays).
         let mut written = 0u64;
-        for id in &film_list {
-            self.writer
-                .delete_term(self.index.key_term(Kind::Film, &id.to_string()));
-        }
-        for film in &current_films {
-            self.writer.add_document(self.index.film_document(film))?;
-        }
-        for id in &person_list {
-            self.writer
-                .delete_term(self.index.key_term(Kind::Person, &id.to_string()));
-        }
-        for person in &current_persons {
-            self.writer
-                .add_document(self.index.person_document(person))?;
-        }
-        written += (film_list.len() + person_list.len()) as u64;
-        if !genres_changed.is_empty() {
-            self.writer.delete_term(self.index.kind_term(Kind::Genre));
-            let genres = source::all_genres(client).await?;
-            for genre in &genres {
-                self.writer.add_document(self.index.genre_document(genre))?;
+        let current_films: HashMap<String, &Film> =
+            current_films.iter().map(|f| (f.uuid.clone(), f)).collect();
+        for id in film_list.iter().map(Uuid::to_string) {
+            let published = self.search.film(&id).ok().flatten();
+            let current = current_films.get(&id).copied();
+            if published.as_ref() == current {
+                continue;
             }
-            written += genres.len() as u64;
+            self.writer
+                .delete_term(self.index.key_term(Kind::Film, &id));
+            if let Some(film) = current {
+                self.writer.add_document(self.index.film_document(film))?;
+            }
+            written += 1;
+        }
+        let current_persons: HashMap<String, &Person> = current_persons
+            .iter()
+            .map(|p| (p.uuid.clone(), p))
+            .collect();
+        for id in person_list.iter().map(Uuid::to_string) {
+            let published = self.search.person(&id).ok().flatten();
+            let current = current_persons.get(&id).copied();
+            if published.as_ref() == current {
+                continue;
+            }
+            self.writer
+                .delete_term(self.index.key_term(Kind::Person, &id));
+            if let Some(person) = current {
+                self.writer
+                    .add_document(self.index.person_document(person))?;
+            }
+            written += 1;
+        }
+        if !genres_changed.is_empty() {
+            let genres = source::all_genres(client).await?;
+            let (_, published) = self.search.genres();
+            let current: HashMap<&str, &str> = genres
+                .iter()
+                .map(|g| (g.uuid.as_str(), g.name.as_str()))
+                .collect();
+            let before: HashMap<&str, &str> = published
+                .iter()
+                .map(|g| (g.uuid.as_str(), g.name.as_str()))
+                .collect();
+            let same = current == before;
+            if !same {
+                self.writer.delete_term(self.index.kind_term(Kind::Genre));
+                for genre in &genres {
+                    self.writer.add_document(self.index.genre_document(genre))?;
+                }
+                written += genres.len() as u64;
+            }
         }
         Ok(written)
     }
@@ -312,13 +344,23 @@ impl Indexer {
         Ok(dropped)
     }
 
-    /// Commits with the next generation and makes readers see it.
-    fn publish(&mut self, watermark: Option<chrono::DateTime<chrono::Utc>>) -> Result<u64> {
-        // Versions only grow, even across a rebuild from scratch: caches key on them.
+    /// Commits the position (with the next generation when documents changed: the
+    /// version caches key on) and makes readers see it.
+    fn publish(
+        &mut self,
+        watermark: Option<chrono::DateTime<chrono::Utc>>,
+        documents_changed: bool,
+    ) -> Result<u64> {
+        // Versions only grow, even across a rebuild from scratch.
         let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+        let generation = if documents_changed {
+            (self.position.generation + 1).max(now_ms)
+        } else {
+            self.position.generation
+        };
         let position = Position {
             schema_version: SCHEMA_VERSION,
-            generation: (self.position.generation + 1).max(now_ms),
+            generation,
             watermark,
         };
         commit(&mut self.writer, &position)?;
