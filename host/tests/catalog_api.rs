@@ -934,3 +934,43 @@ async fn etl_survives_losing_postgres_and_catches_up_when_it_returns() {
         )
         .await;
 }
+
+/// A flood of notifications (more than the ETL queues) neither stalls the ETL nor
+/// loses changes: it falls back to a catch-up, and SIGTERM still stops the host fast.
+#[tokio::test]
+async fn a_notification_flood_falls_back_to_a_catch_up() {
+    let mut catalog = start().await;
+    catalog
+        .db
+        .batch_execute(
+            "INSERT INTO content.film (id, title, rating)
+             SELECT gen_random_uuid(), 'Flood ' || g, 5.0 FROM generate_series(1, 25000) g",
+        )
+        .await
+        .expect("25000 inserts in one transaction");
+    catalog
+        .eventually_internal_within(
+            "/search/films?query=flood&page_size=1",
+            Duration::from_secs(60),
+            |_, body| body["total"] == 25000,
+        )
+        .await;
+    catalog
+        .db
+        .execute(
+            "INSERT INTO content.film (id, title) VALUES
+             ('30000000-0000-4000-8000-000000000012', 'Иваново детство')",
+            &[],
+        )
+        .await
+        .expect("insert after the flood");
+    catalog
+        .eventually_internal("/search/films?query=иваново", |_, body| {
+            search_titles(body) == ["Иваново детство"]
+        })
+        .await;
+    assert!(
+        catalog.app.terminate_within(Duration::from_secs(10)),
+        "cinema did not stop within 10 s of SIGTERM"
+    );
+}

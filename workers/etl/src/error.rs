@@ -12,6 +12,9 @@ pub enum EtlError {
     /// The listening connection ended: retriable.
     #[error("postgres notification connection ended")]
     ConnectionLost,
+    /// Shutdown interrupted a build or catch-up (nothing was committed).
+    #[error("stopped by shutdown before publishing")]
+    Stopped,
     /// A row did not decode into a document: retriable (the next catch-up rereads it).
     #[error("failed to decode content row: {0}")]
     Decode(String),

@@ -19,8 +19,8 @@ use crate::error::{EtlError, Result};
 use crate::model::{Film, GenreRef, Person};
 use crate::schema::{CatalogSchema, GENRE_FACET_ROOT, Kind, SCHEMA_VERSION, doc_key};
 
-/// Memory budget of the index writer.
-const WRITER_MEMORY_BYTES: usize = 96 * 1024 * 1024;
+/// Memory budget of the index writer, per indexing thread.
+const WRITER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
 
 /// What every commit records (as its JSON payload).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -32,6 +32,19 @@ impl Film {
             .map(|p| p.uuid.as_str())
     }
 
+    /// Every (person id, role) link of the film.
+    pub fn person_roles(&self) -> std::collections::BTreeSet<(&str, &str)> {
+        let roles = [
+            (&self.actors, "actor"),
+            (&self.writers, "writer"),
+            (&self.directors, "director"),
+        ];
+        roles
+            .into_iter()
+            .flat_map(|(people, role)| people.iter().map(move |p| (p.uuid.as_str(), role)))
+            .collect()
+    }
+
     /// The year of `creation_date`.
     pub fn year(&self) -> Option<i64> {
         self.creation_date.as_deref()?.get(..4)?.parse().ok()

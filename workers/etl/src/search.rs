@@ -199,6 +199,11 @@ impl SearchIndex {
         self.snapshot().version
     }
 
+    /// Documents of every kind in the published index.
+    pub fn document_count(&self) -> u64 {
+        self.snapshot().searcher.num_docs()
+    }
+
     /// Whether any build has been published (a fresh index has none).
     pub fn is_ready(&self) -> bool {
         self.version() > 0

@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
@@ -29,8 +30,15 @@ use crate::schema::{Kind, SCHEMA_VERSION};
 use crate::search::SearchIndex;
 use crate::source::{self, CHANGES_CHANNEL, ContentTable};
 
+/// Past this many changed rows (and a quarter of the index), a catch-up rebuilds.
+const MASS_UPDATE_ROWS: usize = 10_000;
+/// Rows a catch-up rereads at a time.
+const CATCH_UP_CHUNK: usize = 2_000;
 /// Most notifications folded into one publish.
 const MAX_BATCH_CHANGES: usize = 5_000;
+/// Notifications queued between the connection and the indexer; past it they are
+/// dropped and a catch-up replaces them.
+const MAX_QUEUED_CHANGES: usize = 20_000;
 
 /// How the ETL runs.
 #[derive(Debug, Clone)]
@@ -90,6 +98,8 @@ pub struct Indexer {
     writer: IndexWriter,
     search: Arc<SearchIndex>,
     position: Position,
+    /// Turns true on shutdown: long builds and catch-ups stop between chunks.
+    stop: Option<watch::Receiver<bool>>,
 }
 
 impl std::fmt::Debug for Indexer {
@@ -114,7 +124,20 @@ impl Indexer {
             writer,
             search,
             position,
+            stop: None,
         })
+    }
+
+    /// Makes long builds and catch-ups give up (uncommitted) once `stop` turns true.
+    pub fn stop_when(&mut self, stop: watch::Receiver<bool>) {
+        self.stop = Some(stop);
+    }
+
+    fn check_stop(&self) -> Result<()> {
+        match &self.stop {
+            Some(stop) if *stop.borrow() => Err(EtlError::Stopped),
+            _ => Ok(()),
+        }
     }
 
     /// The last published position.
@@ -147,6 +170,7 @@ impl Indexer {
             done += 1;
             if done.is_multiple_of(1000) {
                 progress(done, total);
+                self.check_stop()?;
             }
         }
         let persons = source::all_persons(client).await?;
@@ -198,7 +222,23 @@ impl Indexer {
                 });
             }
         }
-        let mut written = self.write_changes(client, &changes).await?;
+        // In chunks, so catching up after a mass update holds a bounded set of
+        // documents in memory at a time.
+        // A mass update is cheaper to rebuild than to diff.
+        if changes.len() > MASS_UPDATE_ROWS
+            && changes.len() as u64 > self.search.document_count() / 4
+        {
+            tracing::info!(
+                changed = changes.len(),
+                "etl: mass update; rebuilding the index"
+            );
+            return self.full_build(client, overlap, &mut |_, _| {}).await;
+        }
+        let mut written = 0;
+        for chunk in changes.chunks(CATCH_UP_CHUNK) {
+            self.check_stop()?;
+            written += self.write_changes(client, chunk).await?;
+        }
         if reconcile {
             written += self.drop_vanished(client).await?;
         }
@@ -249,16 +289,31 @@ impl Indexer {
         let person_list: Vec<Uuid> = persons.iter().copied().collect();
         films.extend(source::films_of_persons(client, &person_list).await?);
         films.extend(source::films_of_genres(client, &genres_changed).await?);
-        // A film's people, before and after, list the film on their own documents.
+        // Person documents list their films with roles: they change when a film's
+        // (person, role) links change, or the film appears or goes.
         let film_list: Vec<Uuid> = films.iter().copied().collect();
+        let mut published_films: HashMap<String, Film> = HashMap::new();
         for id in &film_list {
             if let Ok(Some(old)) = self.search.film(&id.to_string()) {
-                persons.extend(old.person_ids().filter_map(|p| p.parse::<Uuid>().ok()));
+                published_films.insert(old.uuid.clone(), old);
             }
         }
         let current_films = source::films_by_ids(client, &film_list).await?;
         for film in &current_films {
-            persons.extend(film.person_ids().filter_map(|p| p.parse::<Uuid>().ok()));
+            let before = published_films
+                .get(&film.uuid)
+                .map(Film::person_roles)
+                .unwrap_or_default();
+            let after = film.person_roles();
+            for (person, _) in before.symmetric_difference(&after) {
+                persons.extend(person.parse::<Uuid>().ok());
+            }
+        }
+        let current_ids: HashSet<&str> = current_films.iter().map(|f| f.uuid.as_str()).collect();
+        for (id, old) in &published_films {
+            if !current_ids.contains(id.as_str()) {
+                persons.extend(old.person_ids().filter_map(|p| p.parse::<Uuid>().ok()));
+            }
         }
         let person_list: Vec<Uuid> = persons.iter().copied().collect();
         let current_persons = source::persons_by_ids(client, &person_list).await?;
@@ -270,9 +325,9 @@ impl Indexer {
         let current_films: HashMap<String, &Film> =
             current_films.iter().map(|f| (f.uuid.clone(), f)).collect();
         for id in film_list.iter().map(Uuid::to_string) {
-            let published = self.search.film(&id).ok().flatten();
+            let published = published_films.get(&id);
             let current = current_films.get(&id).copied();
-            if published.as_ref() == current {
+            if published == current {
                 continue;
             }
             self.writer
@@ -383,24 +438,34 @@ impl Indexer {
 struct Session {
     client: Client,
     changes: mpsc::Receiver<Change>,
+    /// Set when notifications were dropped because the queue was full; the next
+    /// catch-up (with reconciliation) covers them.
+    overflowed: Arc<AtomicBool>,
 }
 
 async fn connect(settings: &EtlSettings) -> Result<Session> {
     let (client, mut connection) = tokio_postgres::connect(&settings.postgres_url, NoTls).await?;
-    let (sender, changes) = mpsc::channel(MAX_BATCH_CHANGES * 2);
+    let (sender, changes) = mpsc::channel(MAX_QUEUED_CHANGES);
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let overflow_flag = overflowed.clone();
+    // This task drives the connection: it must never wait on the queue, or the
+    // client's own queries would stall behind a flood of notifications.
     tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             match message {
                 Ok(AsyncMessage::Notification(note)) => {
                     match serde_json::from_str::<Change>(note.payload()) {
-                        Ok(change) => {
-                            if sender.send(change).await.is_err() {
-                                return;
+                        Ok(change) => match sender.try_send(change) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(_)) => {
+                                overflow_flag.store(true, Ordering::Relaxed);
                             }
-                        }
+                            Err(mpsc::error::TrySendError::Closed(_)) => return,
+                        },
                         Err(error) => {
-                            tracing::warn!(%error, payload = note.payload(), "etl: undecodable notification ignored (catch-up covers it)");
+                            overflow_flag.store(true, Ordering::Relaxed);
+                            tracing::warn!(%error, payload = note.payload(), "etl: undecodable notification (a catch-up covers it)");
                         }
                     }
                 }
@@ -415,7 +480,11 @@ async fn connect(settings: &EtlSettings) -> Result<Session> {
     client
         .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
         .await?;
-    Ok(Session { client, changes })
+    Ok(Session {
+        client,
+        changes,
+        overflowed,
+    })
 }
 
 /// Runs the ETL until `shutdown` turns true: builds or catches up, then follows
@@ -427,6 +496,7 @@ pub async fn run(
     mut commands: mpsc::Receiver<EtlCommand>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    indexer.stop_when(shutdown.clone());
     let mut backoff = Duration::from_millis(250);
     let mut attempt = 0u32;
     loop {
@@ -516,6 +586,11 @@ async fn follow(
                 let started = Instant::now();
                 let published = indexer.apply(&session.client, &batch).await?;
                 tracing::debug!(changes = batch.len(), documents = published.documents, version = published.version, took_ms = started.elapsed().as_millis() as u64, "etl: published changes");
+                if session.overflowed.swap(false, Ordering::Relaxed) {
+                    tracing::info!("etl: notifications overflowed; catching up instead");
+                    while session.changes.try_recv().is_ok() {}
+                    indexer.catch_up(&session.client, settings.overlap, true).await?;
+                }
             }
             _ = catch_up.tick() => {
                 let published = indexer.catch_up(&session.client, settings.overlap, false).await?;

@@ -22,7 +22,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .get(0);
     let mut samples = Vec::with_capacity(rounds);
     for round in 0..rounds {
-        let word = format!("zzlatency{round}x{}", std::process::id());
+        // Words far apart from each other, so a typo-tolerant search for this round's
+        // word cannot match the previous round's title.
+        let word = distinct_word(round as u64 ^ u64::from(std::process::id()) << 20);
         let started = Instant::now();
         db.execute(
             "UPDATE content.film SET title = $1 WHERE id = $2::text::uuid",
@@ -32,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         loop {
             let url = format!("{internal}/search/films?query={word}&page_size=1");
             let body: serde_json::Value = http.get(&url).send().await?.json().await?;
-            if body["total"].as_u64() == Some(1) {
+            if body["items"][0]["title"].as_str() == Some(word.as_str()) {
                 break;
             }
             if started.elapsed() > Duration::from_secs(30) {
@@ -51,4 +53,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         samples[samples.len() - 1].as_secs_f64() * 1000.0
     );
     Ok(())
+}
+
+/// A 12-letter word from a number (a bijective scramble, base 26).
+fn distinct_word(seed: u64) -> String {
+    let mut value = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    (0..12)
+        .map(|_| {
+            let letter = (b'a' + (value % 26) as u8) as char;
+            value /= 26;
+            letter
+        })
+        .collect()
 }
