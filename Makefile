@@ -7,7 +7,7 @@ SHELL := /bin/bash
 TEST_LOG := $(CARGO_TARGET_DIR)/cinema-test.log
 WASM_TARGET := wasm32-wasip2
 # Edge components of the platform (spin.toml) and test-only fixtures.
-COMPONENTS := hello auth catalog
+COMPONENTS := hello auth catalog ugc
 FIXTURES := fixture-probe fixture-forbidden-import fixture-guarded
 COMPONENT_DIR := build/components
 CINEMA := $(CARGO_TARGET_DIR)/release/cinema
@@ -19,7 +19,7 @@ INDEX_DIR ?= /var/tmp/cinema-index
 ## up: start local services, build everything, migrate, and serve the app on 127.0.0.1:3000
 up: services components host
 	$(CINEMA) migrate
-	$(CINEMA) up --from spin.toml --index-dir $(INDEX_DIR)
+	$(CINEMA) up --from spin.toml --index-dir $(INDEX_DIR) --kafka-brokers 127.0.0.1:9092
 
 ## test: start local services, build components, run every test (the import check of
 ## every spin.toml component is one of them), then the lints

@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the Spin application (like `spin up`) and the internal API.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Apply pending Postgres and ClickHouse migrations.
     Migrate(MigrateArgs),
     /// Check that components import only what `wit/` (world `edge`) allows.
@@ -159,6 +159,39 @@ pub struct UpArgs {
     /// Seconds between the ETL's catch-ups by `modified` while it listens.
     #[arg(long, env = "CINEMA_ETL_CATCH_UP_SECONDS", default_value_t = 30)]
     pub etl_catch_up_seconds: u64,
+    /// Kafka bootstrap servers; without them this host runs no event intake and no
+    /// ugc-loader.
+    #[arg(long, env = "CINEMA_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Topic of UGC events.
+    #[arg(long, env = "CINEMA_UGC_TOPIC", default_value = cinema_domain::ugc::UGC_EVENTS_TOPIC)]
+    pub ugc_topic: String,
+    /// Folder of the intake's spool (events waiting for Kafka).
+    #[arg(
+        long,
+        env = "CINEMA_SPOOL_DIR",
+        default_value = "/var/tmp/cinema-spool"
+    )]
+    pub spool_dir: PathBuf,
+    /// Milliseconds Kafka may take to acknowledge before events are spooled.
+    #[arg(long, env = "CINEMA_KAFKA_DELIVERY_TIMEOUT_MS", default_value_t = 5000)]
+    pub kafka_delivery_timeout_ms: u64,
+    /// Run the intake without the ugc-loader.
+    #[arg(long, env = "CINEMA_NO_UGC_LOADER")]
+    pub no_ugc_loader: bool,
+    /// Consumer group of the ugc-loader.
+    #[arg(long, env = "CINEMA_UGC_LOADER_GROUP", default_value = "ugc-loader")]
+    pub ugc_loader_group: String,
+    /// ClickHouse HTTP address the ugc-loader writes to.
+    #[arg(
+        long,
+        env = "CINEMA_CLICKHOUSE_URL",
+        default_value = "http://127.0.0.1:8123"
+    )]
+    pub clickhouse_url: String,
+    /// ClickHouse database of `ugc_events`.
+    #[arg(long, env = "CINEMA_CLICKHOUSE_DATABASE", default_value = "cinema")]
+    pub clickhouse_database: String,
 }
 
 /// Where the search index lives unless told otherwise.
@@ -224,7 +257,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("failed to start the async runtime")?;
     match cli.command {
-        Command::Up(args) => runtime.block_on(up(args)),
+        Command::Up(args) => runtime.block_on(up(*args)),
         Command::Migrate(args) => runtime.block_on(migrate(args)),
         Command::CheckImports(args) => check_imports(args),
         Command::Keys(command) => runtime.block_on(keys(command)),
@@ -296,11 +329,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let public_addr = public.local_addr()?;
     let internal_addr = internal.local_addr()?;
     let catalog = crate::search_ops::start(&args)?;
+    let ugc = crate::ugc_ops::start(&args)?;
     let internal_state = InternalState {
         app_name: Arc::from(app.name.as_str()),
         components: app.component_ids().into(),
         metrics,
         search: catalog.search_state(),
+        intake: ugc.intake(),
     };
     let shutdown = tokio_util_shutdown();
     let internal_task = tokio::spawn({
@@ -328,6 +363,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     crate::runtime::server::serve(public, app, async move { public_shutdown.notified().await })
         .await?;
     internal_task.await??;
+    ugc.stop().await;
     catalog.stop();
     Ok(())
 }

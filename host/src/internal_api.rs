@@ -6,7 +6,7 @@
 //!
 //! - the search routes of [`crate::search_api`].
 //!
-//! Later roles (event intake) add their routes here.
+//! - `POST /intake/ugc` of [`crate::intake`], when the host has Kafka brokers.
 
 use std::sync::Arc;
 
@@ -26,6 +26,7 @@ pub struct InternalState {
     pub components: Arc<[String]>,
     pub metrics: RuntimeMetrics,
     pub search: crate::search_api::SearchState,
+    pub intake: Option<std::sync::Arc<crate::intake::Intake>>,
 }
 
 #[derive(Serialize)]
@@ -56,9 +57,11 @@ async fn metrics(State(state): State<InternalState>) -> impl IntoResponse {
 /// The internal API's routes.
 pub fn router(state: InternalState) -> Router {
     let search = crate::search_api::router(state.search.clone());
+    let intake = crate::intake::router(state.intake.clone());
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(search)
+        .merge(intake)
 }

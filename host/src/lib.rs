@@ -11,11 +11,14 @@
 //! - [`migrate`]: `cinema migrate` for Postgres and ClickHouse;
 //! - [`imports`]: `cinema check-imports`, the guard on the `wit/` contract;
 //! - [`auth_ops`]: `cinema keys ...` and `cinema users create-admin`;
-//! - [`seed`]: `cinema seed --films N`, a deterministic content data set.
+//! - [`seed`]: `cinema seed --films N`, a deterministic content data set;
+//! - [`intake`]: UGC event intake (Kafka, with a durable local spool) on the internal
+//!   port; [`ugc_ops`]: the intake and the ugc-loader under `cinema up`.
 
 pub mod auth_ops;
 pub mod cli;
 pub mod imports;
+pub mod intake;
 pub mod internal_api;
 pub mod manifest;
 pub mod migrate;
@@ -23,3 +26,4 @@ pub mod runtime;
 pub mod search_api;
 pub mod search_ops;
 pub mod seed;
+pub mod ugc_ops;

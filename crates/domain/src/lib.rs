@@ -8,9 +8,11 @@
 //! - [`account`]: email normalization and password rules;
 //! - [`error`]: the JSON error body every HTTP surface of the platform answers with;
 //! - [`token`]: access-token claims, JWKS and the verifier every component uses;
-//! - [`password`]: argon2id password hashing.
+//! - [`password`]: argon2id password hashing;
+//! - [`ugc`]: user-generated content events and their validation.
 
 pub mod account;
 pub mod error;
 pub mod password;
 pub mod token;
+pub mod ugc;

@@ -94,6 +94,27 @@ pub async fn migrate(database_url: &str) {
     );
 }
 
+/// Applies the real migrations to `database_url` and to a fresh ClickHouse database,
+/// which is kept (for tests of the UGC pipeline); returns its name.
+pub fn migrate_with_clickhouse(database_url: &str) -> String {
+    let clickhouse_database = unique("cinema_test");
+    run_cinema(&[
+        "migrate",
+        "--migrations-dir",
+        workspace_root()
+            .join("migrations")
+            .to_str()
+            .expect("utf-8 path"),
+        "--postgres-url",
+        database_url,
+        "--clickhouse-url",
+        &clickhouse_url(),
+        "--clickhouse-database",
+        &clickhouse_database,
+    ]);
+    clickhouse_database
+}
+
 /// Runs `cinema` with `args`, asserts success and returns its stdout.
 pub fn run_cinema(args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_cinema"))

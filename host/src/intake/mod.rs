@@ -1,0 +1,346 @@
+//! Event intake on the internal port: `POST /intake/ugc` with `{"events": [...]}`
+//! (events already validated and stamped by the ugc component).
+//!
+//! 202 means durable: every event was acknowledged by Kafka (idempotent producer,
+//! `acks=all`, lz4) on topic `ugc.events` keyed by user id, or, while Kafka is
+//! unreachable, written and fsynced to the local [`spool`]. While anything waits in
+//! the spool, new events go to the spool too, so each user's events keep their order;
+//! the replayer sends the spool oldest first as soon as Kafka answers again.
+//! 503 `intake_unavailable` only when neither Kafka nor the spool took the events.
+
+pub mod spool;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use cinema_domain::error::ErrorBody;
+use cinema_domain::ugc::{UGC_DEAD_LETTER_TOPIC, UgcEvent};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use spool::Spool;
+
+/// Partitions of the topics the intake creates.
+const TOPIC_PARTITIONS: i32 = 3;
+
+/// How the intake runs.
+#[derive(Debug, Clone)]
+pub struct IntakeSettings {
+    pub brokers: String,
+    pub topic: String,
+    pub spool_dir: PathBuf,
+    /// How long Kafka may take to acknowledge before events go to the spool.
+    pub delivery_timeout: Duration,
+}
+
+/// The intake: a producer, the spool, and whether Kafka is believed reachable.
+pub struct Intake {
+    settings: IntakeSettings,
+    /// Replaced after a failed replay: an idempotent producer whose broker came back
+    /// empty keeps its old producer id and can stall forever.
+    producer: std::sync::RwLock<Arc<FutureProducer>>,
+    spool: Arc<std::sync::Mutex<Spool>>,
+    kafka_up: AtomicBool,
+}
+
+impl std::fmt::Debug for Intake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intake")
+            .field("settings", &self.settings)
+            .field("kafka_up", &self.kafka_up)
+            .finish()
+    }
+}
+
+/// Why events were not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("kafka unreachable and the spool failed: {0}")]
+    Spool(std::io::Error),
+    #[error("spool task failed: {0}")]
+    Task(String),
+}
+
+#[derive(Debug, Deserialize)]
+struct IntakeRequest {
+    events: Vec<UgcEvent>,
+}
+
+/// The answer to an accepted request.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub accepted: usize,
+    /// True when the events wait in the spool for Kafka.
+    pub spooled: bool,
+}
+
+impl Intake {
+    pub fn new(settings: IntakeSettings) -> anyhow::Result<Arc<Self>> {
+        let producer = new_producer(&settings)?;
+        let spool = Spool::open(&settings.spool_dir)?;
+        Ok(Arc::new(Self {
+            settings,
+            producer: std::sync::RwLock::new(Arc::new(producer)),
+            spool: Arc::new(std::sync::Mutex::new(spool)),
+            kafka_up: AtomicBool::new(true),
+        }))
+    }
+
+    async fn with_spool<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Spool) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T, IntakeError> {
+        let spool = self.spool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut spool = spool.lock().unwrap_or_else(|p| p.into_inner());
+            work(&mut spool)
+        })
+        .await
+        .map_err(|e| IntakeError::Task(e.to_string()))?
+        .map_err(IntakeError::Spool)
+    }
+
+    fn producer(&self) -> Arc<FutureProducer> {
+        self.producer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn renew_producer(&self) {
+        match new_producer(&self.settings) {
+            Ok(producer) => {
+                *self.producer.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(producer);
+            }
+            Err(error) => tracing::warn!(%error, "intake: could not renew the kafka producer"),
+        }
+    }
+
+    /// Sends every event to Kafka and waits for all acknowledgements.
+    async fn produce(&self, events: &[UgcEvent]) -> Result<(), String> {
+        let producer = self.producer();
+        let mut deliveries = Vec::with_capacity(events.len());
+        for event in events {
+            let payload = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+            let producer = &producer;
+            let topic = self.settings.topic.as_str();
+            deliveries.push(async move {
+                let record = FutureRecord::to(topic)
+                    .key(event.user_id.as_bytes())
+                    .payload(&payload);
+                producer
+                    .send(record, self.settings.delivery_timeout)
+                    .await
+                    .map(|_| ())
+                    .map_err(|(error, _)| error.to_string())
+            });
+        }
+        for result in futures::future::join_all(deliveries).await {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Makes events durable: Kafka when it is up and the spool is empty, else the spool.
+    pub async fn accept(&self, events: Vec<UgcEvent>) -> Result<Accepted, IntakeError> {
+        let accepted = events.len();
+        let direct = self.kafka_up.load(Ordering::Relaxed)
+            && self.with_spool(|spool| spool.is_empty()).await?;
+        if direct {
+            match self.produce(&events).await {
+                Ok(()) => {
+                    return Ok(Accepted {
+                        accepted,
+                        spooled: false,
+                    });
+                }
+                Err(error) => {
+                    if self.kafka_up.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(%error, "intake: kafka unreachable; spooling events until it answers");
+                    }
+                }
+            }
+        }
+        self.with_spool(move |spool| spool.append(&events)).await?;
+        Ok(Accepted {
+            accepted,
+            spooled: true,
+        })
+    }
+
+    /// Creates the topics (once Kafka answers) and replays the spool whenever it has
+    /// events; runs until shutdown.
+    pub async fn run_replayer(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut topics_ready = false;
+        let mut last_error = String::new();
+        loop {
+            if !topics_ready {
+                topics_ready = self.ensure_topics().await;
+            }
+            match self.replay_once().await {
+                Ok(()) => last_error.clear(),
+                Err(error) => {
+                    // Logged when the reason changes, not every half second.
+                    if error != last_error {
+                        tracing::warn!(%error, "intake: spool replay deferred; retrying every 500 ms");
+                        last_error = error;
+                    }
+                    // A broker that restarted empty has lost the topics and our
+                    // producer id too.
+                    topics_ready = false;
+                    self.renew_producer();
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    async fn ensure_topics(&self) -> bool {
+        let admin: AdminClient<DefaultClientContext> = match ClientConfig::new()
+            .set("bootstrap.servers", &self.settings.brokers)
+            .create()
+        {
+            Ok(admin) => admin,
+            Err(error) => {
+                tracing::warn!(%error, "intake: kafka admin client");
+                return false;
+            }
+        };
+        let topics = [
+            NewTopic::new(
+                &self.settings.topic,
+                TOPIC_PARTITIONS,
+                TopicReplication::Fixed(1),
+            ),
+            NewTopic::new(UGC_DEAD_LETTER_TOPIC, 1, TopicReplication::Fixed(1)),
+        ];
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
+        match admin.create_topics(&topics, &options).await {
+            Ok(results) => {
+                for result in results {
+                    if let Err((topic, code)) = result
+                        && code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists
+                    {
+                        tracing::warn!(%topic, ?code, "intake: topic not created");
+                    }
+                }
+                true
+            }
+            Err(error) => {
+                tracing::debug!(%error, "intake: kafka not reachable for topic creation yet");
+                false
+            }
+        }
+    }
+
+    /// Sends sealed spool segments oldest first; stops at the first failure.
+    async fn replay_once(&self) -> Result<(), String> {
+        if self
+            .with_spool(|spool| spool.is_empty())
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            self.kafka_up.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        let segments = self
+            .with_spool(|spool| spool.seal())
+            .await
+            .map_err(|e| e.to_string())?;
+        for segment in segments {
+            let path = segment.clone();
+            let events = tokio::task::spawn_blocking(move || spool::read_segment(&path))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            self.produce(&events).await?;
+            std::fs::remove_file(&segment).map_err(|e| e.to_string())?;
+            tracing::info!(events = events.len(), segment = %segment.display(), "intake: spool segment replayed to kafka");
+        }
+        Ok(())
+    }
+}
+
+fn new_producer(settings: &IntakeSettings) -> Result<FutureProducer, rdkafka::error::KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set(
+            "message.timeout.ms",
+            settings.delivery_timeout.as_millis().to_string(),
+        )
+        .create()
+}
+
+/// Answers of the intake route besides 202.
+enum IntakeReply {
+    Accepted(Accepted),
+    Invalid(String, &'static str),
+    Unavailable(IntakeError),
+}
+
+impl IntoResponse for IntakeReply {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Accepted(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
+            Self::Invalid(message, field) => (
+                StatusCode::BAD_REQUEST,
+                Json(ErrorBody::for_field("validation_failed", message, field)),
+            )
+                .into_response(),
+            Self::Unavailable(error) => {
+                tracing::error!(%error, "intake: events not accepted");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(ErrorBody::new(
+                        "intake_unavailable",
+                        "events were not accepted; retry with the same idempotency key",
+                    )),
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+async fn intake_ugc(
+    State(intake): State<Arc<Intake>>,
+    Json(request): Json<IntakeRequest>,
+) -> IntakeReply {
+    for event in &request.events {
+        if let Err(error) = event.payload.validate() {
+            return IntakeReply::Invalid(error.to_string(), error.field);
+        }
+    }
+    match intake.accept(request.events).await {
+        Ok(accepted) => IntakeReply::Accepted(accepted),
+        Err(error) => IntakeReply::Unavailable(error),
+    }
+}
+
+/// The intake route (absent when the host runs without `--kafka-brokers`).
+pub fn router(intake: Option<Arc<Intake>>) -> Router {
+    match intake {
+        Some(intake) => Router::new()
+            .route("/intake/ugc", post(intake_ugc))
+            .with_state(intake),
+        None => Router::new(),
+    }
+}

@@ -1,0 +1,69 @@
+//! The UGC pipeline of a running `cinema up`: the event intake (with its spool
+//! replayer) and the ugc-loader (Kafka → ClickHouse), both on the host's runtime.
+//! Started only when the host has `--kafka-brokers`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cinema_ugc_loader::LoaderSettings;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cli::UpArgs;
+use crate::intake::{Intake, IntakeSettings};
+
+/// The intake and loader tasks.
+#[derive(Debug, Default)]
+pub struct UgcRuntime {
+    intake: Option<Arc<Intake>>,
+    stop: Option<watch::Sender<bool>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl UgcRuntime {
+    pub fn intake(&self) -> Option<Arc<Intake>> {
+        self.intake.clone()
+    }
+
+    /// Stops the replayer and lets the loader finish and commit its batch.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
+        }
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts the intake and (unless `--no-ugc-loader`) the loader.
+pub fn start(args: &UpArgs) -> anyhow::Result<UgcRuntime> {
+    let Some(brokers) = &args.kafka_brokers else {
+        return Ok(UgcRuntime::default());
+    };
+    let intake = Intake::new(IntakeSettings {
+        brokers: brokers.clone(),
+        topic: args.ugc_topic.clone(),
+        spool_dir: args.spool_dir.clone(),
+        delivery_timeout: Duration::from_millis(args.kafka_delivery_timeout_ms.max(100)),
+    })?;
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = vec![tokio::spawn(intake.clone().run_replayer(stopped.clone()))];
+    if !args.no_ugc_loader {
+        let mut settings = LoaderSettings::new(brokers.clone(), args.clickhouse_url.clone());
+        settings.topic = args.ugc_topic.clone();
+        settings.group_id = args.ugc_loader_group.clone();
+        settings.clickhouse_database = args.clickhouse_database.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = cinema_ugc_loader::run(settings, stopped).await {
+                tracing::error!(%error, "ugc-loader stopped; events wait in kafka");
+            }
+        }));
+    }
+    tracing::info!(%brokers, topic = %args.ugc_topic, spool = %args.spool_dir.display(), "ugc intake started");
+    Ok(UgcRuntime {
+        intake: Some(intake),
+        stop: Some(stop),
+        tasks,
+    })
+}

@@ -1,0 +1,564 @@
+//! The UGC write path end to end: the ugc component (token, validation, idempotency)
+//! → the host's intake → Kafka (tansu) → the ugc-loader → ClickHouse. Each test has
+//! its own topic, consumer group, spool and ClickHouse database.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{AppOptions, TestApp, free_port, spawn_app};
+use serde_json::{Value, json};
+
+const FILM: &str = "30000000-0000-4000-8000-000000000001";
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A folder removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> Self {
+        let path = std::env::temp_dir().join(common::unique(prefix));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Everything one test's platform needs, so it can be started again.
+struct Platform {
+    database_url: String,
+    clickhouse_database: String,
+    jwks: String,
+    topic: String,
+    group: String,
+    spool: TempDir,
+    brokers: String,
+    internal_port: u16,
+}
+
+impl Platform {
+    async fn new(brokers: &str) -> Self {
+        let database_url = common::fresh_database().await;
+        let clickhouse_database = common::migrate_with_clickhouse(&database_url);
+        common::rotate_keys(&database_url, &[]);
+        let jwks = common::run_cinema(&["keys", "jwks", "--postgres-url", &database_url]);
+        Self {
+            database_url,
+            clickhouse_database,
+            jwks,
+            topic: common::unique("ugc_events"),
+            group: common::unique("ugc_loader"),
+            spool: TempDir::new("spool"),
+            brokers: brokers.to_owned(),
+            internal_port: free_port(),
+        }
+    }
+
+    fn start(&self, extra_args: &[&str]) -> TestApp {
+        let mut options = AppOptions::default()
+            .env("SPIN_VARIABLE_DATABASE_URL", &self.database_url)
+            .env("SPIN_VARIABLE_JWKS", &self.jwks)
+            .env(
+                "SPIN_VARIABLE_INTERNAL_API_URL",
+                format!("http://127.0.0.1:{}", self.internal_port),
+            )
+            .args_from(&[
+                "--kafka-brokers",
+                &self.brokers,
+                "--ugc-topic",
+                &self.topic,
+                "--ugc-loader-group",
+                &self.group,
+                "--spool-dir",
+                self.spool.path(),
+                "--clickhouse-url",
+                &common::clickhouse_url(),
+                "--clickhouse-database",
+                &self.clickhouse_database,
+                "--kafka-delivery-timeout-ms",
+                "1500",
+            ])
+            .args_from(extra_args);
+        options.manifest = Some(common::workspace_root().join("spin.toml"));
+        options.internal_listen = Some(format!("127.0.0.1:{}", self.internal_port));
+        spawn_app(options)
+    }
+
+    fn clickhouse(&self) -> clickhouse::Client {
+        clickhouse::Client::default()
+            .with_url(common::clickhouse_url())
+            .with_database(&self.clickhouse_database)
+            .with_validation(false)
+    }
+
+    /// `(rows after folding repeats, distinct event ids)` in `ugc_events`.
+    async fn counts(&self, filter: &str) -> (u64, u64) {
+        let folded: u64 = self
+            .clickhouse()
+            .query(&format!(
+                "SELECT count() FROM ugc_events FINAL WHERE {filter}"
+            ))
+            .fetch_one()
+            .await
+            .expect("count final");
+        let distinct: u64 = self
+            .clickhouse()
+            .query(&format!(
+                "SELECT uniqExact(event_id) FROM ugc_events WHERE {filter}"
+            ))
+            .fetch_one()
+            .await
+            .expect("uniqExact");
+        (folded, distinct)
+    }
+
+    /// Waits until ClickHouse holds exactly `expected` events matching `filter`.
+    async fn wait_for_rows(&self, filter: &str, expected: u64, within: Duration) {
+        let mut last = (0, 0);
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            last = self.counts(filter).await;
+            if last == (expected, expected) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "expected {expected} events ({filter}) in ClickHouse within {within:?}, found {last:?}"
+        );
+    }
+}
+
+impl AppOptionsExt for AppOptions {
+    fn args_from(mut self, args: &[&str]) -> Self {
+        for arg in args {
+            self = self.arg(*arg);
+        }
+        self
+    }
+}
+
+trait AppOptionsExt {
+    fn args_from(self, args: &[&str]) -> Self;
+}
+
+async fn user_token(app: &TestApp) -> (String, String) {
+    let email = format!("{}@example.com", common::unique("viewer"));
+    let token = app.sign_up_and_log_in(&email, PASSWORD).await;
+    let (_, me) = {
+        let response = app
+            .http
+            .get(app.url("/api/v1/auth/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("me");
+        (
+            response.status(),
+            response.json::<Value>().await.expect("json"),
+        )
+    };
+    let id = me["id"].as_str().expect("user id").to_owned();
+    (token, id)
+}
+
+async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+    key: Option<&str>,
+) -> (u16, Value) {
+    let mut request = app.http.request(method, app.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request.send().await.expect("request reaches cinema");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn heartbeats(count: usize, from: u32) -> Value {
+    Value::Array(
+        (0..count as u32)
+            .map(|i| json!({"type": "view_progress", "film_id": FILM, "position_s": from + i, "duration_s": 86400}))
+            .collect(),
+    )
+}
+
+/// Every kind of write is accepted with 202 and lands in ClickHouse once: a request
+/// repeated with its Idempotency-Key is accepted again and stored once.
+#[tokio::test]
+async fn writes_reach_clickhouse_once_even_when_repeated() {
+    let platform = Platform::new("127.0.0.1:9092").await;
+    let app = platform.start(&[]);
+    let (token, user) = user_token(&app).await;
+    let post = reqwest::Method::POST;
+    let put = reqwest::Method::PUT;
+
+    let (status, body) = send(
+        &app,
+        post.clone(),
+        "/api/v1/ugc/events",
+        &token,
+        Some(heartbeats(100, 0)),
+        Some("chunk-1"),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["event_ids"].as_array().map(Vec::len), Some(100));
+    let (status, again) = send(
+        &app,
+        post.clone(),
+        "/api/v1/ugc/events",
+        &token,
+        Some(heartbeats(100, 0)),
+        Some("chunk-1"),
+    )
+    .await;
+    assert_eq!(status, 202, "a repeat is accepted again");
+    assert_eq!(again["event_ids"], body["event_ids"]);
+
+    let single =
+        json!({"type": "view_progress", "film_id": FILM, "position_s": 7000, "duration_s": 7200});
+    assert_eq!(
+        send(
+            &app,
+            post.clone(),
+            "/api/v1/ugc/events",
+            &token,
+            Some(single),
+            None
+        )
+        .await
+        .0,
+        202
+    );
+    let film = format!("/api/v1/ugc/films/{FILM}");
+    assert_eq!(
+        send(
+            &app,
+            put.clone(),
+            &format!("{film}/bookmark"),
+            &token,
+            None,
+            None
+        )
+        .await
+        .0,
+        202
+    );
+    assert_eq!(
+        send(
+            &app,
+            put.clone(),
+            &format!("{film}/rating"),
+            &token,
+            Some(json!({"score": 9})),
+            None
+        )
+        .await
+        .0,
+        202
+    );
+    let (status, review) = send(
+        &app,
+        post.clone(),
+        &format!("{film}/reviews"),
+        &token,
+        Some(json!({"text": "Отличный фильм"})),
+        Some("review-1"),
+    )
+    .await;
+    assert_eq!(status, 202, "{review}");
+    let review_id = review["review_id"].as_str().expect("review id").to_owned();
+    let (_, review_again) = send(
+        &app,
+        post,
+        &format!("{film}/reviews"),
+        &token,
+        Some(json!({"text": "Отличный фильм"})),
+        Some("review-1"),
+    )
+    .await;
+    assert_eq!(review_again["review_id"], review_id.as_str());
+    assert_eq!(
+        send(
+            &app,
+            put,
+            &format!("/api/v1/ugc/reviews/{review_id}/like"),
+            &token,
+            Some(json!({"value": 1})),
+            None
+        )
+        .await
+        .0,
+        202
+    );
+
+    let mine = format!("user_id = toUUID('{user}')");
+    platform
+        .wait_for_rows(&mine, 105, Duration::from_secs(30))
+        .await;
+    let rating: i8 = platform
+        .clickhouse()
+        .query(&format!(
+            "SELECT score FROM ugc_events FINAL WHERE {mine} AND event_type = 'rating_set'"
+        ))
+        .fetch_one()
+        .await
+        .expect("rating row");
+    assert_eq!(rating, 9);
+}
+
+/// Bad input is 422 naming the field, a token is required, and nothing of a
+/// rejected batch is stored.
+#[tokio::test]
+async fn bad_input_is_422_naming_the_field_and_stores_nothing() {
+    let platform = Platform::new("127.0.0.1:9092").await;
+    let app = platform.start(&[]);
+    let (token, user) = user_token(&app).await;
+    let post = reqwest::Method::POST;
+    let put = reqwest::Method::PUT;
+    let film = format!("/api/v1/ugc/films/{FILM}");
+
+    let (status, _) = {
+        let response = app
+            .http
+            .post(app.url("/api/v1/ugc/events"))
+            .json(&heartbeats(1, 0))
+            .send()
+            .await
+            .expect("request");
+        (response.status().as_u16(), ())
+    };
+    assert_eq!(status, 401);
+
+    let mut batch = heartbeats(10, 0);
+    batch[7]["position_s"] = json!(-5);
+    let over = heartbeats(501, 0);
+    let long_text = "я".repeat(cinema_domain::ugc::MAX_REVIEW_CHARS + 1);
+    for (method, path, body, field) in [
+        (
+            post.clone(),
+            "/api/v1/ugc/events".to_owned(),
+            json!({"type": "teleport", "film_id": FILM}),
+            "type",
+        ),
+        (
+            post.clone(),
+            "/api/v1/ugc/events".to_owned(),
+            batch,
+            "events[7].position_s",
+        ),
+        (
+            post.clone(),
+            "/api/v1/ugc/events".to_owned(),
+            over,
+            "events",
+        ),
+        (
+            put.clone(),
+            format!("{film}/rating"),
+            json!({"score": 11}),
+            "score",
+        ),
+        (
+            post.clone(),
+            format!("{film}/reviews"),
+            json!({"text": long_text}),
+            "text",
+        ),
+        (
+            put.clone(),
+            "/api/v1/ugc/films/not-a-film/bookmark".to_owned(),
+            Value::Null,
+            "film_id",
+        ),
+    ] {
+        let (status, body) = send(&app, method, &path, &token, Some(body), None).await;
+        assert_eq!(status, 422, "{path}: {body}");
+        assert_eq!(body["error"]["field"], field, "{path}: {body}");
+    }
+    // A valid sentinel arrives; nothing of the rejected requests does.
+    assert_eq!(
+        send(&app, put, &format!("{film}/bookmark"), &token, None, None)
+            .await
+            .0,
+        202
+    );
+    platform
+        .wait_for_rows(
+            &format!("user_id = toUUID('{user}')"),
+            1,
+            Duration::from_secs(30),
+        )
+        .await;
+}
+
+/// The host (and its loader) killed with SIGKILL mid-stream and started again: every
+/// accepted event is in ClickHouse exactly once after folding repeats.
+#[tokio::test]
+async fn loader_killed_mid_stream_loses_nothing_and_stores_each_event_once() {
+    let platform = Platform::new("127.0.0.1:9092").await;
+    let app = platform.start(&[]);
+    let (token, user) = user_token(&app).await;
+    let batches = 20;
+    for batch in 0..batches {
+        let (status, body) = send(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/ugc/events",
+            &token,
+            Some(heartbeats(500, batch * 500)),
+            None,
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+        if batch == batches / 2 {
+            // Let the loader get going, then kill it in the middle of the stream.
+            platform
+                .wait_until_some(&format!("user_id = toUUID('{user}')"))
+                .await;
+        }
+    }
+    drop(app);
+    let _app = platform.start(&[]);
+    platform
+        .wait_for_rows(
+            &format!("user_id = toUUID('{user}')"),
+            u64::from(batches) * 500,
+            Duration::from_secs(60),
+        )
+        .await;
+}
+
+impl Platform {
+    async fn wait_until_some(&self, filter: &str) {
+        for _ in 0..300 {
+            if self.counts(filter).await.1 > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no event reached ClickHouse within 15 s");
+    }
+}
+
+/// A broker of this test's own (tansu on a free port), so stopping it disturbs no
+/// other test.
+struct PrivateKafka {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateKafka {
+    fn start() -> Self {
+        let mut kafka = Self {
+            port: free_port(),
+            child: None,
+        };
+        kafka.restart();
+        kafka
+    }
+
+    fn restart(&mut self) {
+        let tools =
+            std::env::var("CINEMA_TOOLS_DIR").unwrap_or_else(|_| "/var/tmp/cinema-tools".into());
+        let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(format!("{tools}/bin/tansu"))
+            .args([
+                "broker",
+                "--listener-url",
+                &listener,
+                "--advertised-listener-url",
+                &listener,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu (run `scripts/services.sh up` to install it)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("tansu did not listen on {}", self.port);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateKafka {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Kafka stopped during intake: writes still answer 202 (the spool takes them), and
+/// every one reaches ClickHouse once Kafka is back.
+#[tokio::test]
+async fn kafka_outage_spools_writes_and_delivers_them_when_it_returns() {
+    let mut kafka = PrivateKafka::start();
+    let platform = Platform::new(&kafka.brokers()).await;
+    let app = platform.start(&[]);
+    let (token, user) = user_token(&app).await;
+    let mine = format!("user_id = toUUID('{user}')");
+    let (status, _) = send(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/ugc/events",
+        &token,
+        Some(heartbeats(50, 0)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    platform
+        .wait_for_rows(&mine, 50, Duration::from_secs(30))
+        .await;
+
+    kafka.stop();
+    for batch in 1..=4 {
+        let (status, body) = send(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/ugc/events",
+            &token,
+            Some(heartbeats(50, batch * 50)),
+            None,
+        )
+        .await;
+        assert_eq!(status, 202, "accepted while kafka is down: {body}");
+    }
+    kafka.restart();
+    platform
+        .wait_for_rows(&mine, 250, Duration::from_secs(60))
+        .await;
+}

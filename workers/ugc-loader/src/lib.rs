@@ -1,0 +1,255 @@
+//! `cinema-ugc-loader`: Kafka `ugc.events` → ClickHouse `ugc_events`.
+//!
+//! One consumer in a group; batches close on count, bytes or time; a batch is inserted
+//! into ClickHouse and only then are its offsets committed. So a crash or a ClickHouse
+//! outage never loses an event: uncommitted ones are consumed again, and the table's
+//! ReplacingMergeTree folds the repeats by event id. While ClickHouse refuses a batch
+//! the loader retries it with backoff and commits nothing. Messages that do not
+//! decode go to `ugc.events.dlq` (delivered before their offsets are committed).
+//! On shutdown the batch in hand is finished and committed, then the loader exits.
+
+mod row;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cinema_domain::ugc::UgcEvent;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+pub use row::EventRow;
+
+/// How the loader runs.
+#[derive(Debug, Clone)]
+pub struct LoaderSettings {
+    pub brokers: String,
+    pub topic: String,
+    pub dead_letter_topic: String,
+    pub group_id: String,
+    pub clickhouse_url: String,
+    pub clickhouse_database: String,
+    /// A batch closes at this many events ...
+    pub max_batch_events: usize,
+    /// ... or this many payload bytes ...
+    pub max_batch_bytes: usize,
+    /// ... or this long after its first event.
+    pub max_batch_wait: Duration,
+    /// Longest wait between ClickHouse retries.
+    pub max_backoff: Duration,
+}
+
+impl LoaderSettings {
+    pub fn new(brokers: impl Into<String>, clickhouse_url: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic: cinema_domain::ugc::UGC_EVENTS_TOPIC.into(),
+            dead_letter_topic: cinema_domain::ugc::UGC_DEAD_LETTER_TOPIC.into(),
+            group_id: "ugc-loader".into(),
+            clickhouse_url: clickhouse_url.into(),
+            clickhouse_database: "cinema".into(),
+            max_batch_events: 10_000,
+            max_batch_bytes: 4 << 20,
+            max_batch_wait: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What stops the loader for good (everything else is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    #[error("kafka consumer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// One consumed batch: rows to insert, undecodable payloads, and the next offset of
+/// every partition it covers.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<EventRow>,
+    dead_letters: Vec<(Option<Vec<u8>>, Vec<u8>)>,
+    next_offsets: HashMap<(String, i32), i64>,
+    bytes: usize,
+    events: usize,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.events == 0
+    }
+}
+
+/// Runs until `shutdown` turns true; the batch in hand is loaded and committed first.
+pub async fn run(
+    settings: LoaderSettings,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), LoaderError> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("fetch.queue.backoff.ms", "20")
+        .set("topic.metadata.refresh.interval.ms", "2000")
+        .create()?;
+    consumer.subscribe(&[settings.topic.as_str()])?;
+    let dead_letters: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()?;
+    let clickhouse = clickhouse::Client::default()
+        .with_url(&settings.clickhouse_url)
+        .with_database(&settings.clickhouse_database)
+        .with_validation(false);
+    tracing::info!(topic = %settings.topic, group = %settings.group_id, "ugc-loader: consuming");
+    loop {
+        let batch = tokio::select! {
+            batch = collect(&consumer, &settings) => batch,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        if !load(&clickhouse, &batch.rows, &settings, &shutdown).await {
+            // Shutdown while ClickHouse refused: nothing committed, redelivered later.
+            return Ok(());
+        }
+        for (key, payload) in &batch.dead_letters {
+            send_dead_letter(
+                &dead_letters,
+                &settings.dead_letter_topic,
+                key.as_deref(),
+                payload,
+            )
+            .await;
+        }
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), next) in &batch.next_offsets {
+            offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+        }
+        // A failed commit only means redelivery (deduplicated downstream).
+        if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
+            tracing::warn!(%error, "ugc-loader: offset commit failed; the batch will be redelivered");
+        }
+        tracing::debug!(
+            events = batch.events,
+            rows = batch.rows.len(),
+            dead_letters = batch.dead_letters.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "ugc-loader: batch loaded and committed"
+        );
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+    }
+}
+
+/// Waits for a first message, then gathers more until a limit closes the batch.
+async fn collect(consumer: &StreamConsumer, settings: &LoaderSettings) -> Batch {
+    let mut batch = Batch::default();
+    let mut deadline = None;
+    loop {
+        let received = match deadline {
+            None => consumer.recv().await,
+            Some(deadline) => match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(received) => received,
+                Err(_) => return batch,
+            },
+        };
+        let message = match received {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%error, "ugc-loader: kafka receive failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if batch.is_empty() {
+                    continue;
+                }
+                return batch;
+            }
+        };
+        if deadline.is_none() {
+            deadline = Some(tokio::time::Instant::now() + settings.max_batch_wait);
+        }
+        let payload = message.payload().unwrap_or_default();
+        batch.events += 1;
+        batch.bytes += payload.len();
+        batch.next_offsets.insert(
+            (message.topic().to_owned(), message.partition()),
+            message.offset() + 1,
+        );
+        match serde_json::from_slice::<UgcEvent>(payload)
+            .map_err(|e| e.to_string())
+            .and_then(|event| EventRow::try_from(&event))
+        {
+            Ok(row) => batch.rows.push(row),
+            Err(error) => {
+                tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "ugc-loader: undecodable event goes to the dead-letter topic");
+                batch
+                    .dead_letters
+                    .push((message.key().map(<[u8]>::to_vec), payload.to_vec()));
+            }
+        }
+        if batch.events >= settings.max_batch_events || batch.bytes >= settings.max_batch_bytes {
+            return batch;
+        }
+    }
+}
+
+/// Inserts the rows, retrying with backoff until ClickHouse acknowledges; `false` when
+/// shutdown came first.
+async fn load(
+    clickhouse: &clickhouse::Client,
+    rows: &[EventRow],
+    settings: &LoaderSettings,
+    shutdown: &watch::Receiver<bool>,
+) -> bool {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match insert(clickhouse, rows).await {
+            Ok(()) => return true,
+            Err(error) => {
+                tracing::warn!(%error, rows = rows.len(), retry_in_ms = backoff.as_millis() as u64, "ugc-loader: clickhouse refused the batch; nothing committed");
+            }
+        }
+        let mut shutdown = shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return false,
+        }
+        backoff = (backoff * 2).min(settings.max_backoff);
+    }
+}
+
+async fn insert(
+    clickhouse: &clickhouse::Client,
+    rows: &[EventRow],
+) -> clickhouse::error::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut insert = clickhouse.insert::<EventRow>(row::TABLE).await?;
+    for row in rows {
+        insert.write(row).await?;
+    }
+    insert.end().await
+}
+
+async fn send_dead_letter(
+    producer: &FutureProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+) {
+    let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    if let Err((error, _)) = producer.send(record, Duration::from_secs(30)).await {
+        tracing::error!(%error, "ugc-loader: dead letter could not be produced; dropping it is logged here");
+    }
+}

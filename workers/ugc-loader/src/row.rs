@@ -1,0 +1,89 @@
+//! The ClickHouse row of one event (`ugc_events`, see migrations/clickhouse).
+
+use cinema_domain::ugc::{UgcEvent, UgcPayload};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Table the loader writes.
+pub const TABLE: &str = "ugc_events";
+
+/// One row of `ugc_events`; absent ids are the nil UUID, absent numbers 0.
+#[derive(Debug, Clone, PartialEq, Serialize, clickhouse::Row)]
+pub struct EventRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub event_id: Uuid,
+    pub event_type: String,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub user_id: Uuid,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub film_id: Uuid,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub review_id: Uuid,
+    /// Seconds since the epoch (DateTime('UTC')).
+    pub occurred_at: u32,
+    pub position_s: u32,
+    pub duration_s: u32,
+    pub score: i8,
+    pub value: i8,
+    pub text: String,
+    pub loaded_at: u32,
+}
+
+fn uuid(field: &str, value: &str) -> Result<Uuid, String> {
+    Uuid::parse_str(value).map_err(|_| format!("{field} is not a UUID: {value:?}"))
+}
+
+impl TryFrom<&UgcEvent> for EventRow {
+    type Error = String;
+
+    fn try_from(event: &UgcEvent) -> Result<Self, String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(0);
+        let mut row = EventRow {
+            event_id: uuid("event_id", &event.event_id)?,
+            event_type: event.payload.type_name().to_owned(),
+            user_id: uuid("user_id", &event.user_id)?,
+            film_id: Uuid::nil(),
+            review_id: Uuid::nil(),
+            occurred_at: u32::try_from(event.occurred_at_ms.max(0) / 1000).unwrap_or(u32::MAX),
+            position_s: 0,
+            duration_s: 0,
+            score: 0,
+            value: 0,
+            text: String::new(),
+            loaded_at: now,
+        };
+        if let Some(film_id) = event.payload.film_id() {
+            row.film_id = uuid("film_id", film_id)?;
+        }
+        match &event.payload {
+            UgcPayload::ViewProgress {
+                position_s,
+                duration_s,
+                ..
+            } => {
+                row.position_s = *position_s;
+                row.duration_s = *duration_s;
+            }
+            UgcPayload::RatingSet { score, .. } => row.score = *score as i8,
+            UgcPayload::ReviewPosted {
+                review_id, text, ..
+            } => {
+                row.review_id = uuid("review_id", review_id)?;
+                row.text = text.clone();
+            }
+            UgcPayload::ReviewDeleted { review_id }
+            | UgcPayload::ReviewLikeRemoved { review_id } => {
+                row.review_id = uuid("review_id", review_id)?;
+            }
+            UgcPayload::ReviewLikeSet { review_id, value } => {
+                row.review_id = uuid("review_id", review_id)?;
+                row.value = *value;
+            }
+            _ => {}
+        }
+        Ok(row)
+    }
+}
