@@ -14,7 +14,9 @@ CREATE TABLE IF NOT EXISTS ugc_events (
     score        Int8,
     value        Int8,
     text         String,
-    loaded_at    DateTime('UTC')
+    loaded_at    DateTime('UTC'),
+    -- Milliseconds from acceptance at the intake to the loader's insert.
+    load_lag_ms  UInt32
 ) ENGINE = ReplacingMergeTree(loaded_at)
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (event_type, event_id);

@@ -68,7 +68,8 @@ pub enum LoaderError {
 /// every partition it covers.
 #[derive(Default)]
 struct Batch {
-    rows: Vec<EventRow>,
+    /// Rows with their events' acceptance time (ms).
+    rows: Vec<(EventRow, i64)>,
     dead_letters: Vec<(Option<Vec<u8>>, Vec<u8>)>,
     next_offsets: HashMap<(String, i32), i64>,
     bytes: usize,
@@ -184,7 +185,7 @@ async fn collect(consumer: &StreamConsumer, settings: &LoaderSettings) -> Batch 
         );
         match serde_json::from_slice::<UgcEvent>(payload)
             .map_err(|e| e.to_string())
-            .and_then(|event| EventRow::try_from(&event))
+            .and_then(|event| Ok((EventRow::try_from(&event)?, event.occurred_at_ms)))
         {
             Ok(row) => batch.rows.push(row),
             Err(error) => {
@@ -204,7 +205,7 @@ async fn collect(consumer: &StreamConsumer, settings: &LoaderSettings) -> Batch 
 /// shutdown came first.
 async fn load(
     clickhouse: &clickhouse::Client,
-    rows: &[EventRow],
+    rows: &[(EventRow, i64)],
     settings: &LoaderSettings,
     shutdown: &watch::Receiver<bool>,
 ) -> bool {
@@ -227,14 +228,20 @@ async fn load(
 
 async fn insert(
     clickhouse: &clickhouse::Client,
-    rows: &[EventRow],
+    rows: &[(EventRow, i64)],
 ) -> clickhouse::error::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
     let mut insert = clickhouse.insert::<EventRow>(row::TABLE).await?;
-    for row in rows {
-        insert.write(row).await?;
+    for (row, occurred_at_ms) in rows {
+        insert
+            .write(&row.clone().loaded(*occurred_at_ms, now_ms))
+            .await?;
     }
     insert.end().await
 }

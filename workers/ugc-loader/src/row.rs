@@ -27,6 +27,18 @@ pub struct EventRow {
     pub value: i8,
     pub text: String,
     pub loaded_at: u32,
+    /// Milliseconds from acceptance at the intake to the insert.
+    pub load_lag_ms: u32,
+}
+
+impl EventRow {
+    /// Stamps the row as loaded at `now_ms` (just before the insert), so `load_lag_ms`
+    /// is acceptance-to-insert.
+    pub fn loaded(mut self, occurred_at_ms: i64, now_ms: i64) -> Self {
+        self.loaded_at = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX);
+        self.load_lag_ms = u32::try_from((now_ms - occurred_at_ms).max(0)).unwrap_or(u32::MAX);
+        self
+    }
 }
 
 fn uuid(field: &str, value: &str) -> Result<Uuid, String> {
@@ -37,10 +49,12 @@ impl TryFrom<&UgcEvent> for EventRow {
     type Error = String;
 
     fn try_from(event: &UgcEvent) -> Result<Self, String> {
-        let now = std::time::SystemTime::now()
+        let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as u32)
+            .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
+        let now = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX);
+        let lag_ms = u32::try_from((now_ms - event.occurred_at_ms).max(0)).unwrap_or(u32::MAX);
         let mut row = EventRow {
             event_id: uuid("event_id", &event.event_id)?,
             event_type: event.payload.type_name().to_owned(),
@@ -54,6 +68,7 @@ impl TryFrom<&UgcEvent> for EventRow {
             value: 0,
             text: String::new(),
             loaded_at: now,
+            load_lag_ms: lag_ms,
         };
         if let Some(film_id) = event.payload.film_id() {
             row.film_id = uuid("film_id", film_id)?;
