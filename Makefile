@@ -69,3 +69,4 @@ bench: components
 	bench/runtime.sh
 	bench/auth.sh
 	bench/catalog.sh
+	bench/ugc.sh

@@ -829,53 +829,6 @@ async fn reindex_builds_an_index_a_host_can_serve() {
     assert_eq!(list.ids().len(), 5);
 }
 
-/// A TCP proxy to Postgres whose connections can be cut and restored, to take
-/// Postgres away from the ETL alone.
-struct CuttableProxy {
-    port: u16,
-    target: std::net::SocketAddr,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl CuttableProxy {
-    async fn start(target: std::net::SocketAddr) -> Self {
-        let mut proxy = Self {
-            port: free_port(),
-            target,
-            task: None,
-        };
-        proxy.restore().await;
-        proxy
-    }
-
-    /// Accepts again on the same port.
-    async fn restore(&mut self) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .expect("bind proxy port");
-        let target = self.target;
-        self.task = Some(tokio::spawn(async move {
-            // Dropping this task drops the set, which aborts every proxied connection.
-            let mut connections = tokio::task::JoinSet::new();
-            while let Ok((mut client, _)) = listener.accept().await {
-                connections.spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
-        }));
-    }
-
-    /// Closes the listener and every open connection.
-    async fn cut(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
-        }
-    }
-}
-
 /// Postgres lost mid-run (connections cut): the catalog keeps serving the last index,
 /// the ETL retries with backoff, and once Postgres is back the changes made meanwhile
 /// become searchable without a restart.
@@ -892,7 +845,7 @@ async fn etl_survives_losing_postgres_and_catches_up_when_it_returns() {
     db.batch_execute(FIXTURE_SQL)
         .await
         .expect("fixture content");
-    let mut proxy = CuttableProxy::start("127.0.0.1:5432".parse().expect("address")).await;
+    let mut proxy = common::CuttableProxy::start("127.0.0.1:5432".parse().expect("address")).await;
     let database = database_url.rsplit('/').next().expect("database name");
     let etl_url = format!("postgres://postgres@127.0.0.1:{}/{database}", proxy.port);
     let index = TempDir::new("index");

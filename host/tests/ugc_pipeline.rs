@@ -43,6 +43,8 @@ struct Platform {
     group: String,
     spool: TempDir,
     brokers: String,
+    /// Where the loader reaches ClickHouse (a proxy in the outage test).
+    loader_clickhouse_url: String,
     internal_port: u16,
 }
 
@@ -60,6 +62,7 @@ impl Platform {
             group: common::unique("ugc_loader"),
             spool: TempDir::new("spool"),
             brokers: brokers.to_owned(),
+            loader_clickhouse_url: common::clickhouse_url(),
             internal_port: free_port(),
         }
     }
@@ -82,7 +85,7 @@ impl Platform {
                 "--spool-dir",
                 self.spool.path(),
                 "--clickhouse-url",
-                &common::clickhouse_url(),
+                &self.loader_clickhouse_url,
                 "--clickhouse-database",
                 &self.clickhouse_database,
                 "--kafka-delivery-timeout-ms",
@@ -561,4 +564,70 @@ async fn kafka_outage_spools_writes_and_delivers_them_when_it_returns() {
     platform
         .wait_for_rows(&mine, 250, Duration::from_secs(60))
         .await;
+}
+
+/// ClickHouse unreachable for the loader (connections cut through a proxy): writes are
+/// still accepted, the loader commits nothing while inserts fail, and once ClickHouse
+/// is back every event arrives once.
+#[tokio::test]
+async fn clickhouse_outage_commits_nothing_and_the_loader_catches_up() {
+    let mut platform = Platform::new("127.0.0.1:9092").await;
+    let clickhouse_port: u16 = common::clickhouse_url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .expect("clickhouse port");
+    let mut proxy = common::CuttableProxy::start(
+        format!("127.0.0.1:{clickhouse_port}")
+            .parse()
+            .expect("address"),
+    )
+    .await;
+    platform.loader_clickhouse_url = format!("http://127.0.0.1:{}", proxy.port);
+    let app = platform.start(&[]);
+    let (token, user) = user_token(&app).await;
+    let mine = format!("user_id = toUUID('{user}')");
+    let post = reqwest::Method::POST;
+    assert_eq!(
+        send(
+            &app,
+            post.clone(),
+            "/api/v1/ugc/events",
+            &token,
+            Some(heartbeats(20, 0)),
+            None
+        )
+        .await
+        .0,
+        202
+    );
+    platform
+        .wait_for_rows(&mine, 20, Duration::from_secs(30))
+        .await;
+
+    proxy.cut().await;
+    for batch in 1..=3 {
+        let (status, body) = send(
+            &app,
+            post.clone(),
+            "/api/v1/ugc/events",
+            &token,
+            Some(heartbeats(20, batch * 20)),
+            None,
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    // The loader keeps retrying; nothing new can have reached ClickHouse.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(platform.counts(&mine).await, (20, 20));
+    // Restarting the host while ClickHouse is still unreachable shows that nothing
+    // was committed: the new loader (same group) reads the 60 events again.
+    drop(app);
+    let app = platform.start(&[]);
+    proxy.restore().await;
+    platform
+        .wait_for_rows(&mine, 80, Duration::from_secs(60))
+        .await;
+    drop(app);
 }

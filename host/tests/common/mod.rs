@@ -375,3 +375,50 @@ impl Drop for TestApp {
         let _ = self.child.wait();
     }
 }
+
+/// A loopback TCP proxy whose connections can be cut and restored, to take a service
+/// (Postgres, ClickHouse) away from one client of it without stopping it for others.
+pub struct CuttableProxy {
+    pub port: u16,
+    target: std::net::SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl CuttableProxy {
+    pub async fn start(target: std::net::SocketAddr) -> Self {
+        let mut proxy = Self {
+            port: free_port(),
+            target,
+            task: None,
+        };
+        proxy.restore().await;
+        proxy
+    }
+
+    /// Accepts again on the same port.
+    pub async fn restore(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("bind proxy port");
+        let target = self.target;
+        self.task = Some(tokio::spawn(async move {
+            // Dropping this task drops the set, which aborts every proxied connection.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Closes the listener and every open connection.
+    pub async fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
