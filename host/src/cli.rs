@@ -182,6 +182,20 @@ pub struct UpArgs {
     /// Consumer group of the ugc-loader.
     #[arg(long, env = "CINEMA_UGC_LOADER_GROUP", default_value = "ugc-loader")]
     pub ugc_loader_group: String,
+    /// Postgres of the UGC read models (schema `ugc`).
+    #[arg(
+        long,
+        env = "CINEMA_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/cinema"
+    )]
+    pub ugc_postgres_url: String,
+    /// Consumer group of the UGC read-model consumer.
+    #[arg(
+        long,
+        env = "CINEMA_UGC_READ_MODEL_GROUP",
+        default_value = "ugc-read-model"
+    )]
+    pub ugc_read_model_group: String,
     /// ClickHouse HTTP address the ugc-loader writes to.
     #[arg(
         long,

@@ -1,11 +1,13 @@
 //! The UGC pipeline of a running `cinema up`: the event intake (with its spool
-//! replayer) and the ugc-loader (Kafka → ClickHouse), both on the host's runtime.
+//! replayer), the ugc-loader (Kafka → ClickHouse) and the read-model consumer (Kafka →
+//! Postgres), all on the host's runtime.
 //! Started only when the host has `--kafka-brokers`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cinema_ugc_loader::LoaderSettings;
+use cinema_ugc_loader::read_model::{self, ReadModelSettings};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -36,7 +38,8 @@ impl UgcRuntime {
     }
 }
 
-/// Starts the intake and (unless `--no-ugc-loader`) the loader.
+/// Starts the intake and (unless `--no-ugc-loader`) the ClickHouse loader and the
+/// Postgres read-model consumer.
 pub fn start(args: &UpArgs) -> anyhow::Result<UgcRuntime> {
     let Some(brokers) = &args.kafka_brokers else {
         return Ok(UgcRuntime::default());
@@ -54,9 +57,19 @@ pub fn start(args: &UpArgs) -> anyhow::Result<UgcRuntime> {
         settings.topic = args.ugc_topic.clone();
         settings.group_id = args.ugc_loader_group.clone();
         settings.clickhouse_database = args.clickhouse_database.clone();
+        let loader_stopped = stopped.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(error) = cinema_ugc_loader::run(settings, stopped).await {
+            if let Err(error) = cinema_ugc_loader::run(settings, loader_stopped).await {
                 tracing::error!(%error, "ugc-loader stopped; events wait in kafka");
+            }
+        }));
+        let mut read_models =
+            ReadModelSettings::new(brokers.clone(), args.ugc_postgres_url.clone());
+        read_models.topic = args.ugc_topic.clone();
+        read_models.group_id = args.ugc_read_model_group.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = read_model::run(read_models, stopped).await {
+                tracing::error!(%error, "ugc read models stopped; events wait in kafka");
             }
         }));
     }

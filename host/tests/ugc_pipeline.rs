@@ -90,6 +90,10 @@ impl Platform {
                 &self.clickhouse_database,
                 "--kafka-delivery-timeout-ms",
                 "1500",
+                "--ugc-postgres-url",
+                &self.database_url,
+                "--ugc-read-model-group",
+                &format!("{}_read_model", self.group),
             ])
             .args_from(extra_args);
         options.manifest = Some(common::workspace_root().join("spin.toml"));
@@ -630,4 +634,205 @@ async fn clickhouse_outage_commits_nothing_and_the_loader_catches_up() {
         .wait_for_rows(&mine, 80, Duration::from_secs(60))
         .await;
     drop(app);
+}
+
+/// The read models follow a user's own writes within a second or so: resume position,
+/// bookmarks, the film's rating, reviews with likes, and an author-only deletion.
+#[tokio::test]
+async fn reads_follow_own_writes_through_the_read_models() {
+    let platform = Platform::new("127.0.0.1:9092").await;
+    let app = platform.start(&[]);
+    let (token, user) = user_token(&app).await;
+    let (other, _) = user_token(&app).await;
+    let post = reqwest::Method::POST;
+    let put = reqwest::Method::PUT;
+    let delete = reqwest::Method::DELETE;
+    let get = reqwest::Method::GET;
+    let film = format!("/api/v1/ugc/films/{FILM}");
+
+    for position in [10, 20, 30] {
+        let heartbeat = json!({"type": "view_progress", "film_id": FILM, "position_s": position, "duration_s": 5400});
+        assert_eq!(
+            send(
+                &app,
+                post.clone(),
+                "/api/v1/ugc/events",
+                &token,
+                Some(heartbeat),
+                None
+            )
+            .await
+            .0,
+            202
+        );
+    }
+    let progress = eventually_get(
+        &app,
+        &format!("/api/v1/ugc/me/progress/{FILM}"),
+        &token,
+        |body| body["position_s"] == 30,
+    )
+    .await;
+    assert_eq!(progress["duration_s"], 5400);
+
+    assert_eq!(
+        send(
+            &app,
+            put.clone(),
+            &format!("{film}/bookmark"),
+            &token,
+            None,
+            None
+        )
+        .await
+        .0,
+        202
+    );
+    eventually_get(&app, "/api/v1/ugc/me/bookmarks", &token, |body| {
+        body["items"][0]["film_id"] == FILM
+    })
+    .await;
+    assert_eq!(
+        send(
+            &app,
+            delete.clone(),
+            &format!("{film}/bookmark"),
+            &token,
+            None,
+            None
+        )
+        .await
+        .0,
+        202
+    );
+    eventually_get(&app, "/api/v1/ugc/me/bookmarks", &token, |body| {
+        body["total"] == 0
+    })
+    .await;
+
+    assert_eq!(
+        send(
+            &app,
+            put.clone(),
+            &format!("{film}/rating"),
+            &token,
+            Some(json!({"score": 7})),
+            None
+        )
+        .await
+        .0,
+        202
+    );
+    assert_eq!(
+        send(
+            &app,
+            put.clone(),
+            &format!("{film}/rating"),
+            &other,
+            Some(json!({"score": 10})),
+            None
+        )
+        .await
+        .0,
+        202
+    );
+    let rating = eventually_get(&app, &format!("{film}/rating"), &token, |body| {
+        body["count"] == 2
+    })
+    .await;
+    assert_eq!(rating["average"], 8.5);
+
+    let (_, review) = send(
+        &app,
+        post.clone(),
+        &format!("{film}/reviews"),
+        &token,
+        Some(json!({"text": "Пересматриваю каждый год"})),
+        None,
+    )
+    .await;
+    let review_id = review["review_id"].as_str().expect("review id").to_owned();
+    assert_eq!(
+        send(
+            &app,
+            put,
+            &format!("/api/v1/ugc/reviews/{review_id}/like"),
+            &other,
+            Some(json!({"value": 1})),
+            None
+        )
+        .await
+        .0,
+        202
+    );
+    let reviews = eventually_get(
+        &app,
+        &format!("{film}/reviews?sort=-likes"),
+        &token,
+        |body| body["items"][0]["likes"] == 1,
+    )
+    .await;
+    assert_eq!(reviews["items"][0]["user_id"], user.as_str());
+
+    let (status, body) = send(
+        &app,
+        delete.clone(),
+        &format!("/api/v1/ugc/reviews/{review_id}"),
+        &other,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "only the author deletes: {body}");
+    assert_eq!(body["error"]["code"], "not_review_author");
+    assert_eq!(
+        send(
+            &app,
+            delete,
+            &format!("/api/v1/ugc/reviews/{review_id}"),
+            &token,
+            None,
+            None
+        )
+        .await
+        .0,
+        202
+    );
+    eventually_get(&app, &format!("{film}/reviews"), &token, |body| {
+        body["total"] == 0
+    })
+    .await;
+    let (status, _) = send(
+        &app,
+        get,
+        &format!(
+            "/api/v1/ugc/me/progress/{}",
+            "30000000-0000-4000-8000-000000000099"
+        ),
+        &token,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+/// Polls a read route until `check` accepts its body (10 s at most).
+async fn eventually_get(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut last = Value::Null;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let (status, body) = send(app, reqwest::Method::GET, path, token, None, None).await;
+        if status == 200 && check(&body) {
+            return body;
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{path} never matched within 10 s; last answer: {last}");
 }

@@ -1,7 +1,7 @@
 //! The ugc API's errors: one enum, each variant with its status and stable code, and
 //! the response helpers every reply goes through.
 //!
-//! Details of intake and configuration failures are logged once, in
+//! Details of intake, database and configuration failures are logged once, in
 //! [`ApiError::into_reply`], and never sent to clients.
 
 use bytes::Bytes;
@@ -10,6 +10,7 @@ use cinema_edge::AuthError;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::Full;
 
+use crate::db::DbError;
 use crate::input::{InputError, Invalid};
 
 /// Stable error codes of this component.
@@ -20,6 +21,10 @@ pub mod code {
     pub const ROUTE_NOT_FOUND: &str = "route_not_found";
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     pub const INTAKE_UNAVAILABLE: &str = "intake_unavailable";
+    pub const DATABASE_UNAVAILABLE: &str = "database_unavailable";
+    pub const PROGRESS_NOT_FOUND: &str = "progress_not_found";
+    pub const REVIEW_NOT_FOUND: &str = "review_not_found";
+    pub const NOT_REVIEW_AUTHOR: &str = "not_review_author";
     pub const INTERNAL_ERROR: &str = "internal_error";
 }
 
@@ -40,7 +45,15 @@ pub enum ApiError {
     MethodNotAllowed { allow: &'static str },
     /// 503: the host did not accept the events; the detail is logged, not sent.
     IntakeUnavailable(String),
-    /// 500: a configuration error; the detail is logged, not sent.
+    /// 503: Postgres cannot be reached now; the detail is logged, not sent.
+    DatabaseUnavailable(String),
+    /// 404: the caller has no progress in the film (yet).
+    ProgressNotFound,
+    /// 404: no such review, or it is deleted.
+    ReviewNotFound,
+    /// 403: only a review's author may delete it.
+    NotReviewAuthor,
+    /// 500: a configuration error or a failed query; the detail is logged, not sent.
     Internal(String),
 }
 
@@ -49,6 +62,15 @@ pub type ApiResult<T, E = ApiError> = Result<T, E>;
 impl From<Invalid> for ApiError {
     fn from(invalid: Invalid) -> Self {
         Self::Invalid(invalid)
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Unavailable(_) => Self::DatabaseUnavailable(error.to_string()),
+            DbError::Failed(_) => Self::Internal(error.to_string()),
+        }
     }
 }
 
@@ -106,6 +128,31 @@ impl ApiError {
                     "events were not accepted; retry with the same Idempotency-Key",
                 ),
             ),
+            Self::DatabaseUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                body(
+                    code::DATABASE_UNAVAILABLE,
+                    "the database is unavailable; retry shortly",
+                ),
+            ),
+            Self::ProgressNotFound => (
+                StatusCode::NOT_FOUND,
+                body(
+                    code::PROGRESS_NOT_FOUND,
+                    "no viewing progress for this film",
+                ),
+            ),
+            Self::ReviewNotFound => (
+                StatusCode::NOT_FOUND,
+                body(code::REVIEW_NOT_FOUND, "no such review"),
+            ),
+            Self::NotReviewAuthor => (
+                StatusCode::FORBIDDEN,
+                body(
+                    code::NOT_REVIEW_AUTHOR,
+                    "only the review's author may delete it",
+                ),
+            ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 body(
@@ -120,6 +167,7 @@ impl ApiError {
     pub fn into_reply(self) -> Reply {
         match &self {
             Self::IntakeUnavailable(detail) => eprintln!("ugc: intake unavailable: {detail}"),
+            Self::DatabaseUnavailable(detail) => eprintln!("ugc: {detail}"),
             Self::Internal(detail) => eprintln!("ugc: internal error: {detail}"),
             Self::Unauthenticated(error @ AuthError::KeysUnavailable(_)) => {
                 eprintln!("ugc: cannot authenticate: {error}");
@@ -199,6 +247,40 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body.error.code, "auth_keys_unavailable");
         assert!(!body.error.message.contains("auth.internal"));
+    }
+
+    /// An unreachable database is a 503 `database_unavailable` without the detail; a
+    /// failed query is a 500.
+    #[test]
+    fn unreachable_database_is_503_and_a_failed_query_is_500() {
+        let unavailable = ApiError::from(DbError::Unavailable(
+            "failed to connect to postgres: 10.0.0.5:5432 refused".into(),
+        ));
+        let (status, body) = unavailable.parts();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body.error.code, "database_unavailable");
+        assert!(!body.error.message.contains("10.0.0.5"));
+        let (status, body) = ApiError::from(DbError::Failed(
+            "relation ugc.reviews does not exist".into(),
+        ))
+        .parts();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!body.error.message.contains("ugc.reviews"));
+    }
+
+    /// Missing progress, missing reviews and someone else's review have their codes.
+    #[test]
+    fn read_and_deletion_refusals_have_their_statuses_and_codes() {
+        let cases = [
+            (ApiError::ProgressNotFound, 404, "progress_not_found"),
+            (ApiError::ReviewNotFound, 404, "review_not_found"),
+            (ApiError::NotReviewAuthor, 403, "not_review_author"),
+        ];
+        for (error, status, code) in cases {
+            let (actual_status, body) = error.parts();
+            assert_eq!(actual_status.as_u16(), status);
+            assert_eq!(body.error.code, code);
+        }
     }
 
     /// Size, JSON, routing and method errors have their statuses and codes.

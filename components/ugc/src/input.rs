@@ -96,7 +96,7 @@ pub fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<IdempotencyKe
 }
 
 /// The drafts of a write: its path ids checked and, for writes with a body, the body
-/// parsed. [`Write::OpenApi`] has none.
+/// parsed.
 pub fn drafts(write: Write<'_>, body: &[u8]) -> InputResult<Vec<Draft>> {
     let film = |id: &str| path_uuid("film_id", id);
     let review = |id: &str| path_uuid("review_id", id);
@@ -107,7 +107,6 @@ pub fn drafts(write: Write<'_>, body: &[u8]) -> InputResult<Vec<Draft>> {
         }])
     };
     match write {
-        Write::OpenApi => Ok(Vec::new()),
         Write::ViewProgress => view_progress_batch(&parse_json(body)?),
         Write::BookmarkSet { film_id } => no_body(UgcPayload::BookmarkSet {
             film_id: film(film_id)?,
@@ -119,6 +118,10 @@ pub fn drafts(write: Write<'_>, body: &[u8]) -> InputResult<Vec<Draft>> {
             film_id: film(film_id)?,
         }),
         Write::ReviewLikeRemoved { review_id } => no_body(UgcPayload::ReviewLikeRemoved {
+            review_id: review(review_id)?,
+        }),
+        // Whether the caller may is the handler's check (it needs the read model).
+        Write::ReviewDeleted { review_id } => no_body(UgcPayload::ReviewDeleted {
             review_id: review(review_id)?,
         }),
         Write::RatingSet { film_id } => {
@@ -744,5 +747,42 @@ mod tests {
         let upper = FILM.to_uppercase();
         let drafts = drafts(Write::BookmarkSet { film_id: &upper }, b"").expect("valid");
         assert_eq!(drafts[0].payload.film_id(), Some(FILM));
+    }
+
+    /// Deleting a review is one `review_deleted` draft of the canonical review id, with
+    /// no body; a bad id names `review_id`.
+    #[test]
+    fn review_deletion_is_one_review_deleted_draft_naming_review_id_when_bad() {
+        let upper = REVIEW.to_uppercase();
+        let drafts_of = |id: &str| drafts(Write::ReviewDeleted { review_id: id }, b"ignored");
+        assert_eq!(
+            drafts_of(&upper).expect("valid"),
+            vec![Draft {
+                payload: UgcPayload::ReviewDeleted {
+                    review_id: REVIEW.into()
+                },
+                client_event_id: None,
+            }]
+        );
+        assert_eq!(field_of(drafts_of("not-a-uuid")), "review_id");
+    }
+
+    /// A review deletion retried with the same `Idempotency-Key` gets the same event id,
+    /// scoped to the review.
+    #[test]
+    fn review_deletion_with_the_same_key_gets_the_same_event_id() {
+        let key = key("delete-once");
+        let delete = || {
+            stamped(
+                drafts(Write::ReviewDeleted { review_id: REVIEW }, b"").expect("valid"),
+                Some(&key),
+            )
+        };
+        let first = delete();
+        assert_eq!(first, delete());
+        assert_eq!(
+            first[0].event_id,
+            event_id_for_key(USER, &format!("review_deleted:{REVIEW}"), &key, 0)
+        );
     }
 }

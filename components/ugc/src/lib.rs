@@ -1,33 +1,50 @@
-//! The ugc edge component: the write half of user-generated content. Player
-//! heartbeats, bookmarks, ratings, reviews and likes become [`UgcEvent`]s handed to
+//! The ugc edge component: user-generated content. Writes (player heartbeats,
+//! bookmarks, ratings, reviews, likes, review deletion) become [`UgcEvent`]s handed to
 //! the host's event intake, which produces them to Kafka for the loader and the read
-//! models. Reads (and review deletion) are not here yet.
+//! models. Reads (the caller's progress and bookmarks, a film's rating and reviews)
+//! come from the Postgres read models the ugc consumer keeps, so they trail accepted
+//! writes by the consumer's delay.
 //!
-//! A request goes: [`route::Route`] (404 `route_not_found`, 405 `method_not_allowed`
-//! with `Allow`) → access token ([`cinema_edge::authenticate`], on every route but
-//! `/api/v1/ugc/openapi.json`) → `Idempotency-Key` → the body, at most
-//! [`MAX_BODY_BYTES`] (413 `body_too_large`), JSON (400 `bad_json`) → [`input`]
-//! validation into drafts (422 `validation_failed` naming the field; a batch is all or
-//! nothing) → [`input::stamp`] (event ids, review ids, the token's `sub`, now) →
-//! [`intake`] → 202 `{"event_ids": [...]}` (a review also gets `review_id` and
-//! `event_id`), or 503 `intake_unavailable` when the host did not take them.
+//! Every request goes: [`route::Route`] (404 `route_not_found`, 405
+//! `method_not_allowed` with `Allow`) → access token ([`cinema_edge::authenticate`], on
+//! every route but `/api/v1/ugc/openapi.json`). Then:
+//! - a read: [`params`] checks the path id and the query (422 `validation_failed`
+//!   naming `film_id`, `sort`, `page_size`, `page_number`) → [`reads`] → [`db`] → 200
+//!   JSON (404 `progress_not_found` when the caller has none);
+//! - a write: `Idempotency-Key` → the body, at most [`MAX_BODY_BYTES`] (413
+//!   `body_too_large`), JSON (400 `bad_json`) → [`input`] validation into drafts (422
+//!   `validation_failed` naming the field; a batch is all or nothing) → for a review
+//!   deletion, the author check against `ugc.reviews` (404 `review_not_found` when it
+//!   is missing or deleted, 403 `not_review_author`) → [`input::stamp`] (event ids,
+//!   review ids, the token's `sub`, now) → [`intake`] → 202 `{"event_ids": [...]}` (a
+//!   review also gets `review_id` and `event_id`), or 503 `intake_unavailable` when the
+//!   host did not take them.
+//!
+//! Postgres out of reach is 503 `database_unavailable`, for reads and the author check.
 //!
 //! Repeats are safe: with the same `Idempotency-Key` (or body `event_id`) a retried
 //! write carries the same event ids, is accepted again and stored once downstream
-//! (the host and the loader dedup by `event_id`).
+//! (the host and the loader dedup by `event_id`). A retried review deletion is the
+//! exception once the first has been applied: the review is then deleted, and the
+//! retry answers 404 `review_not_found`.
 //!
-//! Modules: [`route`] and [`input`] (pure routing, parsing and validation), [`ids`]
-//! (id derivations), [`intake`] (the host client), [`settings`] (Spin variables),
-//! [`error`] (statuses and stable codes).
+//! Modules: [`route`], [`input`] and [`params`] (pure routing, parsing and
+//! validation), [`ids`] (id derivations), [`intake`] (the host client), [`db`] (every
+//! query), [`reads`] (the read answers), [`settings`] (Spin variables), [`error`]
+//! (statuses and stable codes).
 
+mod db;
 mod error;
 mod ids;
 mod input;
 mod intake;
+mod params;
+mod reads;
 mod route;
 mod settings;
 
 use bytes::Bytes;
+use cinema_domain::token::AccessClaims;
 use cinema_domain::ugc::{UgcEvent, UgcPayload};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
@@ -35,10 +52,12 @@ use serde::Serialize;
 use spin_sdk::http::{IntoResponse, Request};
 use spin_sdk::http_service;
 
+use db::Db;
 use error::{ApiError, ApiResult, Reply, json};
-use input::Stamp;
+use input::{Draft, Stamp};
 use intake::{Intake, REQUEST_ID_HEADER};
-use route::{Route, Write};
+use params::ReadQuery;
+use route::{Action, Read, Route, Write};
 use settings::Settings;
 
 /// Largest request body accepted: 1 MiB (500 heartbeats take about a tenth of it).
@@ -71,14 +90,34 @@ struct Accepted {
 async fn serve(request: Request) -> ApiResult<Reply> {
     let path = request.uri().path().to_owned();
     let route = Route::parse(&path).ok_or(ApiError::RouteNotFound)?;
-    let write = route
-        .write(request.method())
+    let action = route
+        .action(request.method())
         .ok_or(ApiError::MethodNotAllowed {
             allow: route.allowed_methods(),
         })?;
-    if write == Write::OpenApi {
-        return Ok(openapi());
+    match action {
+        Action::OpenApi => Ok(openapi()),
+        Action::Read(read) => serve_read(&request, read).await,
+        Action::Write(write) => serve_write(request, write).await,
     }
+}
+
+/// The caller's id as the read models key it: the token's `sub` as a canonical UUID.
+/// A `sub` that is not a UUID owns no rows.
+fn caller_id(claims: &AccessClaims) -> Option<String> {
+    ids::canonical_uuid(&claims.sub)
+}
+
+async fn serve_read(request: &Request, read: Read<'_>) -> ApiResult<Reply> {
+    let claims = cinema_edge::authenticate(request.headers())
+        .await
+        .map_err(ApiError::Unauthenticated)?;
+    let query = ReadQuery::parse(read, request.uri().query().unwrap_or_default())?;
+    let settings = Settings::load().await?;
+    reads::answer(query, caller_id(&claims).as_deref(), &settings.database_url).await
+}
+
+async fn serve_write(request: Request, write: Write<'_>) -> ApiResult<Reply> {
     let claims = cinema_edge::authenticate(request.headers())
         .await
         .map_err(ApiError::Unauthenticated)?;
@@ -91,6 +130,19 @@ async fn serve(request: Request) -> ApiResult<Reply> {
     };
     let drafts = input::drafts(write, &body)?;
     let settings = Settings::load().await?;
+    if let [
+        Draft {
+            payload: UgcPayload::ReviewDeleted { review_id },
+            ..
+        },
+    ] = drafts.as_slice()
+    {
+        let author = Db::open(&settings.database_url)
+            .await?
+            .live_review_author(review_id)
+            .await?;
+        may_delete_review(author.as_deref(), caller_id(&claims).as_deref())?;
+    }
     let user_id = claims.sub.as_str();
     let events = input::stamp(
         drafts,
@@ -106,6 +158,16 @@ async fn serve(request: Request) -> ApiResult<Reply> {
         .await
         .map_err(|error| ApiError::IntakeUnavailable(error.to_string()))?;
     Ok(accepted(&events))
+}
+
+/// Whether the caller may delete a review whose live author is `author` (`None`: the
+/// review is missing or already deleted). Ids are canonical UUIDs.
+fn may_delete_review(author: Option<&str>, caller_id: Option<&str>) -> ApiResult<()> {
+    match author {
+        None => Err(ApiError::ReviewNotFound),
+        Some(author) if caller_id == Some(author) => Ok(()),
+        Some(_) => Err(ApiError::NotReviewAuthor),
+    }
 }
 
 /// Now, Unix milliseconds.
@@ -250,18 +312,23 @@ mod tests {
             for method in item.as_object().expect("a path item").keys() {
                 let method =
                     Method::from_bytes(method.to_uppercase().as_bytes()).expect("an HTTP method");
-                assert!(route.write(&method).is_some(), "{method} {path}");
+                assert!(route.action(&method).is_some(), "{method} {path}");
                 documented.insert(format!("{method} {path}"));
             }
         }
         let served = [
             "GET /api/v1/ugc/openapi.json",
             "POST /api/v1/ugc/events",
+            "GET /api/v1/ugc/me/progress/{film_id}",
+            "GET /api/v1/ugc/me/bookmarks",
             "PUT /api/v1/ugc/films/{film_id}/bookmark",
             "DELETE /api/v1/ugc/films/{film_id}/bookmark",
+            "GET /api/v1/ugc/films/{film_id}/rating",
             "PUT /api/v1/ugc/films/{film_id}/rating",
             "DELETE /api/v1/ugc/films/{film_id}/rating",
+            "GET /api/v1/ugc/films/{film_id}/reviews",
             "POST /api/v1/ugc/films/{film_id}/reviews",
+            "DELETE /api/v1/ugc/reviews/{review_id}",
             "PUT /api/v1/ugc/reviews/{review_id}/like",
             "DELETE /api/v1/ugc/reviews/{review_id}/like",
         ];
@@ -272,5 +339,79 @@ mod tests {
                 .map(|s| (*s).to_owned())
                 .collect::<BTreeSet<_>>()
         );
+    }
+
+    /// Every `$ref` of the OpenAPI document points at a component it defines.
+    #[test]
+    fn openapi_references_resolve() {
+        let document: Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let mut references = Vec::new();
+        collect_references(&document, &mut references);
+        assert!(!references.is_empty());
+        for reference in references {
+            let pointer = reference
+                .strip_prefix('#')
+                .expect("a local reference")
+                .to_owned();
+            assert!(document.pointer(&pointer).is_some(), "{reference}");
+        }
+    }
+
+    fn collect_references(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(object) => {
+                for (key, inner) in object {
+                    match (key.as_str(), inner) {
+                        ("$ref", Value::String(reference)) => out.push(reference.clone()),
+                        _ => collect_references(inner, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| collect_references(item, out)),
+            _ => {}
+        }
+    }
+
+    /// Only the live review's author may delete it: a missing or deleted review is 404
+    /// `review_not_found`, someone else's 403 `not_review_author`.
+    #[test]
+    fn only_the_author_may_delete_a_live_review() {
+        const AUTHOR: &str = "10000000-0000-4000-8000-000000000001";
+        const OTHER: &str = "20000000-0000-4000-8000-000000000002";
+        assert!(may_delete_review(Some(AUTHOR), Some(AUTHOR)).is_ok());
+        assert!(matches!(
+            may_delete_review(Some(AUTHOR), Some(OTHER)),
+            Err(ApiError::NotReviewAuthor)
+        ));
+        assert!(matches!(
+            may_delete_review(Some(AUTHOR), None),
+            Err(ApiError::NotReviewAuthor)
+        ));
+        assert!(matches!(
+            may_delete_review(None, Some(AUTHOR)),
+            Err(ApiError::ReviewNotFound)
+        ));
+    }
+
+    /// The caller is the token's `sub` in canonical form, as the read models key it;
+    /// a `sub` that is not a UUID is nobody.
+    #[test]
+    fn caller_is_the_canonical_token_sub() {
+        let claims = |sub: &str| AccessClaims {
+            sub: sub.to_owned(),
+            sid: "s".into(),
+            roles: Vec::new(),
+            permissions: Vec::new(),
+            iat: 0,
+            exp: 1,
+            iss: "cinema-auth".into(),
+            aud: "cinema".into(),
+            act: None,
+        };
+        assert_eq!(
+            caller_id(&claims("10000000-0000-4000-8000-00000000000A")).as_deref(),
+            Some("10000000-0000-4000-8000-00000000000a")
+        );
+        assert_eq!(caller_id(&claims("admin")), None);
     }
 }

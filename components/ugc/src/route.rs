@@ -1,10 +1,10 @@
-//! The ugc component's routes: which path is which write, and which methods each
-//! answers.
+//! The ugc component's routes: which path is which read or write, and which methods
+//! each answers.
 //!
 //! [`Route::parse`] only recognizes paths; ids are the raw path segments (validated in
-//! [`crate::input`]). [`Route::write`] pairs a route with a method into a [`Write`], or
-//! says which methods the route does answer (for 405 and `Allow`). Authentication is the
-//! handler's business. Pure: no I/O.
+//! [`crate::input`] and [`crate::params`]). [`Route::action`] pairs a route with a
+//! method into an [`Action`], or says which methods the route does answer (for 405 and
+//! `Allow`). Authentication is the handler's business. Pure: no I/O.
 
 use http::Method;
 
@@ -18,21 +18,51 @@ pub enum Route<'a> {
     OpenApi,
     /// `/api/v1/ugc/events`: player heartbeats, one or a batch.
     Events,
+    /// `/api/v1/ugc/me/progress/{film_id}`: the caller's position in a film.
+    Progress(&'a str),
+    /// `/api/v1/ugc/me/bookmarks`: the caller's bookmarks.
+    Bookmarks,
     /// `/api/v1/ugc/films/{film_id}/bookmark`.
     Bookmark(&'a str),
-    /// `/api/v1/ugc/films/{film_id}/rating`.
+    /// `/api/v1/ugc/films/{film_id}/rating`: the caller's score (writes) and the
+    /// film's average (read).
     Rating(&'a str),
     /// `/api/v1/ugc/films/{film_id}/reviews`.
     Reviews(&'a str),
+    /// `/api/v1/ugc/reviews/{review_id}`: one review (deletion by its author).
+    Review(&'a str),
     /// `/api/v1/ugc/reviews/{review_id}/like`.
     ReviewLike(&'a str),
 }
 
-/// What a (route, method) pair asks for. Ids are still raw.
+/// What a (route, method) pair asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// `GET /openapi.json`: public.
+    OpenApi,
+    /// A read of the Postgres read models.
+    Read(Read<'a>),
+    /// An event handed to the intake.
+    Write(Write<'a>),
+}
+
+/// A read. Ids are still raw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read<'a> {
+    /// `GET /me/progress/{film_id}`.
+    Progress { film_id: &'a str },
+    /// `GET /me/bookmarks`.
+    Bookmarks,
+    /// `GET /films/{film_id}/rating`.
+    RatingSummary { film_id: &'a str },
+    /// `GET /films/{film_id}/reviews`.
+    Reviews { film_id: &'a str },
+}
+
+/// A write: one event type each (a batch of heartbeats for `ViewProgress`). Ids are
+/// still raw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Write<'a> {
-    /// `GET /openapi.json`: not a write; public.
-    OpenApi,
     ViewProgress,
     BookmarkSet {
         film_id: &'a str,
@@ -48,6 +78,10 @@ pub enum Write<'a> {
     },
     ReviewPosted {
         film_id: &'a str,
+    },
+    /// Only the review's author may; checked against the read model before the event.
+    ReviewDeleted {
+        review_id: &'a str,
     },
     ReviewLikeSet {
         review_id: &'a str,
@@ -78,9 +112,12 @@ impl<'a> Route<'a> {
         Some(match segments.as_slice() {
             ["openapi.json"] => Self::OpenApi,
             ["events"] => Self::Events,
+            ["me", "progress", id] => Self::Progress(id),
+            ["me", "bookmarks"] => Self::Bookmarks,
             ["films", id, "bookmark"] => Self::Bookmark(id),
             ["films", id, "rating"] => Self::Rating(id),
             ["films", id, "reviews"] => Self::Reviews(id),
+            ["reviews", id] => Self::Review(id),
             ["reviews", id, "like"] => Self::ReviewLike(id),
             _ => return None,
         })
@@ -89,25 +126,34 @@ impl<'a> Route<'a> {
     /// The methods this route answers, as an `Allow` header value.
     pub fn allowed_methods(&self) -> &'static str {
         match self {
-            Self::OpenApi => "GET",
-            Self::Events | Self::Reviews(_) => "POST",
-            Self::Bookmark(_) | Self::Rating(_) | Self::ReviewLike(_) => "PUT, DELETE",
+            Self::OpenApi | Self::Progress(_) | Self::Bookmarks => "GET",
+            Self::Events => "POST",
+            Self::Reviews(_) => "GET, POST",
+            Self::Rating(_) => "GET, PUT, DELETE",
+            Self::Bookmark(_) | Self::ReviewLike(_) => "PUT, DELETE",
+            Self::Review(_) => "DELETE",
         }
     }
 
-    /// The write `method` asks for on this route; `None` when the route does not answer
-    /// it (405).
-    pub fn write(self, method: &Method) -> Option<Write<'a>> {
+    /// The action `method` asks for on this route; `None` when the route does not
+    /// answer it (405).
+    pub fn action(self, method: &Method) -> Option<Action<'a>> {
+        use Action::{Read as R, Write as W};
         Some(match (self, method.as_str()) {
-            (Self::OpenApi, "GET") => Write::OpenApi,
-            (Self::Events, "POST") => Write::ViewProgress,
-            (Self::Bookmark(film_id), "PUT") => Write::BookmarkSet { film_id },
-            (Self::Bookmark(film_id), "DELETE") => Write::BookmarkRemoved { film_id },
-            (Self::Rating(film_id), "PUT") => Write::RatingSet { film_id },
-            (Self::Rating(film_id), "DELETE") => Write::RatingRemoved { film_id },
-            (Self::Reviews(film_id), "POST") => Write::ReviewPosted { film_id },
-            (Self::ReviewLike(review_id), "PUT") => Write::ReviewLikeSet { review_id },
-            (Self::ReviewLike(review_id), "DELETE") => Write::ReviewLikeRemoved { review_id },
+            (Self::OpenApi, "GET") => Action::OpenApi,
+            (Self::Progress(film_id), "GET") => R(Read::Progress { film_id }),
+            (Self::Bookmarks, "GET") => R(Read::Bookmarks),
+            (Self::Rating(film_id), "GET") => R(Read::RatingSummary { film_id }),
+            (Self::Reviews(film_id), "GET") => R(Read::Reviews { film_id }),
+            (Self::Events, "POST") => W(Write::ViewProgress),
+            (Self::Bookmark(film_id), "PUT") => W(Write::BookmarkSet { film_id }),
+            (Self::Bookmark(film_id), "DELETE") => W(Write::BookmarkRemoved { film_id }),
+            (Self::Rating(film_id), "PUT") => W(Write::RatingSet { film_id }),
+            (Self::Rating(film_id), "DELETE") => W(Write::RatingRemoved { film_id }),
+            (Self::Reviews(film_id), "POST") => W(Write::ReviewPosted { film_id }),
+            (Self::Review(review_id), "DELETE") => W(Write::ReviewDeleted { review_id }),
+            (Self::ReviewLike(review_id), "PUT") => W(Write::ReviewLikeSet { review_id }),
+            (Self::ReviewLike(review_id), "DELETE") => W(Write::ReviewLikeRemoved { review_id }),
             _ => return None,
         })
     }
@@ -143,9 +189,21 @@ mod tests {
             Route::parse("/api/v1/ugc/reviews/r/like"),
             Some(Route::ReviewLike("r"))
         );
+        assert_eq!(
+            Route::parse("/api/v1/ugc/reviews/r"),
+            Some(Route::Review("r"))
+        );
+        assert_eq!(
+            Route::parse("/api/v1/ugc/me/progress/x"),
+            Some(Route::Progress("x"))
+        );
+        assert_eq!(
+            Route::parse("/api/v1/ugc/me/bookmarks"),
+            Some(Route::Bookmarks)
+        );
     }
 
-    /// Unknown, inexact and not-yet-built paths are not routes (404 `route_not_found`).
+    /// Unknown and inexact paths are not routes (404 `route_not_found`).
     #[test]
     fn unknown_and_inexact_paths_are_not_routes() {
         for path in [
@@ -156,7 +214,12 @@ mod tests {
             "/api/v1/ugcx/events",
             "/api/v1/ugc/films/x",
             "/api/v1/ugc/films/x/bookmark/extra",
-            "/api/v1/ugc/reviews/r",
+            "/api/v1/ugc/reviews/r/",
+            "/api/v1/ugc/reviews/r/extra",
+            "/api/v1/ugc/me",
+            "/api/v1/ugc/me/progress",
+            "/api/v1/ugc/me/progress/x/y",
+            "/api/v1/ugc/me/bookmarks/",
             "/api/v1/events",
         ] {
             assert_eq!(Route::parse(path), None, "{path}");
@@ -167,22 +230,109 @@ mod tests {
     #[test]
     fn routes_answer_only_their_methods() {
         assert_eq!(
-            Route::Events.write(&Method::POST),
-            Some(Write::ViewProgress)
+            Route::Events.action(&Method::POST),
+            Some(Action::Write(Write::ViewProgress))
         );
-        assert_eq!(Route::Events.write(&Method::GET), None);
+        assert_eq!(Route::Events.action(&Method::GET), None);
         assert_eq!(Route::Events.allowed_methods(), "POST");
         assert_eq!(
-            Route::Bookmark(FILM).write(&Method::DELETE),
-            Some(Write::BookmarkRemoved { film_id: FILM })
+            Route::Bookmark(FILM).action(&Method::DELETE),
+            Some(Action::Write(Write::BookmarkRemoved { film_id: FILM }))
         );
-        assert_eq!(Route::Bookmark(FILM).write(&Method::POST), None);
-        assert_eq!(Route::Rating(FILM).allowed_methods(), "PUT, DELETE");
-        assert_eq!(Route::Reviews(FILM).write(&Method::PUT), None);
+        assert_eq!(Route::Bookmark(FILM).action(&Method::POST), None);
+        assert_eq!(Route::Bookmark(FILM).action(&Method::GET), None);
+        assert_eq!(Route::Reviews(FILM).action(&Method::PUT), None);
         assert_eq!(
-            Route::ReviewLike("r").write(&Method::PUT),
-            Some(Write::ReviewLikeSet { review_id: "r" })
+            Route::ReviewLike("r").action(&Method::PUT),
+            Some(Action::Write(Write::ReviewLikeSet { review_id: "r" }))
         );
-        assert_eq!(Route::OpenApi.write(&Method::POST), None);
+        assert_eq!(Route::OpenApi.action(&Method::POST), None);
+        assert_eq!(Route::Progress(FILM).action(&Method::PUT), None);
+        assert_eq!(Route::Bookmarks.action(&Method::POST), None);
+        assert_eq!(Route::Bookmarks.allowed_methods(), "GET");
+    }
+
+    /// `GET` on a film's rating reads the average, beside the caller's `PUT` and
+    /// `DELETE`.
+    #[test]
+    fn film_rating_answers_get_beside_put_and_delete() {
+        let rating = Route::Rating(FILM);
+        assert_eq!(
+            rating.action(&Method::GET),
+            Some(Action::Read(Read::RatingSummary { film_id: FILM }))
+        );
+        assert_eq!(
+            rating.action(&Method::PUT),
+            Some(Action::Write(Write::RatingSet { film_id: FILM }))
+        );
+        assert_eq!(
+            rating.action(&Method::DELETE),
+            Some(Action::Write(Write::RatingRemoved { film_id: FILM }))
+        );
+        assert_eq!(rating.action(&Method::POST), None);
+        assert_eq!(rating.allowed_methods(), "GET, PUT, DELETE");
+    }
+
+    /// A film's reviews are listed with `GET` and posted with `POST`.
+    #[test]
+    fn film_reviews_answer_get_and_post() {
+        let reviews = Route::Reviews(FILM);
+        assert_eq!(
+            reviews.action(&Method::GET),
+            Some(Action::Read(Read::Reviews { film_id: FILM }))
+        );
+        assert_eq!(
+            reviews.action(&Method::POST),
+            Some(Action::Write(Write::ReviewPosted { film_id: FILM }))
+        );
+        assert_eq!(reviews.allowed_methods(), "GET, POST");
+    }
+
+    /// A review answers only `DELETE` (a write without a body).
+    #[test]
+    fn review_answers_only_delete() {
+        let review = Route::Review("r");
+        let delete = review.action(&Method::DELETE);
+        assert_eq!(
+            delete,
+            Some(Action::Write(Write::ReviewDeleted { review_id: "r" }))
+        );
+        assert!(matches!(delete, Some(Action::Write(write)) if !write.has_body()));
+        assert_eq!(review.action(&Method::GET), None);
+        assert_eq!(review.allowed_methods(), "DELETE");
+    }
+
+    /// Every method a route's `Allow` lists is answered, and only those.
+    #[test]
+    fn allow_header_lists_exactly_the_answered_methods() {
+        let routes = [
+            Route::OpenApi,
+            Route::Events,
+            Route::Progress(FILM),
+            Route::Bookmarks,
+            Route::Bookmark(FILM),
+            Route::Rating(FILM),
+            Route::Reviews(FILM),
+            Route::Review(FILM),
+            Route::ReviewLike(FILM),
+        ];
+        let methods = [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+            Method::HEAD,
+        ];
+        for route in routes {
+            let allowed: Vec<&str> = route.allowed_methods().split(", ").collect();
+            for method in &methods {
+                assert_eq!(
+                    route.action(method).is_some(),
+                    allowed.contains(&method.as_str()),
+                    "{route:?} {method}"
+                );
+            }
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! `cinema-ugc-loader`: Kafka `ugc.events` → ClickHouse `ugc_events`.
+//! `cinema-ugc-loader`: Kafka `ugc.events` → ClickHouse `ugc_events` (this module),
+//! and → Postgres read models ([`read_model`], its own consumer group).
 //!
 //! One consumer in a group; batches close on count, bytes or time; a batch is inserted
 //! into ClickHouse and only then are its offsets committed. So a crash or a ClickHouse
@@ -8,6 +9,7 @@
 //! decode go to `ugc.events.dlq` (delivered before their offsets are committed).
 //! On shutdown the batch in hand is finished and committed, then the loader exits.
 
+pub mod read_model;
 mod row;
 
 use std::collections::HashMap;

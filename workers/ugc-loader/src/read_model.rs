@@ -1,0 +1,323 @@
+//! The read-model consumer: Kafka `ugc.events` → Postgres schema `ugc` (latest
+//! progress, bookmarks, one rating per user and film, reviews, review likes), in its
+//! own consumer group.
+//!
+//! Each batch is applied in one transaction, then its offsets are committed. Writes
+//! are idempotent by construction (see migrations/postgres/0003_ugc.sql): a row only
+//! takes an event at least as new as the one that wrote it, reviews insert once, like
+//! counts are recounted, so redelivery after a crash changes nothing. Batches are small
+//! and close after 100 ms, so a user's own write shows in their reads within a second.
+//! Heartbeats of one user and film inside a batch collapse to the latest.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cinema_domain::ugc::{UgcEvent, UgcPayload};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tokio_postgres::{Client, NoTls};
+use uuid::Uuid;
+
+use crate::LoaderError;
+
+/// How the read-model consumer runs.
+#[derive(Debug, Clone)]
+pub struct ReadModelSettings {
+    pub brokers: String,
+    pub topic: String,
+    pub group_id: String,
+    pub postgres_url: String,
+    pub max_batch_events: usize,
+    pub max_batch_wait: Duration,
+    pub max_backoff: Duration,
+}
+
+impl ReadModelSettings {
+    pub fn new(brokers: impl Into<String>, postgres_url: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic: cinema_domain::ugc::UGC_EVENTS_TOPIC.into(),
+            group_id: "ugc-read-model".into(),
+            postgres_url: postgres_url.into(),
+            max_batch_events: 2_000,
+            max_batch_wait: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Runs until `shutdown`; the batch in hand is applied and committed first.
+pub async fn run(
+    settings: ReadModelSettings,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), LoaderError> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("fetch.queue.backoff.ms", "20")
+        // Reads should follow writes quickly: do not let the broker hold fetches long.
+        .set("fetch.wait.max.ms", "100")
+        .set("topic.metadata.refresh.interval.ms", "2000")
+        .create()?;
+    consumer.subscribe(&[settings.topic.as_str()])?;
+    tracing::info!(topic = %settings.topic, group = %settings.group_id, "ugc read models: consuming");
+    let mut postgres: Option<Client> = None;
+    loop {
+        let (events, offsets) = tokio::select! {
+            batch = collect(&consumer, &settings) => batch,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match apply(&mut postgres, &settings.postgres_url, &events).await {
+                Ok(()) => break,
+                Err(error) => {
+                    postgres = None;
+                    tracing::warn!(%error, events = events.len(), retry_in_ms = backoff.as_millis() as u64, "ugc read models: postgres refused the batch; nothing committed");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
+            backoff = (backoff * 2).min(settings.max_backoff);
+        }
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), next) in &offsets {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+        }
+        if !offsets.is_empty()
+            && let Err(error) = consumer.commit(&list, CommitMode::Sync)
+        {
+            tracing::warn!(%error, "ugc read models: offset commit failed; the batch will be redelivered");
+        }
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+    }
+}
+
+type Offsets = HashMap<(String, i32), i64>;
+
+async fn collect(
+    consumer: &StreamConsumer,
+    settings: &ReadModelSettings,
+) -> (Vec<UgcEvent>, Offsets) {
+    let mut events = Vec::new();
+    let mut offsets = Offsets::new();
+    let mut deadline = None;
+    let mut received_count = 0usize;
+    loop {
+        let received = match deadline {
+            None => consumer.recv().await,
+            Some(deadline) => match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(received) => received,
+                Err(_) => return (events, offsets),
+            },
+        };
+        let message = match received {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%error, "ugc read models: kafka receive failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if offsets.is_empty() {
+                    continue;
+                }
+                return (events, offsets);
+            }
+        };
+        if deadline.is_none() {
+            deadline = Some(tokio::time::Instant::now() + settings.max_batch_wait);
+        }
+        offsets.insert(
+            (message.topic().to_owned(), message.partition()),
+            message.offset() + 1,
+        );
+        // Undecodable messages are the loader's to dead-letter; here they are skipped.
+        if let Some(event) = message
+            .payload()
+            .and_then(|p| serde_json::from_slice::<UgcEvent>(p).ok())
+        {
+            events.push(event);
+        }
+        received_count += 1;
+        if received_count >= settings.max_batch_events {
+            return (events, offsets);
+        }
+    }
+}
+
+fn id(value: &str) -> Option<Uuid> {
+    Uuid::parse_str(value).ok()
+}
+
+/// Applies a batch in one transaction (connecting first when needed).
+async fn apply(
+    postgres: &mut Option<Client>,
+    url: &str,
+    events: &[UgcEvent],
+) -> Result<(), tokio_postgres::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    if postgres.is_none() {
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "ugc read models: postgres connection ended");
+            }
+        });
+        *postgres = Some(client);
+    }
+    let Some(client) = postgres.as_mut() else {
+        return Ok(());
+    };
+    // Heartbeats: only the newest per user and film matters.
+    let mut latest_progress: HashMap<(&str, &str), &UgcEvent> = HashMap::new();
+    for event in events {
+        if let UgcPayload::ViewProgress { film_id, .. } = &event.payload {
+            let slot = latest_progress
+                .entry((event.user_id.as_str(), film_id.as_str()))
+                .or_insert(event);
+            if slot.occurred_at_ms <= event.occurred_at_ms {
+                *slot = event;
+            }
+        }
+    }
+    let transaction = client.transaction().await?;
+    for event in latest_progress.values() {
+        apply_one(&transaction, event).await?;
+    }
+    for event in events {
+        if !matches!(event.payload, UgcPayload::ViewProgress { .. }) {
+            apply_one(&transaction, event).await?;
+        }
+    }
+    transaction.commit().await
+}
+
+async fn apply_one(
+    db: &tokio_postgres::Transaction<'_>,
+    event: &UgcEvent,
+) -> Result<(), tokio_postgres::Error> {
+    let Some(user) = id(&event.user_id) else {
+        return Ok(());
+    };
+    let at = event.occurred_at_ms as f64 / 1000.0;
+    let film = event.payload.film_id().and_then(id);
+    match (&event.payload, film) {
+        (
+            UgcPayload::ViewProgress {
+                position_s,
+                duration_s,
+                ..
+            },
+            Some(film),
+        ) => {
+            db.execute(
+                "INSERT INTO ugc.progress (user_id, film_id, position_s, duration_s, occurred_at)
+                 VALUES ($1, $2, $3, $4, to_timestamp($5))
+                 ON CONFLICT (user_id, film_id) DO UPDATE
+                 SET position_s = EXCLUDED.position_s, duration_s = EXCLUDED.duration_s,
+                     occurred_at = EXCLUDED.occurred_at
+                 WHERE ugc.progress.occurred_at <= EXCLUDED.occurred_at",
+                &[
+                    &user,
+                    &film,
+                    &(*position_s as i32),
+                    &(*duration_s as i32),
+                    &at,
+                ],
+            )
+            .await?;
+        }
+        (UgcPayload::BookmarkSet { .. } | UgcPayload::BookmarkRemoved { .. }, Some(film)) => {
+            let active = matches!(event.payload, UgcPayload::BookmarkSet { .. });
+            db.execute(
+                "INSERT INTO ugc.bookmarks (user_id, film_id, occurred_at, active)
+                 VALUES ($1, $2, to_timestamp($3), $4)
+                 ON CONFLICT (user_id, film_id) DO UPDATE
+                 SET occurred_at = EXCLUDED.occurred_at, active = EXCLUDED.active
+                 WHERE ugc.bookmarks.occurred_at <= EXCLUDED.occurred_at",
+                &[&user, &film, &at, &active],
+            )
+            .await?;
+        }
+        (UgcPayload::RatingSet { .. } | UgcPayload::RatingRemoved { .. }, Some(film)) => {
+            let score: Option<i16> = match &event.payload {
+                UgcPayload::RatingSet { score, .. } => Some(i16::from(*score)),
+                _ => None,
+            };
+            db.execute(
+                "INSERT INTO ugc.ratings (user_id, film_id, score, occurred_at)
+                 VALUES ($1, $2, $3, to_timestamp($4))
+                 ON CONFLICT (user_id, film_id) DO UPDATE
+                 SET score = EXCLUDED.score, occurred_at = EXCLUDED.occurred_at
+                 WHERE ugc.ratings.occurred_at <= EXCLUDED.occurred_at",
+                &[&user, &film, &score, &at],
+            )
+            .await?;
+        }
+        (
+            UgcPayload::ReviewPosted {
+                review_id, text, ..
+            },
+            Some(film),
+        ) => {
+            if let Some(review) = id(review_id) {
+                db.execute(
+                    "INSERT INTO ugc.reviews (id, film_id, user_id, text, created)
+                     VALUES ($1, $2, $3, $4, to_timestamp($5)) ON CONFLICT (id) DO NOTHING",
+                    &[&review, &film, &user, text, &at],
+                )
+                .await?;
+            }
+        }
+        (UgcPayload::ReviewDeleted { review_id }, _) => {
+            if let Some(review) = id(review_id) {
+                // Only the author's deletion counts.
+                db.execute(
+                    "UPDATE ugc.reviews SET deleted = true WHERE id = $1 AND user_id = $2",
+                    &[&review, &user],
+                )
+                .await?;
+            }
+        }
+        (
+            UgcPayload::ReviewLikeSet { review_id, .. }
+            | UgcPayload::ReviewLikeRemoved { review_id },
+            _,
+        ) => {
+            let Some(review) = id(review_id) else {
+                return Ok(());
+            };
+            let value: Option<i16> = match &event.payload {
+                UgcPayload::ReviewLikeSet { value, .. } => Some(i16::from(*value)),
+                _ => None,
+            };
+            db.execute(
+                "INSERT INTO ugc.review_likes (review_id, user_id, value, occurred_at)
+                 VALUES ($1, $2, $3, to_timestamp($4))
+                 ON CONFLICT (review_id, user_id) DO UPDATE
+                 SET value = EXCLUDED.value, occurred_at = EXCLUDED.occurred_at
+                 WHERE ugc.review_likes.occurred_at <= EXCLUDED.occurred_at",
+                &[&review, &user, &value, &at],
+            )
+            .await?;
+            db.execute(
+                "UPDATE ugc.reviews SET
+                    likes = (SELECT count(*) FROM ugc.review_likes WHERE review_id = $1 AND value = 1),
+                    dislikes = (SELECT count(*) FROM ugc.review_likes WHERE review_id = $1 AND value = -1)
+                 WHERE id = $1",
+                &[&review],
+            )
+            .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
