@@ -15,7 +15,9 @@ DB_NAME=cinema_bench_auth
 DB_URL="$DB_BASE/$DB_NAME"
 CINEMA="$CARGO_TARGET_DIR/release/cinema"
 
-command -v wrk >/dev/null 2>&1 || { echo "installing wrk..."; apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+ensure_wrk
 [ -f build/components/auth.wasm ] || { echo "build/components/auth.wasm missing: run 'make components'" >&2; exit 1; }
 echo "building release binaries..."
 cargo build --release -q -p cinema-host -p cinema-bench-native-hello
@@ -25,15 +27,6 @@ psql -q "$DB_BASE/postgres" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >
 "$CINEMA" migrate --postgres-url "$DB_URL" --clickhouse-database cinema_bench_auth >/dev/null
 "$CINEMA" keys rotate --postgres-url "$DB_URL" >/dev/null
 
-# measure NAME WRK-ARGS... -> prints "NAME req/s R  p50 X  p99 Y"
-measure() {
-  local name=$1 out
-  shift
-  out=$(wrk --latency "$@")
-  printf '%s %s  p50 %s  p99 %s\n' "$name" "$(awk '/^Requests\/sec/ {print $2}' <<<"$out")" \
-    "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")"
-  awk '/Non-2xx|Socket errors/ {print "  " $0}' <<<"$out"
-}
 
 pid=""
 cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; }

@@ -16,7 +16,9 @@ DB_URL="$DB_BASE/$DB_NAME"
 INDEX_DIR=/var/tmp/cinema-bench-index
 CINEMA="$CARGO_TARGET_DIR/release/cinema"
 
-command -v wrk >/dev/null 2>&1 || { echo "installing wrk..."; apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+ensure_wrk
 for c in auth catalog; do
   [ -f "build/components/$c.wasm" ] || { echo "build/components/$c.wasm missing: run 'make components'" >&2; exit 1; }
 done
@@ -33,14 +35,6 @@ echo "full reindex:"
 /usr/bin/time -f "  peak RSS %M KiB" "$CINEMA" reindex --postgres-url "$DB_URL" --index-dir "$INDEX_DIR"
 du -sh "$INDEX_DIR" | awk '{print "  index size " $1}'
 
-measure() {
-  local name=$1 out
-  shift
-  out=$(wrk --latency "$@")
-  printf '%s %s  p50 %s  p99 %s\n' "$name" "$(awk '/^Requests\/sec/ {print $2}' <<<"$out")" \
-    "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")"
-  awk '/Non-2xx|Socket errors/ {print "  " $0}' <<<"$out"
-}
 
 pid=""
 cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; }

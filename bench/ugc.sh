@@ -19,7 +19,9 @@ TOPIC="ugc.bench.$(date +%s)"
 SPOOL=/var/tmp/cinema-bench-spool
 CINEMA="$CARGO_TARGET_DIR/release/cinema"
 
-command -v wrk >/dev/null 2>&1 || { echo "installing wrk..."; apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+ensure_wrk
 for c in auth ugc; do
   [ -f "build/components/$c.wasm" ] || { echo "build/components/$c.wasm missing: run 'make components'" >&2; exit 1; }
 done
@@ -33,14 +35,6 @@ curl -fsS "$CH_URL" --data-binary "DROP DATABASE IF EXISTS $CH_DB" >/dev/null
 "$CINEMA" keys rotate --postgres-url "$DB_URL" >/dev/null
 rm -rf "$SPOOL"
 
-measure() {
-  local name=$1 out
-  shift
-  out=$(wrk --latency "$@")
-  printf '%s %s  p50 %s  p99 %s\n' "$name" "$(awk '/^Requests\/sec/ {print $2}' <<<"$out")" \
-    "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")"
-  awk '/Non-2xx|Socket errors/ {print "  " $0}' <<<"$out"
-}
 clickhouse() { curl -fsS "$CH_URL/?database=$CH_DB" --data-binary "$1"; }
 
 pid=""

@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{AppOptions, TestApp, free_port, spawn_app};
+use common::{AppOptions, TempDir, TestApp, free_port, spawn_app};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
@@ -57,26 +56,6 @@ INSERT INTO content.film_person (id, film_id, person_id, role) VALUES
     (gen_random_uuid(), '30000000-0000-4000-8000-000000000002', '20000000-0000-4000-8000-000000000002', 'director'),
     (gen_random_uuid(), '30000000-0000-4000-8000-000000000003', '20000000-0000-4000-8000-000000000003', 'actor');
 ";
-
-/// A folder removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> Self {
-        let path = std::env::temp_dir().join(common::unique(prefix));
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        Self(path)
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().expect("utf-8 path")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 struct Catalog {
     app: TestApp,

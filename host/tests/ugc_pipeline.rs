@@ -4,35 +4,14 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{AppOptions, TestApp, free_port, spawn_app};
+use common::{AppOptions, TempDir, TestApp, free_port, spawn_app};
 use serde_json::{Value, json};
 
 const FILM: &str = "30000000-0000-4000-8000-000000000001";
 const PASSWORD: &str = "correct horse battery staple";
-
-/// A folder removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> Self {
-        let path = std::env::temp_dir().join(common::unique(prefix));
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        Self(path)
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().expect("utf-8 path")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Everything one test's platform needs, so it can be started again.
 struct Platform {

@@ -4,11 +4,9 @@
 //! Details of host and configuration failures are logged once, in
 //! [`ApiError::into_reply`], and never sent to clients.
 
-use bytes::Bytes;
 use cinema_domain::error::ErrorBody;
 use cinema_edge::AuthError;
 use http::{HeaderValue, StatusCode, header};
-use http_body_util::Full;
 
 use crate::params::InvalidParameter;
 use crate::resource::Missing;
@@ -159,23 +157,6 @@ impl ApiError {
     }
 }
 
-/// A finished response.
-pub type Reply = http::Response<Full<Bytes>>;
+pub use cinema_edge::reply::{Reply, json};
 
-/// A response with a JSON body.
-pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Reply {
-    let mut reply = http::Response::new(Full::new(body.into()));
-    *reply.status_mut() = status;
-    reply.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    reply
-}
-
-/// A response without a body (304).
-pub fn empty(status: StatusCode) -> Reply {
-    let mut reply = http::Response::new(Full::new(Bytes::new()));
-    *reply.status_mut() = status;
-    reply
-}
+pub use cinema_edge::reply::empty;

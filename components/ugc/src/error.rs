@@ -4,11 +4,9 @@
 //! Details of intake, database and configuration failures are logged once, in
 //! [`ApiError::into_reply`], and never sent to clients.
 
-use bytes::Bytes;
 use cinema_domain::error::ErrorBody;
 use cinema_edge::AuthError;
 use http::{HeaderValue, StatusCode, header};
-use http_body_util::Full;
 
 use crate::db::DbError;
 use crate::input::{InputError, Invalid};
@@ -191,19 +189,7 @@ impl ApiError {
     }
 }
 
-/// A finished response.
-pub type Reply = http::Response<Full<Bytes>>;
-
-/// A response with a JSON body.
-pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Reply {
-    let mut reply = http::Response::new(Full::new(body.into()));
-    *reply.status_mut() = status;
-    reply.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    reply
-}
+pub use cinema_edge::reply::{Reply, json};
 
 #[cfg(test)]
 mod tests {

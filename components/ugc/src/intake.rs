@@ -57,23 +57,11 @@ pub struct Intake {
 }
 
 fn timeouts() -> RequestOptions {
-    let options = RequestOptions::new();
-    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    // A runtime that does not support a timeout keeps its own default.
-    if let Err(error) = options.set_connect_timeout(Some(nanos(CONNECT_TIMEOUT))) {
-        eprintln!("ugc: connect timeout not set: {error:?}");
-    }
-    if let Err(error) = options.set_first_byte_timeout(Some(nanos(FIRST_BYTE_TIMEOUT))) {
-        eprintln!("ugc: first-byte timeout not set: {error:?}");
-    }
-    options
+    cinema_edge::outbound::request_options("ugc", CONNECT_TIMEOUT, FIRST_BYTE_TIMEOUT)
 }
 
 fn excerpt(body: &[u8]) -> String {
-    String::from_utf8_lossy(body)
-        .chars()
-        .take(MAX_LOGGED_BODY)
-        .collect()
+    cinema_edge::outbound::excerpt(body, MAX_LOGGED_BODY)
 }
 
 impl Intake {

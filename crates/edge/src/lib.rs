@@ -11,6 +11,12 @@
 //!   (at most every [`MIN_REFETCH_SECONDS`]).
 //!
 //! Issuer and audience come from `token_issuer` and `token_audience`.
+//!
+//! Also: [`reply`] (JSON and empty responses) and [`outbound`] (timeouts and log
+//! excerpts for calls to the host).
+
+pub mod outbound;
+pub mod reply;
 
 use cinema_domain::token::{AccessClaims, Jwks, TokenError, TokenVerifier};
 use serde::{Deserialize, Serialize};

@@ -59,6 +59,22 @@ impl LoaderSettings {
     }
 }
 
+/// The consumer settings both consumers share: manual commits after the write, from
+/// the earliest offset for a new group, and the fetch tuning of FACTS.md (without
+/// `fetch.queue.backoff.ms` librdkafka stalls periodically).
+pub(crate) fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("fetch.queue.backoff.ms", "20")
+        .set("topic.metadata.refresh.interval.ms", "2000");
+    config
+}
+
 /// What stops the loader for good (everything else is retried).
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
@@ -89,15 +105,8 @@ pub async fn run(
     settings: LoaderSettings,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), LoaderError> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
-        .set("group.id", &settings.group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("fetch.queue.backoff.ms", "20")
-        .set("topic.metadata.refresh.interval.ms", "2000")
-        .create()?;
+    let consumer: StreamConsumer =
+        consumer_config(&settings.brokers, &settings.group_id).create()?;
     consumer.subscribe(&[settings.topic.as_str()])?;
     let dead_letters: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &settings.brokers)

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use cinema_domain::ugc::{UgcEvent, UgcPayload};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
@@ -52,16 +52,9 @@ pub async fn run(
     settings: ReadModelSettings,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), LoaderError> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
-        .set("group.id", &settings.group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("fetch.queue.backoff.ms", "20")
+    let consumer: StreamConsumer = crate::consumer_config(&settings.brokers, &settings.group_id)
         // Reads should follow writes quickly: do not let the broker hold fetches long.
         .set("fetch.wait.max.ms", "100")
-        .set("topic.metadata.refresh.interval.ms", "2000")
         .create()?;
     consumer.subscribe(&[settings.topic.as_str()])?;
     tracing::info!(topic = %settings.topic, group = %settings.group_id, "ugc read models: consuming");
