@@ -121,7 +121,12 @@ impl Intake {
     fn renew_producer(&self) {
         match new_producer(&self.settings) {
             Ok(producer) => {
-                *self.producer.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(producer);
+                let old = std::mem::replace(
+                    &mut *self.producer.write().unwrap_or_else(|p| p.into_inner()),
+                    Arc::new(producer),
+                );
+                // Dropping a producer flushes it, which blocks: not on an async worker.
+                tokio::task::spawn_blocking(move || drop(old));
             }
             Err(error) => tracing::warn!(%error, "intake: could not renew the kafka producer"),
         }
@@ -146,7 +151,14 @@ impl Intake {
                     .map_err(|(error, _)| error.to_string())
             });
         }
-        for result in futures::future::join_all(deliveries).await {
+        // librdkafka's own message timeout does not always fire (an idempotent producer
+        // can wait forever for a producer id from a broker that restarted empty), so
+        // the wait is bounded here too.
+        let bound = self.settings.delivery_timeout + Duration::from_secs(1);
+        let results = tokio::time::timeout(bound, futures::future::join_all(deliveries))
+            .await
+            .map_err(|_| format!("kafka did not acknowledge within {bound:?}"))?;
+        for result in results {
             result?;
         }
         Ok(())
@@ -228,7 +240,10 @@ impl Intake {
             ),
             NewTopic::new(UGC_DEAD_LETTER_TOPIC, 1, TopicReplication::Fixed(1)),
         ];
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
+        // Bounded both ways: a broker that vanishes mid-request must not stall replay.
+        let options = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(5)))
+            .request_timeout(Some(Duration::from_secs(5)));
         match admin.create_topics(&topics, &options).await {
             Ok(results) => {
                 for result in results {

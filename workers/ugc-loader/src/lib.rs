@@ -75,6 +75,32 @@ pub(crate) fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
     config
 }
 
+/// Commits offsets after the sink acknowledged. A commit in the normal flow is
+/// asynchronous: a synchronous one blocks a runtime worker, and with Kafka down two
+/// such commits would stall every task of the host. On shutdown the last commit is
+/// synchronous (off the async workers). A lost commit only means redelivery, which
+/// the sinks absorb.
+pub(crate) fn commit(
+    consumer: &StreamConsumer,
+    offsets: &TopicPartitionList,
+    shutting_down: bool,
+    who: &str,
+) {
+    if offsets.count() == 0 {
+        return;
+    }
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let result = if shutting_down && multi_thread {
+        tokio::task::block_in_place(|| consumer.commit(offsets, CommitMode::Sync))
+    } else {
+        consumer.commit(offsets, CommitMode::Async)
+    };
+    if let Err(error) = result {
+        tracing::warn!(%error, who, "offset commit failed; the batch will be redelivered");
+    }
+}
+
 /// What stops the loader for good (everything else is retried).
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
@@ -144,10 +170,7 @@ pub async fn run(
         for ((topic, partition), next) in &batch.next_offsets {
             offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
         }
-        // A failed commit only means redelivery (deduplicated downstream).
-        if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
-            tracing::warn!(%error, "ugc-loader: offset commit failed; the batch will be redelivered");
-        }
+        commit(&consumer, &offsets, *shutdown.borrow(), "ugc-loader");
         tracing::debug!(
             events = batch.events,
             rows = batch.rows.len(),

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use cinema_domain::ugc::{UgcEvent, UgcPayload};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio_postgres::{Client, NoTls};
@@ -83,11 +83,7 @@ pub async fn run(
         for ((topic, partition), next) in &offsets {
             list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
         }
-        if !offsets.is_empty()
-            && let Err(error) = consumer.commit(&list, CommitMode::Sync)
-        {
-            tracing::warn!(%error, "ugc read models: offset commit failed; the batch will be redelivered");
-        }
+        crate::commit(&consumer, &list, *shutdown.borrow(), "ugc read models");
         if *shutdown.borrow() {
             return Ok(());
         }
@@ -268,6 +264,9 @@ async fn apply_one(
                     &[&review, &film, &user, text, &at],
                 )
                 .await?;
+                // Likes are keyed by their author, so they may arrive (from another
+                // partition) before the review they like.
+                recount_likes(db, review).await?;
             }
         }
         (UgcPayload::ReviewDeleted { review_id }, _) => {
@@ -301,16 +300,25 @@ async fn apply_one(
                 &[&review, &user, &value, &at],
             )
             .await?;
-            db.execute(
-                "UPDATE ugc.reviews SET
-                    likes = (SELECT count(*) FROM ugc.review_likes WHERE review_id = $1 AND value = 1),
-                    dislikes = (SELECT count(*) FROM ugc.review_likes WHERE review_id = $1 AND value = -1)
-                 WHERE id = $1",
-                &[&review],
-            )
-            .await?;
+            recount_likes(db, review).await?;
         }
         _ => {}
     }
+    Ok(())
+}
+
+/// Sets a review's like and dislike counts from its likes.
+async fn recount_likes(
+    db: &tokio_postgres::Transaction<'_>,
+    review: Uuid,
+) -> Result<(), tokio_postgres::Error> {
+    db.execute(
+        "UPDATE ugc.reviews SET
+            likes = (SELECT count(*) FROM ugc.review_likes WHERE review_id = $1 AND value = 1),
+            dislikes = (SELECT count(*) FROM ugc.review_likes WHERE review_id = $1 AND value = -1)
+         WHERE id = $1",
+        &[&review],
+    )
+    .await?;
     Ok(())
 }
