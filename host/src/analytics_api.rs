@@ -48,7 +48,7 @@ impl AnalyticsState {
                 .with_url(url)
                 .with_database(database)
                 .with_validation(false)
-                .with_option("readonly", "1"),
+                .with_setting("readonly", "1"),
         }
     }
 }
@@ -56,7 +56,10 @@ impl AnalyticsState {
 /// Answers besides 200.
 #[derive(Debug)]
 pub enum AnalyticsError {
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     Unavailable(String),
 }
 
@@ -115,7 +118,10 @@ fn range(params: &Params) -> Result<(String, String), AnalyticsError> {
         return Err(invalid("to", "to must be after from"));
     }
     if days > MAX_RANGE_DAYS {
-        return Err(invalid("to", format!("the range must be at most {MAX_RANGE_DAYS} days")));
+        return Err(invalid(
+            "to",
+            format!("the range must be at most {MAX_RANGE_DAYS} days"),
+        ));
     }
     Ok((format!("{from} 00:00:00"), format!("{to} 00:00:00")))
 }
@@ -188,7 +194,11 @@ async fn top_films(
         .bind(limit)
         .fetch_all()
         .await?;
-    let metric = if metric == Metric::Views { "views" } else { "watch_time" };
+    let metric = if metric == Metric::Views {
+        "views"
+    } else {
+        "watch_time"
+    };
     Ok(Json(serde_json::json!({ "metric": metric, "items": items })).into_response())
 }
 
@@ -263,7 +273,10 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&str, &str)]) -> Params {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn field(result: Result<(String, String), AnalyticsError>) -> &'static str {
@@ -277,11 +290,31 @@ mod tests {
     #[test]
     fn ranges_are_checked_naming_the_parameter() {
         assert_eq!(field(range(&params(&[("to", "2026-01-01")]))), "from");
-        assert_eq!(field(range(&params(&[("from", "2026-13-01"), ("to", "2026-01-01")]))), "from");
-        assert_eq!(field(range(&params(&[("from", "2026-01-02"), ("to", "2026-01-01")]))), "to");
-        assert_eq!(field(range(&params(&[("from", "2024-01-01"), ("to", "2026-01-01")]))), "to");
         assert_eq!(
-            range(&params(&[("from", "2026-01-01"), ("to", "2026-01-08")])).expect("valid").0,
+            field(range(&params(&[
+                ("from", "2026-13-01"),
+                ("to", "2026-01-01")
+            ]))),
+            "from"
+        );
+        assert_eq!(
+            field(range(&params(&[
+                ("from", "2026-01-02"),
+                ("to", "2026-01-01")
+            ]))),
+            "to"
+        );
+        assert_eq!(
+            field(range(&params(&[
+                ("from", "2024-01-01"),
+                ("to", "2026-01-01")
+            ]))),
+            "to"
+        );
+        assert_eq!(
+            range(&params(&[("from", "2026-01-01"), ("to", "2026-01-08")]))
+                .expect("valid")
+                .0,
             "2026-01-01 00:00:00"
         );
     }

@@ -196,7 +196,7 @@ pub struct UpArgs {
         default_value = "ugc-read-model"
     )]
     pub ugc_read_model_group: String,
-    /// ClickHouse HTTP address the ugc-loader writes to.
+    /// ClickHouse HTTP address the ugc-loader writes to and analytics read from.
     #[arg(
         long,
         env = "CINEMA_CLICKHOUSE_URL",
@@ -350,6 +350,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         metrics,
         search: catalog.search_state(),
         intake: ugc.intake(),
+        analytics: crate::analytics_api::AnalyticsState::new(
+            &args.clickhouse_url,
+            &args.clickhouse_database,
+        ),
     };
     let shutdown = tokio_util_shutdown();
     let internal_task = tokio::spawn({

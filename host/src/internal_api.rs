@@ -6,7 +6,8 @@
 //!
 //! - the search routes of [`crate::search_api`].
 //!
-//! - `POST /intake/ugc` of [`crate::intake`], when the host has Kafka brokers.
+//! - `POST /intake/ugc` of [`crate::intake`], when the host has Kafka brokers;
+//! - `/analytics/*` of [`crate::analytics_api`].
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ pub struct InternalState {
     pub metrics: RuntimeMetrics,
     pub search: crate::search_api::SearchState,
     pub intake: Option<std::sync::Arc<crate::intake::Intake>>,
+    pub analytics: crate::analytics_api::AnalyticsState,
 }
 
 #[derive(Serialize)]
@@ -58,10 +60,12 @@ async fn metrics(State(state): State<InternalState>) -> impl IntoResponse {
 pub fn router(state: InternalState) -> Router {
     let search = crate::search_api::router(state.search.clone());
     let intake = crate::intake::router(state.intake.clone());
+    let analytics = crate::analytics_api::router(state.analytics.clone());
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(search)
         .merge(intake)
+        .merge(analytics)
 }

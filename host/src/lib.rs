@@ -13,8 +13,10 @@
 //! - [`auth_ops`]: `cinema keys ...` and `cinema users create-admin`;
 //! - [`seed`]: `cinema seed --films N`, a deterministic content data set;
 //! - [`intake`]: UGC event intake (Kafka, with a durable local spool) on the internal
-//!   port; [`ugc_ops`]: the intake and the ugc-loader under `cinema up`.
+//!   port; [`ugc_ops`]: the intake and the ugc-loader under `cinema up`;
+//! - [`analytics_api`]: UGC analytics over ClickHouse on the internal port.
 
+pub mod analytics_api;
 pub mod auth_ops;
 pub mod cli;
 pub mod imports;

@@ -818,3 +818,66 @@ async fn eventually_get(
     }
     panic!("{path} never matched within 10 s; last answer: {last}");
 }
+
+/// Analytics on the host's internal API read the loaded events: top films by viewers
+/// and watch time, daily viewers, completion rate; bad ranges are refused by name.
+#[tokio::test]
+async fn analytics_read_the_loaded_events() {
+    let platform = Platform::new("127.0.0.1:9092").await;
+    let app = platform.start(&[]);
+    let (token, user) = user_token(&app).await;
+    let watched: Vec<Value> = (5390..5400)
+        .map(|position| json!({"type": "view_progress", "film_id": FILM, "position_s": position, "duration_s": 5400}))
+        .collect();
+    let (status, _) = send(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/ugc/events",
+        &token,
+        Some(Value::Array(watched)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    platform
+        .wait_for_rows(
+            &format!("user_id = toUUID('{user}')"),
+            10,
+            Duration::from_secs(30),
+        )
+        .await;
+    let today = chrono::Utc::now().date_naive();
+    let (from, to) = (today, today + chrono::Days::new(1));
+    let internal = format!("http://127.0.0.1:{}", platform.internal_port);
+    let get = |path: String| {
+        let http = app.http.clone();
+        let url = format!("{internal}{path}");
+        async move {
+            let response = http.get(url).send().await.expect("internal api");
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, top) = get(format!(
+        "/analytics/top_films?from={from}&to={to}&metric=views"
+    ))
+    .await;
+    assert_eq!(status, 200, "{top}");
+    assert_eq!(top["items"][0]["film_id"], FILM);
+    assert_eq!(top["items"][0]["value"], 1);
+    let (_, watch) = get(format!(
+        "/analytics/top_films?from={from}&to={to}&metric=watch_time"
+    ))
+    .await;
+    assert_eq!(watch["items"][0]["value"], 5399);
+    let (_, daily) = get(format!("/analytics/daily_viewers?from={from}&to={to}")).await;
+    assert_eq!(daily["items"][0]["viewers"], 1);
+    let (_, completion) = get(format!("/analytics/completion_rate?film_id={FILM}")).await;
+    assert_eq!(completion["viewers"], 1);
+    assert_eq!(completion["completed"], 1);
+    let (status, bad) = get(format!("/analytics/top_films?from={to}&to={from}")).await;
+    assert_eq!(status, 400);
+    assert_eq!(bad["error"]["field"], "to");
+}
