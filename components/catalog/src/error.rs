@@ -74,15 +74,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorBody::for_field(code::INVALID_PARAMETER, message.clone(), field.clone()),
             ),
-            // The fetch detail of unavailable keys (URLs) stays in the log.
-            Self::Unauthenticated(error @ AuthError::KeysUnavailable(_)) => (
-                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-                ErrorBody::new(error.code(), "token keys are unavailable; retry shortly"),
-            ),
-            Self::Unauthenticated(error) => (
-                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED),
-                ErrorBody::new(error.code(), error.to_string()),
-            ),
+            Self::Unauthenticated(error) => error.client_reply(),
             Self::SubscriptionRequired => (
                 StatusCode::FORBIDDEN,
                 body(

@@ -99,15 +99,7 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 body(code::BODY_TOO_LARGE, "the body must be at most 1 MiB"),
             ),
-            // The fetch detail of unavailable keys (URLs) stays in the log.
-            Self::Unauthenticated(error @ AuthError::KeysUnavailable(_)) => (
-                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-                ErrorBody::new(error.code(), "token keys are unavailable; retry shortly"),
-            ),
-            Self::Unauthenticated(error) => (
-                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED),
-                ErrorBody::new(error.code(), error.to_string()),
-            ),
+            Self::Unauthenticated(error) => error.client_reply(),
             Self::RouteNotFound => (
                 StatusCode::NOT_FOUND,
                 body(code::ROUTE_NOT_FOUND, "no such route"),

@@ -48,6 +48,21 @@ impl AuthError {
         }
     }
 
+    /// The HTTP status and the body a client may see: the fetch detail of unavailable
+    /// keys (URLs) stays out of it, for the component to log.
+    pub fn client_reply(&self) -> (http::StatusCode, cinema_domain::error::ErrorBody) {
+        let status =
+            http::StatusCode::from_u16(self.status()).unwrap_or(http::StatusCode::UNAUTHORIZED);
+        let message = match self {
+            Self::KeysUnavailable(_) => "token keys are unavailable; retry shortly".to_owned(),
+            other => other.to_string(),
+        };
+        (
+            status,
+            cinema_domain::error::ErrorBody::new(self.code(), message),
+        )
+    }
+
     /// Stable error code for the JSON body.
     pub fn code(&self) -> &'static str {
         match self {
