@@ -38,6 +38,7 @@ services:
 
 ## components: build every component for wasm32-wasip2 into build/components/
 components:
+	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	@echo "building components: $(COMPONENTS) $(FIXTURES)"
 	$(CARGO) build --release --target $(WASM_TARGET) $(foreach c,$(COMPONENTS) $(FIXTURES),-p $(c))
 	@mkdir -p $(COMPONENT_DIR)
