@@ -37,7 +37,8 @@ pub enum ApiError {
     Conflict(&'static str, String),
     /// 429 too many attempts; retry after the given seconds.
     TooManyAttempts(u64),
-    /// 503 Postgres unreachable or no signing key.
+    /// 503 Postgres unreachable or no signing key: a stable code, and a detail that
+    /// is logged, never sent (it may hold addresses).
     Unavailable(&'static str, String),
     /// 500 anything else; the detail is logged, not sent.
     Internal(String),
@@ -113,9 +114,11 @@ impl ApiError {
                 "too_many_attempts",
                 "too many failed logins; try again later".into(),
             ),
-            Self::Unavailable(code, message) => {
-                (StatusCode::SERVICE_UNAVAILABLE, code, message.clone())
-            }
+            Self::Unavailable(code, _) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                code,
+                unavailable_message(code).into(),
+            ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -130,6 +133,19 @@ impl ApiError {
             Self::Invalid { field, .. } => Some(field),
             _ => None,
         }
+    }
+}
+
+/// What a client is told for an unavailable dependency: what to do, no internals.
+fn unavailable_message(code: &str) -> &'static str {
+    match code {
+        "database_unavailable" => "the account database is unavailable; retry shortly",
+        "signing_key_missing" => {
+            "no token signing key is active; an operator must run `cinema keys rotate`"
+        }
+        "state_store_unavailable" => "the sign-in state store is unavailable; retry shortly",
+        "provider_unavailable" => "the sign-in provider did not answer; try again shortly",
+        _ => "a service this request needs is unavailable; retry shortly",
     }
 }
 
@@ -218,5 +234,29 @@ impl ApiError {
             );
         }
         reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dependency's failure detail (addresses, driver text) is logged, never sent: the
+    /// client gets the stable code and a fixed message.
+    #[test]
+    fn unavailable_detail_never_reaches_the_client() {
+        let detail = "postgres://postgres:secret@10.0.0.5:5432 refused the connection";
+        for code in [
+            "database_unavailable",
+            "signing_key_missing",
+            "state_store_unavailable",
+            "provider_unavailable",
+        ] {
+            let (status, sent_code, message) = ApiError::Unavailable(code, detail.into()).parts();
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(sent_code, code);
+            assert!(!message.contains("postgres://"), "{message}");
+            assert!(!message.contains("secret"), "{message}");
+        }
     }
 }
