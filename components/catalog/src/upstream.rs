@@ -6,26 +6,14 @@
 //! connection, timeouts, 5xx, `search_index_unavailable`) is "unavailable". It does
 //! not parse answers (see `views`) and does not cache (see `cache`).
 
-use std::time::Duration;
-
 use bytes::Bytes;
-use cinema_domain::error::ErrorBody;
-use http::{HeaderValue, header};
-use http_body_util::{BodyExt, Empty};
+use cinema_edge::outbound::HostApi;
+pub use cinema_edge::outbound::REQUEST_ID_HEADER;
+use http::HeaderValue;
 use serde::Deserialize;
-use spin_sdk::wasip3::http::types::RequestOptions;
-use spin_sdk::wasip3::http_compat::RequestOptionsExtension;
 
 /// Response header carrying the index version an answer was computed at.
 pub const INDEX_VERSION_HEADER: &str = "x-index-version";
-/// Request header carrying the caller's request id to the host.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-/// Time allowed to connect to the host.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Time allowed for the host to start answering.
-const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest host error body quoted in the log.
-const MAX_LOGGED_BODY: usize = 200;
 
 /// A successful answer of the host.
 #[derive(Debug)]
@@ -63,74 +51,45 @@ struct VersionAnswer {
 
 /// The host's search API at one base URL.
 pub struct Upstream {
-    base: String,
-    request_id: Option<HeaderValue>,
-}
-
-fn timeouts() -> RequestOptions {
-    cinema_edge::outbound::request_options("catalog", CONNECT_TIMEOUT, FIRST_BYTE_TIMEOUT)
-}
-
-fn excerpt(body: &[u8]) -> String {
-    cinema_edge::outbound::excerpt(body, MAX_LOGGED_BODY)
+    host: HostApi,
 }
 
 impl Upstream {
     /// A client of `base` (`http://127.0.0.1:3001`); `request_id` is passed along.
     pub fn new(base: &str, request_id: Option<HeaderValue>) -> Self {
         Self {
-            base: base.trim_end_matches('/').to_owned(),
-            request_id,
+            host: HostApi::new(base, "catalog", request_id),
         }
     }
 
     /// GETs `path` (with its query) from the host.
     pub async fn get(&self, path: &str) -> Result<HostAnswer, UpstreamError> {
-        let url = format!("{}{path}", self.base);
-        let unavailable =
-            |detail: String| UpstreamError::Unavailable(format!("GET {url}: {detail}"));
-        let mut builder = http::Request::get(&url)
-            .header(header::ACCEPT, HeaderValue::from_static("application/json"));
-        if let Some(request_id) = &self.request_id {
-            builder = builder.header(REQUEST_ID_HEADER, request_id.clone());
-        }
-        let mut request = builder
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| unavailable(format!("bad request: {e}")))?;
-        request
-            .extensions_mut()
-            .insert(RequestOptionsExtension(timeouts()));
-        let response = spin_sdk::http::send(request)
+        let answer = self
+            .host
+            .get(path)
             .await
-            .map_err(|e| unavailable(format!("{e:?}")))?;
-        let status = response.status();
-        let version = response
-            .headers()
-            .get(INDEX_VERSION_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| unavailable(format!("reading the body: {e:?}")))?
-            .to_bytes();
-        if status.is_success() {
-            return Ok(HostAnswer { version, body });
-        }
-        if status == http::StatusCode::NOT_FOUND {
-            return Err(UpstreamError::NotFound);
-        }
-        if status == http::StatusCode::BAD_REQUEST
-            && let Ok(error) = serde_json::from_slice::<ErrorBody>(&body)
-            && let Some(field) = error.error.field
-        {
-            return Err(UpstreamError::Rejected {
-                field,
-                message: error.error.message,
+            .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
+        if answer.status.is_success() {
+            let version = answer
+                .headers
+                .get(INDEX_VERSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            return Ok(HostAnswer {
+                version,
+                body: answer.body,
             });
         }
-        Err(unavailable(format!("status {status}: {}", excerpt(&body))))
+        if answer.status == http::StatusCode::NOT_FOUND {
+            return Err(UpstreamError::NotFound);
+        }
+        if let Some((field, message)) = answer.refused_field() {
+            return Err(UpstreamError::Rejected { field, message });
+        }
+        Err(UpstreamError::Unavailable(format!(
+            "GET {path}: {}",
+            answer.describe()
+        )))
     }
 
     /// The index version the host is serving (`/search/version`).

@@ -1,9 +1,28 @@
-//! Outbound HTTP helpers for components calling the host's internal API: request
-//! timeouts, and short excerpts of error bodies for the log.
+//! Outbound HTTP for components calling the host's internal API: one client
+//! ([`HostApi`]) with connect and first-byte timeouts, the caller's request id passed
+//! along, and the answer collected whole; plus short excerpts of error bodies for the
+//! log.
+//!
+//! The client does not interpret statuses beyond [`HostAnswer::refused_field`]: what a
+//! 404 or a 503 means is the calling component's business.
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use cinema_domain::error::ErrorBody;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::{BodyExt, Full};
 use spin_sdk::wasip3::http::types::RequestOptions;
+use spin_sdk::wasip3::http_compat::RequestOptionsExtension;
+
+/// Request header carrying the caller's request id to the host.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Time allowed to connect to the host (it runs beside the components).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time allowed for the host to start answering.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest host error body quoted in a log line.
+pub const MAX_LOGGED_BODY: usize = 200;
 
 /// Request options with a connect and a first-byte timeout. A runtime that does not
 /// support a timeout keeps its own default (logged under `component`).
@@ -25,4 +44,121 @@ pub fn excerpt(body: &[u8], max_chars: usize) -> String {
         .chars()
         .take(max_chars)
         .collect()
+}
+
+/// The host gave no HTTP answer at all (no connection, a timeout, a broken body). The
+/// text names the request and is for the log.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HostUnreachable(pub String);
+
+/// An HTTP answer of the host, whatever its status.
+#[derive(Debug)]
+pub struct HostAnswer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl HostAnswer {
+    /// `(field, message)` when the host refused a parameter: 400 with an
+    /// [`ErrorBody`] naming the field.
+    pub fn refused_field(&self) -> Option<(String, String)> {
+        if self.status != StatusCode::BAD_REQUEST {
+            return None;
+        }
+        let error = serde_json::from_slice::<ErrorBody>(&self.body).ok()?.error;
+        Some((error.field?, error.message))
+    }
+
+    /// A log line for an answer the caller did not expect: status and body excerpt.
+    pub fn describe(&self) -> String {
+        format!(
+            "status {}: {}",
+            self.status,
+            excerpt(&self.body, MAX_LOGGED_BODY)
+        )
+    }
+}
+
+/// The host's internal API at one base URL, on behalf of one component.
+pub struct HostApi {
+    base: String,
+    component: &'static str,
+    request_id: Option<HeaderValue>,
+}
+
+impl HostApi {
+    /// A client of `base` (`http://127.0.0.1:3001`) for `component` (log prefix);
+    /// `request_id` goes along as `x-request-id`.
+    pub fn new(base: &str, component: &'static str, request_id: Option<HeaderValue>) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            component,
+            request_id,
+        }
+    }
+
+    /// `GET path` (with its query).
+    pub async fn get(&self, path: &str) -> Result<HostAnswer, HostUnreachable> {
+        self.send(Method::GET, path, None).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<HostAnswer, HostUnreachable> {
+        self.send(Method::POST, path, Some(Bytes::from(body))).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<HostAnswer, HostUnreachable> {
+        let url = format!("{}{path}", self.base);
+        let unreachable = |detail: String| HostUnreachable(format!("{method} {url}: {detail}"));
+        let mut builder = http::Request::builder()
+            .method(method.clone())
+            .uri(&url)
+            .header(header::ACCEPT, HeaderValue::from_static("application/json"));
+        if body.is_some() {
+            builder = builder.header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        if let Some(request_id) = &self.request_id {
+            builder = builder.header(REQUEST_ID_HEADER, request_id.clone());
+        }
+        let mut request = builder
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| unreachable(format!("bad request: {e}")))?;
+        request
+            .extensions_mut()
+            .insert(RequestOptionsExtension(request_options(
+                self.component,
+                CONNECT_TIMEOUT,
+                FIRST_BYTE_TIMEOUT,
+            )));
+        let response = spin_sdk::http::send(request)
+            .await
+            .map_err(|e| unreachable(format!("{e:?}")))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(format!("reading the body: {e:?}")))?
+            .to_bytes();
+        Ok(HostAnswer {
+            status,
+            headers,
+            body,
+        })
+    }
 }
