@@ -55,6 +55,7 @@ pub fn start(args: &UpArgs) -> anyhow::Result<UgcRuntime> {
     if !args.no_ugc_loader {
         let mut settings = LoaderSettings::new(brokers.clone(), args.clickhouse_url.clone());
         settings.topic = args.ugc_topic.clone();
+        settings.dead_letter_topic = cinema_domain::ugc::dead_letter_topic(&args.ugc_topic);
         settings.group_id = args.ugc_loader_group.clone();
         settings.clickhouse_database = args.clickhouse_database.clone();
         let loader_stopped = stopped.clone();

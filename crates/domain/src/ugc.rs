@@ -15,8 +15,15 @@ use serde::{Deserialize, Serialize};
 
 /// Kafka topic of accepted UGC events.
 pub const UGC_EVENTS_TOPIC: &str = "ugc.events";
-/// Kafka topic of events the loader could not decode.
+/// Kafka topic of events the loader could not decode: [`dead_letter_topic`] of
+/// [`UGC_EVENTS_TOPIC`].
 pub const UGC_DEAD_LETTER_TOPIC: &str = "ugc.events.dlq";
+
+/// The dead-letter topic of an events topic: its name with `.dlq` appended, so a
+/// deployment (or a test) with its own events topic has its own dead letters.
+pub fn dead_letter_topic(events_topic: &str) -> String {
+    format!("{events_topic}.dlq")
+}
 /// Most events in one `POST /api/v1/ugc/events` batch.
 pub const MAX_EVENTS_PER_BATCH: usize = 500;
 /// Longest review, in characters.
@@ -200,6 +207,12 @@ impl UgcPayload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The default events topic's dead letters go to `ugc.events.dlq`.
+    #[test]
+    fn default_dead_letter_topic_is_ugc_events_dlq() {
+        assert_eq!(dead_letter_topic(UGC_EVENTS_TOPIC), UGC_DEAD_LETTER_TOPIC);
+    }
 
     const FILM: &str = "30000000-0000-4000-8000-000000000001";
 

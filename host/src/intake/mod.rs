@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use cinema_domain::error::ErrorBody;
-use cinema_domain::ugc::{UGC_DEAD_LETTER_TOPIC, UgcEvent};
+use cinema_domain::ugc::{UgcEvent, dead_letter_topic};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -232,13 +232,14 @@ impl Intake {
                 return false;
             }
         };
+        let dead_letters = dead_letter_topic(&self.settings.topic);
         let topics = [
             NewTopic::new(
                 &self.settings.topic,
                 TOPIC_PARTITIONS,
                 TopicReplication::Fixed(1),
             ),
-            NewTopic::new(UGC_DEAD_LETTER_TOPIC, 1, TopicReplication::Fixed(1)),
+            NewTopic::new(&dead_letters, 1, TopicReplication::Fixed(1)),
         ];
         // Bounded both ways: a broker that vanishes mid-request must not stall replay.
         let options = AdminOptions::new()

@@ -6,7 +6,9 @@
 //! outage never loses an event: uncommitted ones are consumed again, and the table's
 //! ReplacingMergeTree folds the repeats by event id. While ClickHouse refuses a batch
 //! the loader retries it with backoff and commits nothing. Messages that do not
-//! decode go to `ugc.events.dlq` (delivered before their offsets are committed).
+//! decode go to `ugc.events.dlq` with headers saying why and where they came from
+//! (`x-error`, `x-source-topic`, `x-source-partition`, `x-source-offset`); they are
+//! retried until Kafka acknowledges them, and only then are their offsets committed.
 //! On shutdown the batch in hand is finished and committed, then the loader exits.
 
 pub mod read_model;
@@ -17,6 +19,7 @@ use std::time::Duration;
 
 use cinema_domain::ugc::UgcEvent;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
@@ -114,10 +117,44 @@ pub enum LoaderError {
 struct Batch {
     /// Rows with their events' acceptance time (ms).
     rows: Vec<(EventRow, i64)>,
-    dead_letters: Vec<(Option<Vec<u8>>, Vec<u8>)>,
+    dead_letters: Vec<DeadLetter>,
     next_offsets: HashMap<(String, i32), i64>,
     bytes: usize,
     events: usize,
+}
+
+/// A message that did not decode, on its way to the dead-letter topic.
+struct DeadLetter {
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    error: String,
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+impl DeadLetter {
+    fn headers(&self) -> OwnedHeaders {
+        let partition = self.partition.to_string();
+        let offset = self.offset.to_string();
+        OwnedHeaders::new()
+            .insert(Header {
+                key: "x-error",
+                value: Some(self.error.as_str()),
+            })
+            .insert(Header {
+                key: "x-source-topic",
+                value: Some(self.topic.as_str()),
+            })
+            .insert(Header {
+                key: "x-source-partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "x-source-offset",
+                value: Some(offset.as_str()),
+            })
+    }
 }
 
 impl Batch {
@@ -157,14 +194,11 @@ pub async fn run(
             // Shutdown while ClickHouse refused: nothing committed, redelivered later.
             return Ok(());
         }
-        for (key, payload) in &batch.dead_letters {
-            send_dead_letter(
-                &dead_letters,
-                &settings.dead_letter_topic,
-                key.as_deref(),
-                payload,
-            )
-            .await;
+        for letter in &batch.dead_letters {
+            if !send_dead_letter(&dead_letters, letter, &settings, &shutdown).await {
+                // Shutdown before Kafka took it: nothing committed, redelivered later.
+                return Ok(());
+            }
         }
         let mut offsets = TopicPartitionList::new();
         for ((topic, partition), next) in &batch.next_offsets {
@@ -224,9 +258,14 @@ async fn collect(consumer: &StreamConsumer, settings: &LoaderSettings) -> Batch 
             Ok(row) => batch.rows.push(row),
             Err(error) => {
                 tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "ugc-loader: undecodable event goes to the dead-letter topic");
-                batch
-                    .dead_letters
-                    .push((message.key().map(<[u8]>::to_vec), payload.to_vec()));
+                batch.dead_letters.push(DeadLetter {
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: payload.to_vec(),
+                    error,
+                    topic: message.topic().to_owned(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                });
             }
         }
         if batch.events >= settings.max_batch_events || batch.bytes >= settings.max_batch_bytes {
@@ -280,17 +319,33 @@ async fn insert(
     insert.end().await
 }
 
+/// Produces one dead letter, retrying with backoff until Kafka acknowledges it;
+/// `false` when shutdown came first.
 async fn send_dead_letter(
     producer: &FutureProducer,
-    topic: &str,
-    key: Option<&[u8]>,
-    payload: &[u8],
-) {
-    let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
-    if let Some(key) = key {
-        record = record.key(key);
-    }
-    if let Err((error, _)) = producer.send(record, Duration::from_secs(30)).await {
-        tracing::error!(%error, "ugc-loader: dead letter could not be produced; dropping it is logged here");
+    letter: &DeadLetter,
+    settings: &LoaderSettings,
+    shutdown: &watch::Receiver<bool>,
+) -> bool {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let mut record = FutureRecord::<[u8], [u8]>::to(&settings.dead_letter_topic)
+            .payload(&letter.payload)
+            .headers(letter.headers());
+        if let Some(key) = &letter.key {
+            record = record.key(key);
+        }
+        match producer.send(record, Duration::from_secs(10)).await {
+            Ok(_) => return true,
+            Err((error, _)) => {
+                tracing::warn!(%error, topic = %settings.dead_letter_topic, retry_in_ms = backoff.as_millis() as u64, "ugc-loader: dead letter not acknowledged; nothing committed");
+            }
+        }
+        let mut shutdown = shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return false,
+        }
+        backoff = (backoff * 2).min(settings.max_backoff);
     }
 }
