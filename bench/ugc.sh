@@ -2,7 +2,8 @@
 # UGC intake benchmark through `cinema up`: heartbeats accepted per second as single
 # events and as batches of 100 (token check, validation and idempotency in the ugc
 # component, then Kafka acks=all), the loader's rate into ClickHouse, and the
-# end-to-end lag from acceptance to ClickHouse (p50/p99, from `load_lag_ms`).
+# end-to-end lag from acceptance to ClickHouse (p50/p99, from `load_lag_ms`), and the
+# write-to-read lag of the Postgres read models.
 # Usage: bench/ugc.sh [duration, default 10s]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,7 @@ for c in auth ugc; do
   [ -f "build/components/$c.wasm" ] || { echo "build/components/$c.wasm missing: run 'make components'" >&2; exit 1; }
 done
 echo "building release binaries..."
-cargo build --release -q -p cinema-host
+cargo build --release -q -p cinema-host -p cinema-bench-native-hello
 
 echo "preparing $DB_NAME (Postgres) and $CH_DB (ClickHouse)..."
 psql -q "$DB_BASE/postgres" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1
@@ -44,6 +45,7 @@ SPIN_VARIABLE_DATABASE_URL="$DB_URL" SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks -
   SPIN_VARIABLE_INTERNAL_API_URL="http://$INTERNAL" RUST_LOG=warn \
   "$CINEMA" up --from spin.toml --listen "$ADDR" --internal-listen "$INTERNAL" \
   --kafka-brokers 127.0.0.1:9092 --ugc-topic "$TOPIC" --ugc-loader-group "bench-$TOPIC" \
+  --ugc-postgres-url "$DB_URL" --ugc-read-model-group "bench-read-model-$TOPIC" \
   --spool-dir "$SPOOL" --clickhouse-url "$CH_URL" --clickhouse-database "$CH_DB" >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 1 300); do curl -fsS "http://$INTERNAL/health" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -56,6 +58,9 @@ single="{\"type\":\"view_progress\",\"film_id\":\"$film\",\"position_s\":60,\"du
 batch=$(python3 -c "import json; print(json.dumps([json.loads('$single')] * 100))")
 curl -fsS -o /dev/null -X POST "http://$ADDR/api/v1/ugc/events" -H "Authorization: Bearer $token" \
   -H 'content-type: application/json' -d "$single"
+# Measured first, while the consumers are idle: the lag a user sees in normal operation.
+echo "read models: a heartbeat's position readable through GET me/progress (idle platform)..."
+"$CARGO_TARGET_DIR/release/ugc_read_lag" "http://$ADDR" "$token" 50
 lua=$(mktemp --suffix=.lua)
 
 printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' \

@@ -436,12 +436,52 @@ ch_check_loopback() {
   done
 }
 
+# The read-only account analytics query with (`cinema up --clickhouse-analytics-user`):
+# a users.d file, which ClickHouse picks up without a restart. ClickHouse 18.16 has no
+# CREATE USER, so accounts live in its users config. Loopback only, no password.
+CH_ANALYTICS_USER=cinema_analytics
+CH_USERS_FILE=/etc/clickhouse-server/users.d/cinema-analytics.xml
+ch_analytics_user_ready() {
+  [[ $(curl -s --max-time 2 "http://127.0.0.1:$CH_HTTP_PORT/?user=$CH_ANALYTICS_USER&query=SELECT%201" 2>/dev/null) == 1 ]]
+}
+ch_ensure_analytics_user() {
+  local wanted
+  wanted=$(cat <<XML
+<yandex>
+  <profiles>
+    <cinema_readonly>
+      <readonly>1</readonly>
+      <max_execution_time>30</max_execution_time>
+    </cinema_readonly>
+  </profiles>
+  <users>
+    <$CH_ANALYTICS_USER>
+      <password></password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>cinema_readonly</profile>
+      <quota>default</quota>
+    </$CH_ANALYTICS_USER>
+  </users>
+</yandex>
+XML
+)
+  if [[ ! -f $CH_USERS_FILE || $(<"$CH_USERS_FILE") != "$wanted" ]]; then
+    need_root "adding the clickhouse account $CH_ANALYTICS_USER"
+    install -d /etc/clickhouse-server/users.d
+    printf '%s\n' "$wanted" >"$CH_USERS_FILE"
+  fi
+  local i
+  for i in $(seq 1 40); do ch_analytics_user_ready && return 0; sleep 0.25; done
+  die "clickhouse did not pick up the read-only account $CH_ANALYTICS_USER from $CH_USERS_FILE within 10s" \
+      "check /var/log/clickhouse-server/clickhouse-server.err.log, then: $SELF stop clickhouse; $SELF start clickhouse"
+}
+
 svc_clickhouse() {
   case $1 in
     status) ch_ready ;;
     addr)   echo "127.0.0.1:$CH_HTTP_PORT (http), 127.0.0.1:$CH_NATIVE_PORT (native)" ;;
     start)
-      if ch_ready; then mark_found_running clickhouse; return 0; fi
+      if ch_ready; then mark_found_running clickhouse; ch_ensure_analytics_user; return 0; fi
       command -v curl >/dev/null || apt_install curl ca-certificates
       [[ -x $CH_BIN && -f $CH_CONFIG ]] || apt_install clickhouse-server clickhouse-client
       need_root "starting clickhouse"
@@ -464,6 +504,7 @@ svc_clickhouse() {
       [[ $(curl -s --max-time 5 "http://127.0.0.1:$CH_HTTP_PORT/?user=default&query=SELECT%201") == 1 ]] \
         || die "clickhouse is up but user 'default' without password cannot run SELECT 1" \
                "check <default><password> in /etc/clickhouse-server/users.xml (must be empty), then: $SELF stop clickhouse; $SELF start clickhouse"
+      ch_ensure_analytics_user
       ;;
     stop)
       if kill_group clickhouse clickhouse-server 30; then mark_stopped clickhouse; return 0; fi

@@ -1,6 +1,7 @@
 //! Analytics on the internal port, over ClickHouse `ugc_events` (what the ugc
-//! component serves to callers with `analytics:read`). Every query runs with
-//! `readonly=1`, so this surface cannot change data whatever it is asked.
+//! component serves to callers with `analytics:read`). Queries run as a read-only
+//! ClickHouse account (`--clickhouse-analytics-user`) and ask for `readonly=1` too, so
+//! this surface cannot change data whatever it is asked.
 //!
 //! Routes (`GET`, JSON; `from`/`to` are `YYYY-MM-DD`, `to` exclusive, at most 366 days):
 //! - `/analytics/top_films?from&to&metric=views|watch_time&limit` →
@@ -42,10 +43,12 @@ impl std::fmt::Debug for AnalyticsState {
 }
 
 impl AnalyticsState {
-    pub fn new(url: &str, database: &str) -> Self {
+    /// Queries as `user` (no password: a loopback read-only account).
+    pub fn new(url: &str, database: &str, user: &str) -> Self {
         Self {
             clickhouse: clickhouse::Client::default()
                 .with_url(url)
+                .with_user(user)
                 .with_database(database)
                 .with_validation(false)
                 .with_setting("readonly", "1"),

@@ -206,6 +206,15 @@ pub struct UpArgs {
     /// ClickHouse database of `ugc_events`.
     #[arg(long, env = "CINEMA_CLICKHOUSE_DATABASE", default_value = "cinema")]
     pub clickhouse_database: String,
+    /// ClickHouse account analytics query as: a read-only one (`scripts/services.sh`
+    /// creates `cinema_analytics` with `readonly=1`). Queries also ask for `readonly=1`
+    /// themselves, whatever the account.
+    #[arg(
+        long,
+        env = "CINEMA_CLICKHOUSE_ANALYTICS_USER",
+        default_value = "cinema_analytics"
+    )]
+    pub clickhouse_analytics_user: String,
 }
 
 /// Where the search index lives unless told otherwise.
@@ -353,6 +362,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         analytics: crate::analytics_api::AnalyticsState::new(
             &args.clickhouse_url,
             &args.clickhouse_database,
+            &args.clickhouse_analytics_user,
         ),
     };
     let shutdown = tokio_util_shutdown();

@@ -87,10 +87,7 @@ impl Reply {
 }
 
 async fn start() -> Catalog {
-    let database_url = common::fresh_database().await;
-    common::migrate(&database_url).await;
-    common::rotate_keys(&database_url, &[]);
-    let jwks = common::run_cinema(&["keys", "jwks", "--postgres-url", &database_url]);
+    let (database_url, jwks) = common::platform_database().await;
     let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
         .await
         .expect("connect");
@@ -188,14 +185,7 @@ impl Catalog {
     async fn subscriber(&self) -> String {
         let email = format!("{}@example.com", common::unique("subscriber"));
         self.app.sign_up_and_log_in(&email, PASSWORD).await;
-        self.db
-            .execute(
-                "INSERT INTO auth.user_roles (user_id, role_id)
-                 SELECT id, $2::text::uuid FROM auth.users WHERE email = $1",
-                &[&email, &SUBSCRIBER_ROLE],
-            )
-            .await
-            .expect("grant subscriber");
+        common::grant_role(&self.database_url, &email, SUBSCRIBER_ROLE).await;
         let (status, login) = self
             .app
             .post_json(
@@ -764,10 +754,7 @@ async fn etl_catches_up_after_being_stopped() {
 /// it builds serves a host that runs no ETL.
 #[tokio::test]
 async fn reindex_builds_an_index_a_host_can_serve() {
-    let database_url = common::fresh_database().await;
-    common::migrate(&database_url).await;
-    common::rotate_keys(&database_url, &[]);
-    let jwks = common::run_cinema(&["keys", "jwks", "--postgres-url", &database_url]);
+    let (database_url, jwks) = common::platform_database().await;
     let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
         .await
         .expect("connect");
@@ -808,15 +795,50 @@ async fn reindex_builds_an_index_a_host_can_serve() {
     assert_eq!(list.ids().len(), 5);
 }
 
+/// Before the ETL ever built an index (its Postgres unreachable), catalog reads answer
+/// 503 `search_unavailable` rather than an error page or a hang; auth still works.
+#[tokio::test]
+async fn without_an_index_catalog_reads_answer_503_search_unavailable() {
+    let (database_url, jwks) = common::platform_database().await;
+    let index = TempDir::new("never_built");
+    let app = start_app(
+        &database_url,
+        &jwks,
+        index.path(),
+        "postgres://postgres@127.0.0.1:1/cinema",
+        &[],
+    );
+    let token = app
+        .sign_up_and_log_in(
+            &format!("{}@example.com", common::unique("viewer")),
+            PASSWORD,
+        )
+        .await;
+    for path in [
+        "/api/v1/films".to_owned(),
+        "/api/v1/films/search?query=matrix".to_owned(),
+        format!("/api/v1/films/{MATRIX}"),
+        "/api/v1/genres".to_owned(),
+    ] {
+        let response = app
+            .http
+            .get(app.url(&path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("request reaches cinema");
+        assert_eq!(response.status(), 503, "{path}");
+        let body: Value = response.json().await.expect("a JSON error");
+        assert_eq!(body["error"]["code"], "search_unavailable", "{path}");
+    }
+}
+
 /// Postgres lost mid-run (connections cut): the catalog keeps serving the last index,
 /// the ETL retries with backoff, and once Postgres is back the changes made meanwhile
 /// become searchable without a restart.
 #[tokio::test]
 async fn etl_survives_losing_postgres_and_catches_up_when_it_returns() {
-    let database_url = common::fresh_database().await;
-    common::migrate(&database_url).await;
-    common::rotate_keys(&database_url, &[]);
-    let jwks = common::run_cinema(&["keys", "jwks", "--postgres-url", &database_url]);
+    let (database_url, jwks) = common::platform_database().await;
     let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
         .await
         .expect("connect");

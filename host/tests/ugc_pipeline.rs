@@ -25,6 +25,8 @@ struct Platform {
     /// Where the loader reaches ClickHouse (a proxy in the outage test).
     loader_clickhouse_url: String,
     internal_port: u16,
+    /// Spin variables that replace the defaults (e.g. a proxied `DATABASE_URL`).
+    component_overrides: Vec<(&'static str, String)>,
 }
 
 impl Platform {
@@ -43,6 +45,7 @@ impl Platform {
             brokers: brokers.to_owned(),
             loader_clickhouse_url: common::clickhouse_url(),
             internal_port: free_port(),
+            component_overrides: Vec::new(),
         }
     }
 
@@ -75,6 +78,9 @@ impl Platform {
                 &format!("{}_read_model", self.group),
             ])
             .args_from(extra_args);
+        for (name, value) in &self.component_overrides {
+            options = options.env(name, value.clone());
+        }
         options.manifest = Some(common::workspace_root().join("spin.toml"));
         options.internal_listen = Some(format!("127.0.0.1:{}", self.internal_port));
         spawn_app(options)
@@ -156,6 +162,35 @@ async fn user_token(app: &TestApp) -> (String, String) {
     };
     let id = me["id"].as_str().expect("user id").to_owned();
     (token, id)
+}
+
+/// The manager role, which grants `analytics:read` (migrations/postgres/0001_auth.sql).
+const MANAGER_ROLE: &str = "00000000-0000-4000-8000-000000000002";
+
+/// A user granted the manager role in Postgres, then logged in again: a token with
+/// `analytics:read`.
+async fn analyst_token(app: &TestApp, database_url: &str) -> String {
+    let email = format!("{}@example.com", common::unique("analyst"));
+    app.sign_up_and_log_in(&email, PASSWORD).await;
+    common::grant_role(database_url, &email, MANAGER_ROLE).await;
+    let (status, login) = app
+        .post_json(
+            "/api/v1/auth/login",
+            json!({"email": email, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 200, "{login}");
+    login["access_token"].as_str().expect("token").to_owned()
+}
+
+/// A loopback proxy in front of `url`'s `127.0.0.1:port`, and `url` with the proxy's
+/// port in its place.
+async fn proxied(url: &str, port: u16) -> (common::CuttableProxy, String) {
+    let proxy =
+        common::CuttableProxy::start(format!("127.0.0.1:{port}").parse().expect("address")).await;
+    let through = url.replacen(&format!(":{port}"), &format!(":{}", proxy.port), 1);
+    assert_ne!(through, url, "{url} has no :{port}");
+    (proxy, through)
 }
 
 async fn send(
@@ -545,11 +580,24 @@ async fn kafka_outage_spools_writes_and_delivers_them_when_it_returns() {
         )
         .await;
         assert_eq!(status, 202, "accepted while kafka is down: {body}");
+        app.assert_running(&format!("after batch {batch} with kafka down"));
     }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    app.assert_running("with kafka down for 3 s");
     kafka.restart();
-    platform
-        .wait_for_rows(&mine, 250, Duration::from_secs(60))
-        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let counts = platform.counts(&mine).await;
+        if counts == (250, 250) {
+            break;
+        }
+        app.assert_running("while the spool was being delivered");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "250 events expected in ClickHouse within 60 s of kafka's return, found {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// ClickHouse unreachable for the loader (connections cut through a proxy): writes are
@@ -819,10 +867,11 @@ async fn eventually_get(
     panic!("{path} never matched within 10 s; last answer: {last}");
 }
 
-/// Analytics on the host's internal API read the loaded events: top films by viewers
-/// and watch time, daily viewers, completion rate; bad ranges are refused by name.
+/// Analytics through the ugc component: refused (403 `permission_required`) without
+/// `analytics:read`; with it, top films by viewers and watch time, daily viewers and
+/// the completion rate of the loaded events; bad parameters are 422 naming them.
 #[tokio::test]
-async fn analytics_read_the_loaded_events() {
+async fn analytics_need_the_permission_and_read_the_loaded_events() {
     let platform = Platform::new("127.0.0.1:9092").await;
     let app = platform.start(&[]);
     let (token, user) = user_token(&app).await;
@@ -848,36 +897,272 @@ async fn analytics_read_the_loaded_events() {
         .await;
     let today = chrono::Utc::now().date_naive();
     let (from, to) = (today, today + chrono::Days::new(1));
-    let internal = format!("http://127.0.0.1:{}", platform.internal_port);
-    let get = |path: String| {
-        let http = app.http.clone();
-        let url = format!("{internal}{path}");
-        async move {
-            let response = http.get(url).send().await.expect("internal api");
-            (
-                response.status().as_u16(),
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
+    let top_views = format!("/api/v1/ugc/analytics/top_films?from={from}&to={to}&metric=views");
+    let daily = format!("/api/v1/ugc/analytics/daily_viewers?from={from}&to={to}");
+    let completion = format!("/api/v1/ugc/analytics/completion_rate?film_id={FILM}");
+    let get = |path: String, token: String| {
+        let app = &app;
+        async move { send(app, reqwest::Method::GET, &path, &token, None, None).await }
     };
-    let (status, top) = get(format!(
-        "/analytics/top_films?from={from}&to={to}&metric=views"
-    ))
-    .await;
+
+    for path in [&top_views, &daily, &completion] {
+        let (status, body) = get(path.clone(), token.clone()).await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "permission_required", "{path}");
+    }
+
+    let analyst = analyst_token(&app, &platform.database_url).await;
+    let (status, top) = get(top_views.clone(), analyst.clone()).await;
     assert_eq!(status, 200, "{top}");
+    assert_eq!(top["metric"], "views");
     assert_eq!(top["items"][0]["film_id"], FILM);
     assert_eq!(top["items"][0]["value"], 1);
-    let (_, watch) = get(format!(
-        "/analytics/top_films?from={from}&to={to}&metric=watch_time"
-    ))
+    let (_, watch) = get(
+        format!("/api/v1/ugc/analytics/top_films?from={from}&to={to}&metric=watch_time"),
+        analyst.clone(),
+    )
     .await;
     assert_eq!(watch["items"][0]["value"], 5399);
-    let (_, daily) = get(format!("/analytics/daily_viewers?from={from}&to={to}")).await;
-    assert_eq!(daily["items"][0]["viewers"], 1);
-    let (_, completion) = get(format!("/analytics/completion_rate?film_id={FILM}")).await;
-    assert_eq!(completion["viewers"], 1);
-    assert_eq!(completion["completed"], 1);
-    let (status, bad) = get(format!("/analytics/top_films?from={to}&to={from}")).await;
-    assert_eq!(status, 400);
-    assert_eq!(bad["error"]["field"], "to");
+    let (_, days) = get(daily, analyst.clone()).await;
+    assert_eq!(days["items"][0]["day"], today.to_string());
+    assert_eq!(days["items"][0]["viewers"], 1);
+    let (_, rate) = get(completion, analyst.clone()).await;
+    assert_eq!(rate["viewers"], 1);
+    assert_eq!(rate["completed"], 1);
+
+    for (query, field) in [
+        (format!("top_films?from={to}&to={from}"), "to"),
+        (
+            format!("top_films?from={from}&to={to}&metric=likes"),
+            "metric",
+        ),
+        (format!("top_films?from=yesterday&to={to}"), "from"),
+        (format!("daily_viewers?from={from}"), "to"),
+        ("completion_rate?film_id=42".to_owned(), "film_id"),
+    ] {
+        let (status, body) = get(format!("/api/v1/ugc/analytics/{query}"), analyst.clone()).await;
+        assert_eq!(status, 422, "{query}: {body}");
+        assert_eq!(body["error"]["code"], "validation_failed", "{query}");
+        assert_eq!(body["error"]["field"], field, "{query}");
+    }
+}
+
+/// Each dependency out of reach answers 503 with its own code, never a 500, and the
+/// same request succeeds once it is back: reads without Postgres
+/// (`database_unavailable`), analytics without ClickHouse (`analytics_unavailable`),
+/// writes and analytics without the host's internal API (`intake_unavailable`,
+/// `analytics_unavailable`).
+#[tokio::test]
+async fn unreachable_dependencies_answer_503_with_their_codes_then_recover() {
+    let mut platform = Platform::new("127.0.0.1:9092").await;
+    let (mut postgres, component_database_url) = proxied(&platform.database_url, 5432).await;
+    let (mut clickhouse, clickhouse_url) = proxied(&common::clickhouse_url(), 8123).await;
+    let (mut internal_api, internal_api_url) = proxied(
+        &format!("http://127.0.0.1:{}", platform.internal_port),
+        platform.internal_port,
+    )
+    .await;
+    platform.loader_clickhouse_url = clickhouse_url;
+    platform.component_overrides = vec![
+        ("SPIN_VARIABLE_DATABASE_URL", component_database_url),
+        (
+            "SPIN_VARIABLE_DATABASE_HOST",
+            format!("postgres://127.0.0.1:{}", postgres.port),
+        ),
+        ("SPIN_VARIABLE_INTERNAL_API_URL", internal_api_url),
+    ];
+    let app = platform.start(&[]);
+    let (token, _) = user_token(&app).await;
+    let analyst = analyst_token(&app, &platform.database_url).await;
+    let bookmarks = "/api/v1/ugc/me/bookmarks";
+    let events = "/api/v1/ugc/events";
+    let today = chrono::Utc::now().date_naive();
+    let report = format!(
+        "/api/v1/ugc/analytics/daily_viewers?from={today}&to={}",
+        today + chrono::Days::new(1)
+    );
+    let get = reqwest::Method::GET;
+    let post = reqwest::Method::POST;
+    let expect = |status: u16, body: &Value, code: &str, what: &str| {
+        assert_eq!(status, 503, "{what}: {body}");
+        assert_eq!(body["error"]["code"], code, "{what}");
+    };
+
+    postgres.cut().await;
+    let (status, body) = send(&app, get.clone(), bookmarks, &token, None, None).await;
+    expect(
+        status,
+        &body,
+        "database_unavailable",
+        "bookmarks without postgres",
+    );
+    postgres.restore().await;
+    assert_eq!(
+        send(&app, get.clone(), bookmarks, &token, None, None)
+            .await
+            .0,
+        200
+    );
+
+    clickhouse.cut().await;
+    let (status, body) = send(&app, get.clone(), &report, &analyst, None, None).await;
+    expect(
+        status,
+        &body,
+        "analytics_unavailable",
+        "analytics without clickhouse",
+    );
+    clickhouse.restore().await;
+    assert_eq!(
+        send(&app, get.clone(), &report, &analyst, None, None)
+            .await
+            .0,
+        200
+    );
+
+    internal_api.cut().await;
+    let (status, body) = send(
+        &app,
+        post.clone(),
+        events,
+        &token,
+        Some(heartbeats(1, 0)),
+        Some("k1"),
+    )
+    .await;
+    expect(
+        status,
+        &body,
+        "intake_unavailable",
+        "a write without the host's intake",
+    );
+    let (status, body) = send(&app, get.clone(), &report, &analyst, None, None).await;
+    expect(
+        status,
+        &body,
+        "analytics_unavailable",
+        "analytics without the host",
+    );
+    internal_api.restore().await;
+    let (status, body) = send(
+        &app,
+        post,
+        events,
+        &token,
+        Some(heartbeats(1, 0)),
+        Some("k1"),
+    )
+    .await;
+    assert_eq!(status, 202, "the same write once the host is back: {body}");
+}
+
+/// Messages on the events topic that are not events (not JSON, or missing fields) go
+/// to the topic's dead-letter topic with the reason and their origin in headers; the
+/// events around them load as usual.
+#[tokio::test]
+async fn undecodable_messages_go_to_the_dead_letter_topic_with_their_reason() {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Headers;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let platform = Platform::new("127.0.0.1:9092").await;
+    let app = platform.start(&[]);
+    let (token, user) = user_token(&app).await;
+    let mine = format!("user_id = toUUID('{user}')");
+    let post = reqwest::Method::POST;
+    let (status, _) = send(
+        &app,
+        post.clone(),
+        "/api/v1/ugc/events",
+        &token,
+        Some(heartbeats(1, 0)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    platform
+        .wait_for_rows(&mine, 1, Duration::from_secs(30))
+        .await;
+
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &platform.brokers)
+        .create()
+        .expect("producer");
+    let garbage: [&[u8]; 2] = [
+        b"not json at all",
+        br#"{"type":"view_progress","film_id":"x"}"#,
+    ];
+    for payload in garbage {
+        producer
+            .send(
+                FutureRecord::to(&platform.topic)
+                    .key("garbage")
+                    .payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("garbage produced");
+    }
+    let (status, _) = send(
+        &app,
+        post,
+        "/api/v1/ugc/events",
+        &token,
+        Some(heartbeats(5, 1)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    platform
+        .wait_for_rows(&mine, 6, Duration::from_secs(30))
+        .await;
+
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &platform.brokers)
+        .set("group.id", common::unique("dlq_reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.queue.backoff.ms", "20")
+        .create()
+        .expect("consumer");
+    let dead_letter_topic = cinema_domain::ugc::dead_letter_topic(&platform.topic);
+    consumer
+        .subscribe(&[dead_letter_topic.as_str()])
+        .expect("subscribe");
+    let mut letters = Vec::new();
+    while letters.len() < garbage.len() {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("dead letters arrive within 30 s")
+            .expect("a dead letter");
+        let headers: std::collections::HashMap<String, String> = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        letters.push((message.payload().unwrap_or_default().to_vec(), headers));
+    }
+    for ((payload, headers), sent) in letters.iter().zip(garbage) {
+        assert_eq!(payload.as_slice(), sent);
+        assert!(!headers["x-error"].is_empty(), "{headers:?}");
+        assert_eq!(headers["x-source-topic"], platform.topic);
+        assert!(
+            headers["x-source-offset"].parse::<i64>().is_ok(),
+            "{headers:?}"
+        );
+    }
+    assert!(
+        letters[1].1["x-error"].contains("missing field"),
+        "{:?}",
+        letters[1].1
+    );
 }

@@ -23,6 +23,8 @@ pub mod code {
     pub const PROGRESS_NOT_FOUND: &str = "progress_not_found";
     pub const REVIEW_NOT_FOUND: &str = "review_not_found";
     pub const NOT_REVIEW_AUTHOR: &str = "not_review_author";
+    pub const PERMISSION_REQUIRED: &str = "permission_required";
+    pub const ANALYTICS_UNAVAILABLE: &str = "analytics_unavailable";
     pub const INTERNAL_ERROR: &str = "internal_error";
 }
 
@@ -51,6 +53,10 @@ pub enum ApiError {
     ReviewNotFound,
     /// 403: only a review's author may delete it.
     NotReviewAuthor,
+    /// 403: the token lacks the named permission.
+    PermissionRequired(&'static str),
+    /// 503: the host's analytics (ClickHouse) did not answer; the detail is logged.
+    AnalyticsUnavailable(String),
     /// 500: a configuration error or a failed query; the detail is logged, not sent.
     Internal(String),
 }
@@ -143,6 +149,20 @@ impl ApiError {
                     "only the review's author may delete it",
                 ),
             ),
+            Self::PermissionRequired(permission) => (
+                StatusCode::FORBIDDEN,
+                ErrorBody::new(
+                    code::PERMISSION_REQUIRED,
+                    format!("this route needs the `{permission}` permission"),
+                ),
+            ),
+            Self::AnalyticsUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                body(
+                    code::ANALYTICS_UNAVAILABLE,
+                    "analytics are unavailable; retry later",
+                ),
+            ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 body(
@@ -158,6 +178,7 @@ impl ApiError {
         match &self {
             Self::IntakeUnavailable(detail) => eprintln!("ugc: intake unavailable: {detail}"),
             Self::DatabaseUnavailable(detail) => eprintln!("ugc: {detail}"),
+            Self::AnalyticsUnavailable(detail) => eprintln!("ugc: analytics unavailable: {detail}"),
             Self::Internal(detail) => eprintln!("ugc: internal error: {detail}"),
             Self::Unauthenticated(error @ AuthError::KeysUnavailable(_)) => {
                 eprintln!("ugc: cannot authenticate: {error}");

@@ -20,6 +20,11 @@
 //!   review also gets `review_id` and `event_id`), or 503 `intake_unavailable` when the
 //!   host did not take them.
 //!
+//! - an analytics report: the `analytics:read` permission (403 `permission_required`)
+//!   → [`analytics`] forwards the query to the host's `/analytics/{report}` → 200
+//!   JSON, 422 `validation_failed` naming a refused parameter, or 503
+//!   `analytics_unavailable`.
+//!
 //! Postgres out of reach is 503 `database_unavailable`, for reads and the author check.
 //!
 //! Repeats are safe: with the same `Idempotency-Key` (or body `event_id`) a retried
@@ -29,10 +34,11 @@
 //! retry answers 404 `review_not_found`.
 //!
 //! Modules: [`route`], [`input`] and [`params`] (pure routing, parsing and
-//! validation), [`ids`] (id derivations), [`intake`] (the host client), [`db`] (every
+//! validation), [`ids`] (id derivations), [`intake`] and [`analytics`] (the host clients), [`db`] (every
 //! query), [`reads`] (the read answers), [`settings`] (Spin variables), [`error`]
 //! (statuses and stable codes).
 
+mod analytics;
 mod db;
 mod error;
 mod ids;
@@ -52,10 +58,11 @@ use serde::Serialize;
 use spin_sdk::http::{IntoResponse, Request};
 use spin_sdk::http_service;
 
+use cinema_edge::outbound::REQUEST_ID_HEADER;
 use db::Db;
 use error::{ApiError, ApiResult, Reply, json};
 use input::{Draft, Stamp};
-use intake::{Intake, REQUEST_ID_HEADER};
+use intake::Intake;
 use params::ReadQuery;
 use route::{Action, Read, Route, Write};
 use settings::Settings;
@@ -99,6 +106,7 @@ async fn serve(request: Request) -> ApiResult<Reply> {
         Action::OpenApi => Ok(openapi()),
         Action::Read(read) => serve_read(&request, read).await,
         Action::Write(write) => serve_write(request, write).await,
+        Action::Analytics(report) => serve_analytics(&request, report).await,
     }
 }
 
@@ -115,6 +123,21 @@ async fn serve_read(request: &Request, read: Read<'_>) -> ApiResult<Reply> {
     let query = ReadQuery::parse(read, request.uri().query().unwrap_or_default())?;
     let settings = Settings::load().await?;
     reads::answer(query, caller_id(&claims).as_deref(), &settings.database_url).await
+}
+
+async fn serve_analytics(request: &Request, report: route::Report) -> ApiResult<Reply> {
+    let claims = cinema_edge::authenticate(request.headers())
+        .await
+        .map_err(ApiError::Unauthenticated)?;
+    analytics::authorize(&claims)?;
+    let settings = Settings::load().await?;
+    analytics::report(
+        report,
+        request.uri().query(),
+        &settings.internal_api_url,
+        request.headers().get(REQUEST_ID_HEADER).cloned(),
+    )
+    .await
 }
 
 async fn serve_write(request: Request, write: Write<'_>) -> ApiResult<Reply> {
@@ -331,6 +354,9 @@ mod tests {
             "DELETE /api/v1/ugc/reviews/{review_id}",
             "PUT /api/v1/ugc/reviews/{review_id}/like",
             "DELETE /api/v1/ugc/reviews/{review_id}/like",
+            "GET /api/v1/ugc/analytics/top_films",
+            "GET /api/v1/ugc/analytics/daily_viewers",
+            "GET /api/v1/ugc/analytics/completion_rate",
         ];
         assert_eq!(
             documented,

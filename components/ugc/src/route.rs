@@ -33,6 +33,36 @@ pub enum Route<'a> {
     Review(&'a str),
     /// `/api/v1/ugc/reviews/{review_id}/like`.
     ReviewLike(&'a str),
+    /// `/api/v1/ugc/analytics/{report}`: needs the `analytics:read` permission.
+    Analytics(Report),
+}
+
+/// An analytics report, answered by the host over ClickHouse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// `top_films?from=&to=&metric=views|watch_time&limit=`.
+    TopFilms,
+    /// `daily_viewers?from=&to=`.
+    DailyViewers,
+    /// `completion_rate?film_id=`.
+    CompletionRate,
+}
+
+impl Report {
+    /// The report's name, the last segment of its path here and on the host.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::TopFilms => "top_films",
+            Self::DailyViewers => "daily_viewers",
+            Self::CompletionRate => "completion_rate",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        [Self::TopFilms, Self::DailyViewers, Self::CompletionRate]
+            .into_iter()
+            .find(|report| report.name() == name)
+    }
 }
 
 /// What a (route, method) pair asks for.
@@ -44,6 +74,8 @@ pub enum Action<'a> {
     Read(Read<'a>),
     /// An event handed to the intake.
     Write(Write<'a>),
+    /// `GET /analytics/{report}`: forwarded to the host.
+    Analytics(Report),
 }
 
 /// A read. Ids are still raw.
@@ -119,6 +151,7 @@ impl<'a> Route<'a> {
             ["films", id, "reviews"] => Self::Reviews(id),
             ["reviews", id] => Self::Review(id),
             ["reviews", id, "like"] => Self::ReviewLike(id),
+            ["analytics", report] => Self::Analytics(Report::from_name(report)?),
             _ => return None,
         })
     }
@@ -126,7 +159,7 @@ impl<'a> Route<'a> {
     /// The methods this route answers, as an `Allow` header value.
     pub fn allowed_methods(&self) -> &'static str {
         match self {
-            Self::OpenApi | Self::Progress(_) | Self::Bookmarks => "GET",
+            Self::OpenApi | Self::Progress(_) | Self::Bookmarks | Self::Analytics(_) => "GET",
             Self::Events => "POST",
             Self::Reviews(_) => "GET, POST",
             Self::Rating(_) => "GET, PUT, DELETE",
@@ -141,6 +174,7 @@ impl<'a> Route<'a> {
         use Action::{Read as R, Write as W};
         Some(match (self, method.as_str()) {
             (Self::OpenApi, "GET") => Action::OpenApi,
+            (Self::Analytics(report), "GET") => Action::Analytics(report),
             (Self::Progress(film_id), "GET") => R(Read::Progress { film_id }),
             (Self::Bookmarks, "GET") => R(Read::Bookmarks),
             (Self::Rating(film_id), "GET") => R(Read::RatingSummary { film_id }),
@@ -201,6 +235,16 @@ mod tests {
             Route::parse("/api/v1/ugc/me/bookmarks"),
             Some(Route::Bookmarks)
         );
+        for report in [
+            Report::TopFilms,
+            Report::DailyViewers,
+            Report::CompletionRate,
+        ] {
+            assert_eq!(
+                Route::parse(&format!("/api/v1/ugc/analytics/{}", report.name())),
+                Some(Route::Analytics(report))
+            );
+        }
     }
 
     /// Unknown and inexact paths are not routes (404 `route_not_found`).
@@ -220,6 +264,10 @@ mod tests {
             "/api/v1/ugc/me/progress",
             "/api/v1/ugc/me/progress/x/y",
             "/api/v1/ugc/me/bookmarks/",
+            "/api/v1/ugc/analytics",
+            "/api/v1/ugc/analytics/",
+            "/api/v1/ugc/analytics/top_films/",
+            "/api/v1/ugc/analytics/revenue",
             "/api/v1/events",
         ] {
             assert_eq!(Route::parse(path), None, "{path}");
@@ -315,6 +363,7 @@ mod tests {
             Route::Reviews(FILM),
             Route::Review(FILM),
             Route::ReviewLike(FILM),
+            Route::Analytics(Report::TopFilms),
         ];
         let methods = [
             Method::GET,

@@ -94,6 +94,34 @@ pub async fn migrate(database_url: &str) {
     );
 }
 
+/// A fresh, migrated database with an active signing key: `(database_url, jwks)`, the
+/// JWKS for components that check tokens from a variable.
+pub async fn platform_database() -> (String, String) {
+    let database_url = fresh_database().await;
+    migrate(&database_url).await;
+    rotate_keys(&database_url, &[]);
+    let jwks = run_cinema(&["keys", "jwks", "--postgres-url", &database_url]);
+    (database_url, jwks)
+}
+
+/// Grants the role `role_id` to the user with `email`, straight in Postgres (tokens
+/// issued after this carry it).
+pub async fn grant_role(database_url: &str, email: &str, role_id: &str) {
+    let (db, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to postgres");
+    tokio::spawn(connection);
+    let granted = db
+        .execute(
+            "INSERT INTO auth.user_roles (user_id, role_id)
+             SELECT id, $2::text::uuid FROM auth.users WHERE email = $1",
+            &[&email, &role_id],
+        )
+        .await
+        .expect("grant a role");
+    assert_eq!(granted, 1, "no user {email} to grant {role_id}");
+}
+
 /// Applies the real migrations to `database_url` and to a fresh ClickHouse database,
 /// which is kept (for tests of the UGC pipeline); returns its name.
 pub fn migrate_with_clickhouse(database_url: &str) -> String {
@@ -148,7 +176,8 @@ pub fn rotate_keys(database_url: &str, args: &[&str]) -> String {
 
 /// A running `cinema up`.
 pub struct TestApp {
-    child: Child,
+    /// Behind a lock so a shared `&TestApp` can ask whether it still runs.
+    child: std::sync::Mutex<Child>,
     pub base: String,
     pub internal: String,
     pub http: reqwest::Client,
@@ -243,6 +272,7 @@ pub fn spawn_app(options: AppOptions) -> TestApp {
             }
             println!("[cinema stdout] {line}");
         }
+        println!("[cinema stdout] closed");
     });
     let line = match rx.recv_timeout(Duration::from_secs(60)) {
         Ok(line) => line,
@@ -262,7 +292,7 @@ pub fn spawn_app(options: AppOptions) -> TestApp {
     let base = urls.next().expect("public url");
     let internal = urls.next().expect("internal url");
     TestApp {
-        child,
+        child: std::sync::Mutex::new(child),
         base,
         internal,
         http: reqwest::Client::builder()
@@ -335,11 +365,11 @@ impl TestApp {
     /// whether it did.
     pub fn terminate_within(&mut self, timeout: Duration) -> bool {
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.pid().to_string()])
             .status();
         let start = Instant::now();
         while start.elapsed() < timeout {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
+            if self.exit_status().is_some() {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -349,7 +379,31 @@ impl TestApp {
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.exit_status().is_none()
+    }
+
+    /// How the process ended, once it has (`None` while it runs).
+    pub fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        self.child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .try_wait()
+            .ok()
+            .flatten()
+    }
+
+    /// Panics unless the process still runs, saying how it ended.
+    pub fn assert_running(&self, when: &str) {
+        if let Some(status) = self.exit_status() {
+            panic!("cinema exited {when}: {status}; its stderr is above");
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .id()
     }
 
     /// Polls `check` until it returns `Some` or the deadline passes.
@@ -371,8 +425,12 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let child = self
+            .child
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
