@@ -12,68 +12,12 @@
 //! or dropped the connection (the handler answers 503), [`DbError::Failed`] for
 //! anything else (a failed statement, a row of an unexpected shape: 500).
 
+pub use cinema_edge::pg::{DbError, DbResult};
+use cinema_edge::pg::{Pg, RFC3339_UTC, column};
 use serde::Serialize;
-use spin_sdk::pg::{Connection, DbError as PgDbError, ParameterValue, PgError, QueryError, Row};
+use spin_sdk::pg::{ParameterValue, Row};
 
 use crate::params::{Page, ReviewSort};
-
-/// `to_char` format of timestamps: RFC 3339, UTC, microseconds.
-const RFC3339_UTC: &str = r#"'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"#;
-
-/// SQLSTATE classes and codes that mean "Postgres cannot serve now", not "the
-/// statement is wrong": connection exceptions (class 08), insufficient resources
-/// (class 53), and operator intervention's shutdowns and start-up (57P01..57P03).
-const UNAVAILABLE_SQLSTATE_CLASSES: [&str; 2] = ["08", "53"];
-const UNAVAILABLE_SQLSTATES: [&str; 3] = ["57P01", "57P02", "57P03"];
-
-/// Why a query did not answer.
-#[derive(Debug)]
-pub enum DbError {
-    /// Postgres is unreachable, dropped the connection or refuses work for now.
-    Unavailable(String),
-    /// The statement failed or a row did not decode; a bug or a schema mismatch.
-    Failed(String),
-}
-
-impl std::fmt::Display for DbError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Unavailable(detail) => write!(f, "postgres unavailable: {detail}"),
-            Self::Failed(detail) => write!(f, "postgres query failed: {detail}"),
-        }
-    }
-}
-
-pub type DbResult<T, E = DbError> = Result<T, E>;
-
-impl DbError {
-    /// Classifies a driver error; `context` says what was being done.
-    fn from_pg(context: &str, error: spin_sdk::pg::Error) -> Self {
-        let detail = format!("{context}: {error:?}");
-        match error {
-            spin_sdk::pg::Error::PgError(PgError::ConnectionFailed(_)) => Self::Unavailable(detail),
-            spin_sdk::pg::Error::PgError(PgError::QueryFailed(QueryError::DbError(
-                PgDbError { code, .. },
-            ))) if sqlstate_means_unavailable(&code) => Self::Unavailable(detail),
-            _ => Self::Failed(detail),
-        }
-    }
-}
-
-/// Whether a SQLSTATE says Postgres cannot serve now (rather than that the statement
-/// is wrong).
-fn sqlstate_means_unavailable(code: &str) -> bool {
-    UNAVAILABLE_SQLSTATES.contains(&code)
-        || UNAVAILABLE_SQLSTATE_CLASSES
-            .iter()
-            .any(|class| code.starts_with(class))
-}
-
-/// A column of a row; missing or of another type is a schema mismatch.
-fn column<T: spin_sdk::pg::Decode>(row: &Row, name: &str) -> DbResult<T> {
-    row.get(name)
-        .ok_or_else(|| DbError::Failed(format!("column {name} missing or of an unexpected type")))
-}
 
 fn uuid(value: &str) -> ParameterValue {
     ParameterValue::Uuid(value.to_owned())
@@ -128,15 +72,14 @@ pub struct Listing<T> {
 
 /// A connection to the platform's Postgres.
 pub struct Db {
-    connection: Connection,
+    pg: Pg,
 }
 
 impl Db {
     pub async fn open(url: &str) -> DbResult<Self> {
-        let connection = Connection::open(url)
-            .await
-            .map_err(|e| DbError::from_pg("failed to connect to postgres", e))?;
-        Ok(Self { connection })
+        Ok(Self {
+            pg: Pg::open(url).await?,
+        })
     }
 
     async fn rows(
@@ -145,15 +88,7 @@ impl Db {
         statement: &str,
         params: Vec<ParameterValue>,
     ) -> DbResult<Vec<Row>> {
-        let result = self
-            .connection
-            .query(statement, params)
-            .await
-            .map_err(|e| DbError::from_pg(context, e))?;
-        result
-            .collect()
-            .await
-            .map_err(|e| DbError::from_pg(context, e))
+        self.pg.rows(context, statement, params).await
     }
 
     /// The total of a list whose page came back empty: past the end, or no rows.
@@ -332,62 +267,5 @@ impl Db {
             )
             .await?;
         rows.first().map(|row| column(row, "user_id")).transpose()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn db_error(code: &str) -> spin_sdk::pg::Error {
-        spin_sdk::pg::Error::PgError(PgError::QueryFailed(QueryError::DbError(PgDbError {
-            as_text: format!("error {code}"),
-            severity: "FATAL".into(),
-            code: code.into(),
-            message: "m".into(),
-            detail: None,
-            extras: Vec::new(),
-        })))
-    }
-
-    /// A failed or lost connection is "unavailable" (503), with the context kept.
-    #[test]
-    fn connection_failures_are_unavailable() {
-        let error = DbError::from_pg(
-            "failed to connect to postgres",
-            spin_sdk::pg::Error::PgError(PgError::ConnectionFailed("refused".into())),
-        );
-        assert!(
-            matches!(&error, DbError::Unavailable(detail) if detail.starts_with("failed to connect to postgres: ")),
-            "{error:?}"
-        );
-    }
-
-    /// Postgres shutting down, starting or out of connections is "unavailable" too.
-    #[test]
-    fn shutdown_and_resource_sqlstates_are_unavailable() {
-        for code in ["57P01", "57P03", "08006", "53300"] {
-            assert!(
-                matches!(
-                    DbError::from_pg("q", db_error(code)),
-                    DbError::Unavailable(_)
-                ),
-                "{code}"
-            );
-        }
-    }
-
-    /// A wrong statement or schema (missing table, bad cast) is a failure (500), not
-    /// unavailability.
-    #[test]
-    fn statement_errors_are_failures_not_unavailability() {
-        for code in ["42P01", "22P02", "42703"] {
-            assert!(
-                matches!(DbError::from_pg("q", db_error(code)), DbError::Failed(_)),
-                "{code}"
-            );
-        }
-        let other = spin_sdk::pg::Error::PgError(PgError::Other("tls".into()));
-        assert!(matches!(DbError::from_pg("q", other), DbError::Failed(_)));
     }
 }

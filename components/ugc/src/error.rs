@@ -73,7 +73,7 @@ impl From<DbError> for ApiError {
     fn from(error: DbError) -> Self {
         match error {
             DbError::Unavailable(_) => Self::DatabaseUnavailable(error.to_string()),
-            DbError::Failed(_) => Self::Internal(error.to_string()),
+            DbError::Rejected { .. } | DbError::Failed(_) => Self::Internal(error.to_string()),
         }
     }
 }

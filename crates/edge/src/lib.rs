@@ -12,10 +12,11 @@
 //!
 //! Issuer and audience come from `token_issuer` and `token_audience`.
 //!
-//! Also: [`reply`] (JSON and empty responses) and [`outbound`] (timeouts and log
-//! excerpts for calls to the host).
+//! Also: [`reply`] (JSON and empty responses), [`outbound`] (the client of the host's
+//! internal API) and [`pg`] (Postgres with errors classified as 503 or 500).
 
 pub mod outbound;
+pub mod pg;
 pub mod reply;
 
 use cinema_domain::token::{AccessClaims, Jwks, TokenError, TokenVerifier};
@@ -179,6 +180,11 @@ pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
 /// Verifies the request's access token and returns its claims.
 pub async fn authenticate(headers: &http::HeaderMap) -> Result<AccessClaims, AuthError> {
     let token = bearer_token(headers).ok_or(AuthError::MissingToken)?;
+    verify_token(token).await
+}
+
+/// Verifies an access token from anywhere (a header, a cookie) and returns its claims.
+pub async fn verify_token(token: &str) -> Result<AccessClaims, AuthError> {
     let issuer = variable("token_issuer")
         .await
         .unwrap_or_else(|| "cinema-auth".into());

@@ -1,5 +1,5 @@
-//! Outbound HTTP for components calling the host's internal API: one client
-//! ([`HostApi`]) with connect and first-byte timeouts, the caller's request id passed
+//! Outbound HTTP for components calling the host's internal API or another
+//! component's public API: one client ([`HostApi`]) with connect and first-byte timeouts, the caller's request id passed
 //! along, and the answer collected whole; plus short excerpts of error bodies for the
 //! log.
 //!
@@ -86,6 +86,8 @@ pub struct HostApi {
     base: String,
     component: &'static str,
     request_id: Option<HeaderValue>,
+    /// Sent as `Authorization: Bearer` when set (calls made for a signed-in user).
+    bearer: Option<String>,
 }
 
 impl HostApi {
@@ -96,12 +98,19 @@ impl HostApi {
             base: base.trim_end_matches('/').to_owned(),
             component,
             request_id,
+            bearer: None,
         }
+    }
+
+    /// The same client, sending `token` as the bearer access token.
+    pub fn with_bearer(mut self, token: &str) -> Self {
+        self.bearer = Some(token.to_owned());
+        self
     }
 
     /// `GET path` (with its query).
     pub async fn get(&self, path: &str) -> Result<HostAnswer, HostUnreachable> {
-        self.send(Method::GET, path, None).await
+        self.request(Method::GET, path, None).await
     }
 
     /// `POST path` with a JSON body.
@@ -110,10 +119,12 @@ impl HostApi {
         path: &str,
         body: Vec<u8>,
     ) -> Result<HostAnswer, HostUnreachable> {
-        self.send(Method::POST, path, Some(Bytes::from(body))).await
+        self.request(Method::POST, path, Some(Bytes::from(body)))
+            .await
     }
 
-    async fn send(
+    /// `method path`, with a JSON body when given.
+    pub async fn request(
         &self,
         method: Method,
         path: &str,
@@ -133,6 +144,9 @@ impl HostApi {
         }
         if let Some(request_id) = &self.request_id {
             builder = builder.header(REQUEST_ID_HEADER, request_id.clone());
+        }
+        if let Some(token) = &self.bearer {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let mut request = builder
             .body(Full::new(body.unwrap_or_default()))
