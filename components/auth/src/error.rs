@@ -33,6 +33,8 @@ pub enum ApiError {
     ForeignKeyViolation(String),
     /// 403 the caller lacks a permission.
     Forbidden(&'static str),
+    /// 403 allowed in general, refused for this target (a stable code and why).
+    Refused(&'static str, &'static str),
     /// 409 a conflict with a stable code.
     Conflict(&'static str, String),
     /// 429 too many attempts; retry after the given seconds.
@@ -108,6 +110,7 @@ impl ApiError {
                 "forbidden",
                 format!("this needs the `{permission}` permission"),
             ),
+            Self::Refused(code, message) => (StatusCode::FORBIDDEN, code, (*message).to_owned()),
             Self::Conflict(code, message) => (StatusCode::CONFLICT, code, message.clone()),
             Self::TooManyAttempts(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -128,7 +131,7 @@ impl ApiError {
     }
 
     /// The field name of a validation error, for the JSON body.
-    fn field(&self) -> Option<&str> {
+    pub(crate) fn field(&self) -> Option<&str> {
         match self {
             Self::Invalid { field, .. } => Some(field),
             _ => None,

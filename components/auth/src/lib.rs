@@ -13,6 +13,7 @@ mod oauth;
 mod roles;
 mod settings;
 mod throttle;
+mod users;
 
 use std::net::IpAddr;
 
@@ -179,6 +180,18 @@ async fn route(request: Request) -> ApiResult<Reply> {
         (Method::DELETE, ["api", "v1", "auth", "roles", id]) => {
             roles::delete(authenticate(&settings, bearer).await?, id).await
         }
+        (Method::GET, ["api", "v1", "auth", "users"]) => {
+            users::list(authenticate(&settings, bearer).await?, &query).await
+        }
+        (Method::POST, ["api", "v1", "auth", "users", user, "block"]) => {
+            users::set_blocked(authenticate(&settings, bearer).await?, user, true).await
+        }
+        (Method::DELETE, ["api", "v1", "auth", "users", user, "block"]) => {
+            users::set_blocked(authenticate(&settings, bearer).await?, user, false).await
+        }
+        (Method::POST, ["api", "v1", "auth", "users", user, "impersonate"]) => {
+            users::impersonate(authenticate(&settings, bearer).await?, &settings, user).await
+        }
         (Method::POST, ["api", "v1", "auth", "users", user, "roles", role]) => {
             roles::assign(authenticate(&settings, bearer).await?, user, role, true).await
         }
@@ -201,6 +214,8 @@ async fn route(request: Request) -> ApiResult<Reply> {
         | (_, ["api", "v1", "auth", "roles"])
         | (_, ["api", "v1", "auth", "roles", _])
         | (_, ["api", "v1", "auth", "users", _, "roles", _])
+        | (_, ["api", "v1", "auth", "users"])
+        | (_, ["api", "v1", "auth", "users", _, "block" | "impersonate"])
         | (
             _,
             [

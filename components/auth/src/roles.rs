@@ -258,27 +258,58 @@ pub async fn assign(caller: Caller, raw_user: &str, role: &str, grant: bool) -> 
     if row.get::<Uuid>("role_id").is_none() {
         return Err(ApiError::NotFound("role"));
     }
-    if grant {
-        caller
-            .db
-            .execute(
-                "INSERT INTO auth.user_roles (user_id, role_id, granted_by) \
-                 SELECT $1, id, $3 FROM auth.roles WHERE name = $2 ON CONFLICT DO NOTHING",
-                vec![
-                    params[0].clone(),
-                    params[1].clone(),
-                    ParameterValue::Uuid(caller.user_id.to_string()),
-                ],
-            )
-            .await?;
+    // The change and its audit entry (roles before and after) in one statement; a
+    // grant already held or a revoke of a role not held changes and records nothing.
+    let change = if grant {
+        "changed AS ( \
+             INSERT INTO auth.user_roles (user_id, role_id, granted_by) \
+             SELECT $1, id, $3 FROM auth.roles WHERE name = $2 \
+             ON CONFLICT DO NOTHING RETURNING role_id)"
     } else {
-        caller
-            .db
-            .execute(
-                "DELETE FROM auth.user_roles WHERE user_id = $1 AND role_id = (SELECT id FROM auth.roles WHERE name = $2)",
-                params,
-            )
-            .await?;
-    }
+        "changed AS ( \
+             DELETE FROM auth.user_roles \
+             WHERE user_id = $1 AND role_id = (SELECT id FROM auth.roles WHERE name = $2) \
+             RETURNING role_id)"
+    };
+    let statement = format!(
+        "WITH held AS ( \
+             SELECT r.name FROM auth.user_roles ur JOIN auth.roles r ON r.id = ur.role_id \
+             WHERE ur.user_id = $1), \
+         {change}, \
+         audit AS ( \
+             INSERT INTO admin.audit_log \
+                 (id, actor_id, actor_email, action, entity_type, entity_id, before, after) \
+             SELECT $4, $3, COALESCE((SELECT email FROM auth.users WHERE id = $3), ''), \
+                    $5, 'user', $1, \
+                    jsonb_build_object('roles', \
+                        (SELECT COALESCE(jsonb_agg(name ORDER BY name), '[]') FROM held)), \
+                    jsonb_build_object('roles', \
+                        (SELECT COALESCE(jsonb_agg(name ORDER BY name), '[]') FROM ( \
+                             SELECT name FROM held WHERE $6 OR name <> $2 \
+                             UNION SELECT $2 WHERE $6) AS after)) \
+             FROM changed RETURNING id) \
+         SELECT count(*) AS audited FROM audit"
+    );
+    caller
+        .db
+        .rows(
+            &statement,
+            vec![
+                params[0].clone(),
+                params[1].clone(),
+                ParameterValue::Uuid(caller.user_id.to_string()),
+                ParameterValue::Uuid(Uuid::new_v4().to_string()),
+                ParameterValue::Str(
+                    if grant {
+                        "user.role_grant"
+                    } else {
+                        "user.role_revoke"
+                    }
+                    .to_owned(),
+                ),
+                ParameterValue::Boolean(grant),
+            ],
+        )
+        .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
