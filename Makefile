@@ -7,7 +7,7 @@ SHELL := /bin/bash
 TEST_LOG := $(CARGO_TARGET_DIR)/cinema-test.log
 WASM_TARGET := wasm32-wasip2
 # Edge components of the platform (spin.toml) and test-only fixtures.
-COMPONENTS := hello auth catalog ugc
+COMPONENTS := hello auth catalog ugc admin
 FIXTURES := fixture-probe fixture-forbidden-import fixture-guarded
 COMPONENT_DIR := build/components
 CINEMA := $(CARGO_TARGET_DIR)/release/cinema
@@ -28,9 +28,14 @@ test: services components test-tools
 	$(MAKE) lint
 	@awk '/^test result:/ {p+=$$4; f+=$$6} END {printf "tests: %d passed, %d failed\n", p, f}' $(TEST_LOG)
 
-## test-tools: an independent JWT library (PyJWT) the token tests verify against
+## test-tools: an independent JWT library (PyJWT) the token tests verify against, and
+## headless Chromium with chromedriver (Debian's packages) for the admin console's
+## browser tests
 test-tools:
 	@python3 -c "import jwt, cryptography" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "pyjwt[crypto]==2.10.1"
+	@command -v chromedriver >/dev/null && command -v chromium >/dev/null || { \
+		echo "installing chromium and chromium-driver (browser tests)..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 ## services: install (if missing) and start Postgres, Redis, a Kafka-protocol broker, ClickHouse
 services:
