@@ -77,6 +77,29 @@ pub struct HistoryEntry<'a> {
 
 const TS: &str = r#"'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"#;
 
+/// A CTE that writes a platform event (`cinema_domain::platform`) for each row of
+/// `source` (columns `id`, `email`, `locale`) into `auth.outbox`, which the host relays
+/// to Kafka `auth.events`. `extra` adds fields (`'first_name', u.first_name`).
+pub fn outbox_event(event_type: &str, source: &str, extra: &str) -> String {
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {extra}")
+    };
+    format!(
+        "outbox AS ( \
+             INSERT INTO auth.outbox (id, topic, key, payload) \
+             SELECT e.id, '{topic}', {source}.id::text, jsonb_build_object( \
+                 'event_id', e.id::text, \
+                 'occurred_at_ms', (extract(epoch FROM clock_timestamp()) * 1000)::bigint, \
+                 'type', '{event_type}', 'user_id', {source}.id::text, \
+                 'email', {source}.email, 'locale', {source}.locale{extra}) \
+             FROM {source} CROSS JOIN LATERAL (SELECT gen_random_uuid() AS id) e \
+             RETURNING id)",
+        topic = cinema_domain::platform::AUTH_EVENTS_TOPIC,
+    )
+}
+
 impl Db {
     pub async fn open(url: &str) -> ApiResult<Self> {
         Ok(Self {
@@ -106,10 +129,18 @@ impl Db {
         first_name: &str,
         last_name: &str,
     ) -> ApiResult<bool> {
-        let inserted = self
-            .execute(
-                "INSERT INTO auth.users (id, email, password_hash, first_name, last_name) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT ON CONSTRAINT users_email_key DO NOTHING",
+        // The account and its `user.registered` event, in one statement.
+        let rows = self
+            .rows(
+                &format!(
+                    "WITH u AS ( \
+                         INSERT INTO auth.users (id, email, password_hash, first_name, last_name) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT ON CONSTRAINT users_email_key DO NOTHING \
+                         RETURNING id, email, locale, first_name), \
+                     {} \
+                     SELECT count(*) AS inserted FROM u",
+                    outbox_event("user.registered", "u", "'first_name', u.first_name")
+                ),
                 vec![
                     uuid(id),
                     text(email),
@@ -119,7 +150,10 @@ impl Db {
                 ],
             )
             .await?;
-        Ok(inserted == 1)
+        Ok(rows
+            .first()
+            .and_then(|row| row.get::<i64>("inserted"))
+            .is_some_and(|n| n == 1))
     }
 
     pub async fn profile(&self, user_id: Uuid) -> ApiResult<Option<Profile>> {
@@ -500,12 +534,43 @@ impl Db {
         }
     }
 
+    /// Sets the password and records `password.changed`, in one statement.
     pub async fn set_password(&self, user_id: Uuid, password_hash: &str) -> ApiResult<()> {
-        self.execute(
-            "UPDATE auth.users SET password_hash = $2 WHERE id = $1",
+        self.rows(
+            &format!(
+                "WITH u AS ( \
+                     UPDATE auth.users SET password_hash = $2 WHERE id = $1 \
+                     RETURNING id, email, locale), \
+                 {} \
+                 SELECT count(*) AS changed FROM u",
+                outbox_event("password.changed", "u", "")
+            ),
             vec![uuid(user_id), text(password_hash)],
         )
         .await?;
         Ok(())
+    }
+
+    /// Confirms the email a confirmation token was issued for: once, before it
+    /// expires, and only while the account still has that email. `false` otherwise.
+    pub async fn confirm_email(&self, token_hash: [u8; 32]) -> ApiResult<bool> {
+        let rows = self
+            .rows(
+                "WITH c AS ( \
+                     UPDATE auth.email_confirmations SET used_at = now() \
+                     WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() \
+                     RETURNING user_id, email), \
+                 u AS ( \
+                     UPDATE auth.users SET email_confirmed = true \
+                     FROM c WHERE auth.users.id = c.user_id AND auth.users.email = c.email \
+                     RETURNING auth.users.id) \
+                 SELECT count(*) AS confirmed FROM u",
+                vec![ParameterValue::Binary(token_hash.to_vec())],
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|row| row.get::<i64>("confirmed"))
+            .is_some_and(|n| n == 1))
     }
 }

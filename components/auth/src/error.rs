@@ -33,6 +33,8 @@ pub enum ApiError {
     ForeignKeyViolation(String),
     /// 403 the caller lacks a permission.
     Forbidden(&'static str),
+    /// 410 a link that was valid once (a stable code and why).
+    Gone(&'static str, &'static str),
     /// 403 allowed in general, refused for this target (a stable code and why).
     Refused(&'static str, &'static str),
     /// 409 a conflict with a stable code.
@@ -111,6 +113,7 @@ impl ApiError {
                 format!("this needs the `{permission}` permission"),
             ),
             Self::Refused(code, message) => (StatusCode::FORBIDDEN, code, (*message).to_owned()),
+            Self::Gone(code, message) => (StatusCode::GONE, code, (*message).to_owned()),
             Self::Conflict(code, message) => (StatusCode::CONFLICT, code, message.clone()),
             Self::TooManyAttempts(_) => (
                 StatusCode::TOO_MANY_REQUESTS,

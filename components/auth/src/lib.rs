@@ -88,6 +88,11 @@ async fn route(request: Request) -> ApiResult<Reply> {
         })
         .map(|v| v.trim().to_owned());
     let query = request.uri().query().unwrap_or_default().to_owned();
+    let wants_html = request
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
     let body = read_body(request).await?;
     let settings = Settings::load().await?;
 
@@ -98,6 +103,9 @@ async fn route(request: Request) -> ApiResult<Reply> {
         (Method::POST, ["api", "v1", "auth", "signup"]) => signup(&settings, &body).await,
         (Method::POST, ["api", "v1", "auth", "login"]) => login(&settings, &body, &client).await,
         (Method::POST, ["api", "v1", "auth", "refresh"]) => refresh(&settings, &body).await,
+        (Method::GET, ["api", "v1", "auth", "confirm"]) => {
+            confirm_email(&settings, &query, wants_html).await
+        }
         (Method::POST, ["api", "v1", "auth", "logout"]) => {
             let caller = authenticate(&settings, bearer).await?;
             caller
@@ -222,7 +230,7 @@ async fn route(request: Request) -> ApiResult<Reply> {
                 "api",
                 "v1",
                 "auth",
-                "signup" | "login" | "refresh" | "logout" | "logout_all" | "me",
+                "signup" | "login" | "refresh" | "logout" | "logout_all" | "me" | "confirm",
             ],
         )
         | (
@@ -349,6 +357,52 @@ async fn signup(settings: &Settings, body: &[u8]) -> ApiResult<Reply> {
         StatusCode::CREATED,
         &serde_json::to_value(profile).unwrap_or_default(),
     ))
+}
+
+/// `GET /api/v1/auth/confirm?token=`: the link of the welcome mail. Confirms the email
+/// once; a used, expired or unknown token is 410 `confirmation_invalid`. Browsers
+/// (`Accept: text/html`) get a small page, other clients JSON.
+async fn confirm_email(settings: &Settings, query: &str, wants_html: bool) -> ApiResult<Reply> {
+    let token = form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value.into_owned())
+        .filter(|token| (16..=128).contains(&token.len()))
+        .ok_or_else(|| {
+            ApiError::invalid("token", "must be the token from the confirmation link")
+        })?;
+    let db = Db::open(&settings.database_url).await?;
+    let confirmed = db.confirm_email(hash_refresh_token(&token)).await?;
+    let (status, title, message) = if confirmed {
+        (
+            StatusCode::OK,
+            "Email confirmed",
+            "Your email address is confirmed. You can close this page.",
+        )
+    } else {
+        (
+            StatusCode::GONE,
+            "Link no longer valid",
+            "This confirmation link was already used or has expired.",
+        )
+    };
+    if wants_html {
+        let page = format!(
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
+             <body style=\"font-family:system-ui;max-width:32rem;margin:4rem auto\"><h1>{title}</h1><p>{message}</p></body></html>"
+        );
+        let mut reply = empty(status);
+        *reply.body_mut() = http_body_util::Full::new(Bytes::from(page));
+        reply.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        return Ok(reply);
+    }
+    if confirmed {
+        Ok(json(StatusCode::OK, &json!({ "email_confirmed": true })))
+    } else {
+        Err(ApiError::Gone("confirmation_invalid", message))
+    }
 }
 
 #[derive(Deserialize)]

@@ -186,7 +186,8 @@ pub async fn set_blocked(caller: Caller, raw_user: &str, blocked: bool) -> ApiRe
     let rows = caller
         .db
         .rows(
-            "WITH target AS ( \
+            &format!(
+                "WITH target AS ( \
                  SELECT id, is_blocked FROM auth.users WHERE id = $1 FOR UPDATE), \
              changed AS ( \
                  UPDATE auth.users u SET is_blocked = $2 FROM target \
@@ -195,6 +196,10 @@ pub async fn set_blocked(caller: Caller, raw_user: &str, blocked: bool) -> ApiRe
                  UPDATE auth.sessions s SET revoked_at = now(), revoked_reason = 'blocked' \
                  WHERE $2 AND s.user_id IN (SELECT id FROM changed) AND s.revoked_at IS NULL \
                  RETURNING s.id), \
+             blocked AS ( \
+                 SELECT u.id, u.email, u.locale FROM auth.users u \
+                 WHERE $2 AND u.id IN (SELECT id FROM changed)), \
+             {}, \
              audit AS ( \
                  INSERT INTO admin.audit_log \
                      (id, actor_id, actor_email, action, entity_type, entity_id, before, after) \
@@ -206,6 +211,8 @@ pub async fn set_blocked(caller: Caller, raw_user: &str, blocked: bool) -> ApiRe
                  FROM target WHERE EXISTS (SELECT 1 FROM changed) RETURNING id) \
              SELECT (SELECT count(*) FROM target) AS found, \
                     (SELECT count(*) FROM audit) AS audited",
+                crate::db::outbox_event("user.blocked", "blocked", "")
+            ),
             vec![
                 ParameterValue::Uuid(user.to_string()),
                 ParameterValue::Boolean(blocked),

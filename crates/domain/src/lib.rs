@@ -9,10 +9,12 @@
 //! - [`error`]: the JSON error body every HTTP surface of the platform answers with;
 //! - [`token`]: access-token claims, JWKS and the verifier every component uses;
 //! - [`password`]: argon2id password hashing;
+//! - [`platform`]: account and catalog events (what notify reacts to);
 //! - [`ugc`]: user-generated content events and their validation.
 
 pub mod account;
 pub mod error;
 pub mod password;
+pub mod platform;
 pub mod token;
 pub mod ugc;

@@ -1,0 +1,91 @@
+//! Platform events other than UGC: what auth and the catalog announce, for the notify
+//! worker (and anyone else) to react to. One JSON object per event, tagged by `type`:
+//!
+//! ```json
+//! {"event_id": "…", "occurred_at_ms": 1764000000000, "type": "user.registered",
+//!  "user_id": "…", "email": "a@example.com", "locale": "ru", "first_name": "Anna"}
+//! ```
+//!
+//! Auth writes its events into `auth.outbox` in the same statement as the change (the
+//! SQL there builds exactly these objects); the host relays them to Kafka
+//! [`AUTH_EVENTS_TOPIC`] keyed by user id. `event_id` makes every consumer idempotent.
+
+use serde::{Deserialize, Serialize};
+
+/// Kafka topic of account events.
+pub const AUTH_EVENTS_TOPIC: &str = "auth.events";
+/// Kafka topic of catalog events.
+pub const CATALOG_EVENTS_TOPIC: &str = "catalog.events";
+
+/// An event with its id and time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformEvent {
+    pub event_id: String,
+    pub occurred_at_ms: i64,
+    #[serde(flatten)]
+    pub kind: PlatformEventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum PlatformEventKind {
+    /// A new account (password or social sign-up).
+    #[serde(rename = "user.registered")]
+    UserRegistered {
+        user_id: String,
+        email: String,
+        locale: String,
+        #[serde(default)]
+        first_name: String,
+    },
+    /// The account's password changed.
+    #[serde(rename = "password.changed")]
+    PasswordChanged {
+        user_id: String,
+        email: String,
+        locale: String,
+    },
+    /// An admin blocked the account.
+    #[serde(rename = "user.blocked")]
+    UserBlocked {
+        user_id: String,
+        email: String,
+        locale: String,
+    },
+    /// A film became visible in the catalog.
+    #[serde(rename = "film.published")]
+    FilmPublished { film_id: String, title: String },
+}
+
+impl PlatformEventKind {
+    /// The user the event is about, if it is about one.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Self::UserRegistered { user_id, .. }
+            | Self::PasswordChanged { user_id, .. }
+            | Self::UserBlocked { user_id, .. } => Some(user_id),
+            Self::FilmPublished { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wire shape is flat, tagged by `type`, as auth's SQL builds it.
+    #[test]
+    fn events_are_flat_objects_tagged_by_type() {
+        let wire = r#"{"event_id":"e","occurred_at_ms":1,"type":"user.registered",
+                       "user_id":"u","email":"a@example.com","locale":"en","first_name":"Anna"}"#;
+        let event: PlatformEvent = serde_json::from_str(wire).expect("decodes");
+        assert_eq!(event.kind.user_id(), Some("u"));
+        assert!(
+            matches!(event.kind, PlatformEventKind::UserRegistered { ref locale, .. } if locale == "en")
+        );
+        let back = serde_json::to_value(&event).expect("encodes");
+        assert_eq!(back["type"], "user.registered");
+        assert_eq!(back["email"], "a@example.com");
+    }
+}
