@@ -28,11 +28,12 @@ test: services components test-tools
 	$(MAKE) lint
 	@awk '/^test result:/ {p+=$$4; f+=$$6} END {printf "tests: %d passed, %d failed\n", p, f}' $(TEST_LOG)
 
-## test-tools: an independent JWT library (PyJWT) the token tests verify against, and
-## headless Chromium with chromedriver (Debian's packages) for the admin console's
+## test-tools: an independent JWT library (PyJWT) the token tests verify against, an
+## SMTP server (aiosmtpd) the mail tests receive with, and headless Chromium with chromedriver (Debian's packages) for the admin console's
 ## browser tests
 test-tools:
 	@python3 -c "import jwt, cryptography" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "pyjwt[crypto]==2.10.1"
+	@python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "aiosmtpd==1.4.6"
 	@command -v chromedriver >/dev/null && command -v chromium >/dev/null || { \
 		echo "installing chromium and chromium-driver (browser tests)..."; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }

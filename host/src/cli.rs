@@ -215,6 +215,34 @@ pub struct UpArgs {
         default_value = "cinema_analytics"
     )]
     pub clickhouse_analytics_user: String,
+    /// SMTP server of the notify worker: `smtp://host:port`, `smtp://user:pass@host:587?tls=required`
+    /// (STARTTLS) or `smtps://user:pass@host:465`. Notify runs only with this and
+    /// `--kafka-brokers`. Holds a secret: it is never logged.
+    #[arg(long, env = "CINEMA_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// `From` of every mail.
+    #[arg(
+        long,
+        env = "CINEMA_MAIL_FROM",
+        default_value = "cinema <noreply@cinema.local>"
+    )]
+    pub mail_from: String,
+    /// Public base URL, for the links in mails.
+    #[arg(
+        long,
+        env = "CINEMA_PUBLIC_BASE_URL",
+        default_value = "http://127.0.0.1:3000"
+    )]
+    pub public_base_url: String,
+    /// Topic of account events (auth's outbox is relayed there).
+    #[arg(long, env = "CINEMA_AUTH_EVENTS_TOPIC", default_value = cinema_domain::platform::AUTH_EVENTS_TOPIC)]
+    pub auth_events_topic: String,
+    /// Consumer group of the notify worker.
+    #[arg(long, env = "CINEMA_NOTIFY_GROUP", default_value = "notify")]
+    pub notify_group: String,
+    /// How long an email-confirmation link works, in hours.
+    #[arg(long, default_value_t = 48)]
+    pub confirmation_ttl_hours: u64,
 }
 
 /// Where the search index lives unless told otherwise.
@@ -353,6 +381,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let internal_addr = internal.local_addr()?;
     let catalog = crate::search_ops::start(&args)?;
     let ugc = crate::ugc_ops::start(&args)?;
+    let notify = crate::notify_ops::start(&args);
     let internal_state = InternalState {
         app_name: Arc::from(app.name.as_str()),
         components: app.component_ids().into(),
@@ -392,6 +421,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .await?;
     internal_task.await??;
     ugc.stop().await;
+    notify.stop().await;
     catalog.stop();
     Ok(())
 }

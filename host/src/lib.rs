@@ -13,7 +13,7 @@
 //! - [`auth_ops`]: `cinema keys ...` and `cinema users create-admin`;
 //! - [`seed`]: `cinema seed --films N`, a deterministic content data set;
 //! - [`intake`]: UGC event intake (Kafka, with a durable local spool) on the internal
-//!   port; [`ugc_ops`]: the intake and the ugc-loader under `cinema up`;
+//!   port; [`ugc_ops`]: the intake and the ugc-loader under `cinema up`; [`notify_ops`]: mail;
 //! - [`analytics_api`]: UGC analytics over ClickHouse on the internal port.
 
 pub mod analytics_api;
@@ -24,6 +24,7 @@ pub mod intake;
 pub mod internal_api;
 pub mod manifest;
 pub mod migrate;
+pub mod notify_ops;
 pub mod runtime;
 pub mod search_api;
 pub mod search_ops;

@@ -1,0 +1,58 @@
+//! Mail of a running `cinema up`: the notify worker (outbox relay, event consumer,
+//! SMTP sender) on the host's runtime. Started only with both `--kafka-brokers` and
+//! `--smtp-url`.
+
+use std::time::Duration;
+
+use cinema_notify::NotifySettings;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cli::UpArgs;
+
+/// The notify task.
+#[derive(Debug, Default)]
+pub struct NotifyRuntime {
+    stop: Option<watch::Sender<bool>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl NotifyRuntime {
+    /// Stops the worker; undelivered mail waits in Postgres for the next start.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts notify when the host has brokers and an SMTP server.
+pub fn start(args: &UpArgs) -> NotifyRuntime {
+    let (Some(brokers), Some(smtp_url)) = (&args.kafka_brokers, &args.smtp_url) else {
+        return NotifyRuntime::default();
+    };
+    let settings = NotifySettings {
+        brokers: brokers.clone(),
+        auth_events_topic: args.auth_events_topic.clone(),
+        group_id: args.notify_group.clone(),
+        postgres_url: args.ugc_postgres_url.clone(),
+        smtp_url: smtp_url.clone(),
+        mail_from: args.mail_from.clone(),
+        public_base_url: args.public_base_url.clone(),
+        confirmation_ttl: Duration::from_secs(args.confirmation_ttl_hours.max(1) * 3600),
+        poll_interval: Duration::from_millis(200),
+    };
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        if let Err(error) = cinema_notify::run(settings, stopped).await {
+            tracing::error!(%error, "notify stopped; mail waits in kafka and postgres");
+        }
+    });
+    NotifyRuntime {
+        stop: Some(stop),
+        task: Some(task),
+    }
+}

@@ -1,0 +1,295 @@
+//! Mail end to end: auth writes an event into its outbox with the change, the host's
+//! relay produces it to Kafka, notify records the deliveries and sends them to a real
+//! SMTP server process (Python's aiosmtpd, writing a Maildir) on loopback.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{AppOptions, TempDir, TestApp, free_port, spawn_app};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// aiosmtpd on a fixed loopback port, delivering into a Maildir; restartable.
+struct Smtp {
+    port: u16,
+    maildir: TempDir,
+    child: Option<Child>,
+}
+
+impl Smtp {
+    fn start() -> Self {
+        let mut smtp = Self {
+            port: free_port(),
+            maildir: TempDir::new("maildir"),
+            child: None,
+        };
+        smtp.restart();
+        smtp
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{}", self.port),
+            ])
+            .args(["-c", "aiosmtpd.handlers.Mailbox", &self.maildir_path()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd (`make test` installs it: pip install aiosmtpd)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("aiosmtpd did not listen on {}", self.port);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The Maildir itself: a folder aiosmtpd creates inside the temporary one.
+    fn maildir_path(&self) -> String {
+        format!("{}/box", self.maildir.path())
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every mail received: `to`, decoded `subject`, `message_id`, `text` and `html`.
+    fn mails(&self) -> Vec<Value> {
+        let script = r#"
+import sys, os, json, mailbox, email.policy
+out = []
+box = mailbox.Maildir(sys.argv[1], factory=None, create=False) if os.path.isdir(os.path.join(sys.argv[1], "new")) else None
+for key in (sorted(box.keys()) if box is not None else []):
+    msg = email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
+    text = msg.get_body(preferencelist=('plain',))
+    html = msg.get_body(preferencelist=('html',))
+    out.append({"to": str(msg["To"]), "subject": str(msg["Subject"]),
+                "message_id": str(msg["Message-ID"]),
+                "text": text.get_content() if text else "", "html": html.get_content() if html else ""})
+print(json.dumps(out))
+"#;
+        let output = Command::new("python3")
+            .args(["-c", script, &self.maildir_path()])
+            .output()
+            .expect("read the maildir");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("mails as JSON")
+    }
+
+    /// Waits until mails to `to` number `count`, and answers them.
+    async fn wait_for(&self, to: &str, count: usize, within: Duration) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let mine: Vec<Value> = self.mails().into_iter().filter(|m| m["to"] == to).collect();
+            if mine.len() >= count || std::time::Instant::now() > deadline {
+                assert_eq!(
+                    mine.len(),
+                    count,
+                    "mails to {to} within {within:?}: {mine:?}"
+                );
+                return mine;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One test's platform: its database, topics, groups and spool.
+struct Platform {
+    database_url: String,
+    jwks: String,
+    port: u16,
+    topic: String,
+    group: String,
+    spool: TempDir,
+}
+
+impl Platform {
+    async fn new() -> Self {
+        let (database_url, jwks) = common::platform_database().await;
+        Self {
+            database_url,
+            jwks,
+            port: free_port(),
+            topic: common::unique("auth_events"),
+            group: common::unique("notify"),
+            spool: TempDir::new("spool"),
+        }
+    }
+
+    fn start(&self, smtp: &Smtp, group: &str) -> TestApp {
+        let base = format!("http://127.0.0.1:{}", self.port);
+        let mut options = AppOptions::default()
+            .env("SPIN_VARIABLE_DATABASE_URL", &self.database_url)
+            .env("SPIN_VARIABLE_JWKS", &self.jwks);
+        for arg in [
+            "--kafka-brokers",
+            "127.0.0.1:9092",
+            "--no-ugc-loader",
+            "--spool-dir",
+            self.spool.path(),
+            "--ugc-postgres-url",
+            &self.database_url,
+            "--auth-events-topic",
+            &self.topic,
+            "--notify-group",
+            group,
+            "--smtp-url",
+            &smtp.url(),
+            "--public-base-url",
+            &base,
+        ] {
+            options = options.arg(arg);
+        }
+        options.manifest = Some(common::workspace_root().join("spin.toml"));
+        options.listen = Some(format!("127.0.0.1:{}", self.port));
+        spawn_app(options)
+    }
+}
+
+/// The link in a mail's text.
+fn link_in(mail: &Value) -> String {
+    let text = mail["text"].as_str().expect("text part");
+    text.split_whitespace()
+        .find(|word| word.contains("/api/v1/auth/confirm?token="))
+        .unwrap_or_else(|| panic!("no confirmation link in {text}"))
+        .to_owned()
+}
+
+/// Registration sends a welcome mail in the user's locale (Russian by default) with a
+/// confirmation link; following it confirms the email once (the second time the link
+/// is gone); a password change sends a security notice.
+#[tokio::test]
+async fn registration_mails_a_link_that_confirms_the_email_once() {
+    let smtp = Smtp::start();
+    let platform = Platform::new().await;
+    let app = platform.start(&smtp, &platform.group);
+    let email = format!("{}@example.com", common::unique("newcomer"));
+    let token = app.sign_up_and_log_in(&email, PASSWORD).await;
+
+    let mails = smtp.wait_for(&email, 1, Duration::from_secs(30)).await;
+    let welcome = &mails[0];
+    assert_eq!(welcome["subject"], "Добро пожаловать в cinema");
+    assert!(
+        welcome["html"]
+            .as_str()
+            .is_some_and(|h| h.contains("Подтвердить почту"))
+    );
+    assert!(
+        welcome["message_id"]
+            .as_str()
+            .is_some_and(|id| id.contains(".welcome."))
+    );
+    let link = link_in(welcome);
+    assert!(link.starts_with(&app.base), "{link}");
+
+    let confirmed = app.http.get(&link).send().await.expect("follow the link");
+    assert_eq!(confirmed.status(), 200);
+    assert_eq!(
+        confirmed.json::<Value>().await.expect("json")["email_confirmed"],
+        true
+    );
+    let again = app.http.get(&link).send().await.expect("follow it again");
+    assert_eq!(again.status(), 410);
+    let page = app
+        .http
+        .get(&link)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("as a browser");
+    assert!(page.text().await.expect("page").contains("already used"));
+    let me: Value = app
+        .http
+        .get(app.url("/api/v1/auth/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["email_confirmed"], true);
+
+    let changed = app
+        .http
+        .post(app.url("/api/v1/auth/me/password"))
+        .bearer_auth(&token)
+        .json(&json!({"current_password": PASSWORD, "new_password": "another long passphrase 2"}))
+        .send()
+        .await
+        .expect("change the password");
+    assert!(changed.status().is_success(), "{:?}", changed.text().await);
+    let mails = smtp.wait_for(&email, 2, Duration::from_secs(30)).await;
+    assert!(
+        mails
+            .iter()
+            .any(|m| m["subject"] == "Пароль cinema изменён"),
+        "{mails:?}"
+    );
+}
+
+/// Notify consuming every event again (a new consumer group: as if it had been killed
+/// after sending, before committing) sends nothing twice.
+#[tokio::test]
+async fn events_consumed_again_send_nothing_twice() {
+    let smtp = Smtp::start();
+    let platform = Platform::new().await;
+    let app = platform.start(&smtp, &platform.group);
+    let email = format!("{}@example.com", common::unique("once"));
+    app.sign_up_and_log_in(&email, PASSWORD).await;
+    smtp.wait_for(&email, 1, Duration::from_secs(30)).await;
+    drop(app);
+
+    let replayed = platform.start(&smtp, &common::unique("notify_replay"));
+    // The new group reads the topic from the start; give it time to have done so.
+    let other = format!("{}@example.com", common::unique("later"));
+    replayed.sign_up_and_log_in(&other, PASSWORD).await;
+    smtp.wait_for(&other, 1, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    smtp.wait_for(&email, 1, Duration::from_secs(1)).await;
+}
+
+/// With the SMTP server down, registration still succeeds and the mail is sent once
+/// the server is back.
+#[tokio::test]
+async fn mail_waits_for_the_smtp_server_and_is_sent_when_it_returns() {
+    let mut smtp = Smtp::start();
+    let platform = Platform::new().await;
+    let app = platform.start(&smtp, &platform.group);
+    smtp.stop();
+    let email = format!("{}@example.com", common::unique("patient"));
+    app.sign_up_and_log_in(&email, PASSWORD).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(smtp.mails().iter().all(|m| m["to"] != email.as_str()));
+    smtp.restart();
+    smtp.wait_for(&email, 1, Duration::from_secs(40)).await;
+    app.assert_running("after the SMTP outage");
+}

@@ -1,0 +1,187 @@
+//! Events → deliveries: consumes the account events topic in a group and, for each
+//! event, writes the mails it causes into `notify.deliveries`, keyed by (event id,
+//! user, template), before committing the offsets. A redelivered event (after a
+//! crash, a rebalance, the relay producing twice) finds its keys taken and writes
+//! nothing, so nothing is sent twice.
+//!
+//! - `user.registered` → `welcome` with an email-confirmation link; the link's token
+//!   (256 random bits) is stored hashed in `auth.email_confirmations` in the same
+//!   statement, only when the delivery is new.
+//! - `password.changed`, `user.blocked` → `security` notices.
+//!
+//! Undecodable messages are logged and skipped (their offsets committed).
+
+use std::time::Duration;
+
+use base64::Engine;
+use cinema_domain::platform::{PlatformEvent, PlatformEventKind};
+use rand_core::RngCore;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{ClientConfig, Message};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio_postgres::NoTls;
+
+use crate::NotifySettings;
+
+/// Runs until `shutdown`.
+pub async fn run(settings: NotifySettings, mut shutdown: watch::Receiver<bool>) {
+    let consumer: StreamConsumer = match ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("fetch.queue.backoff.ms", "20")
+        .set("topic.metadata.refresh.interval.ms", "2000")
+        .create()
+    {
+        Ok(consumer) => consumer,
+        Err(error) => {
+            tracing::error!(%error, "notify: kafka consumer; events wait in kafka");
+            return;
+        }
+    };
+    if let Err(error) = consumer.subscribe(&[settings.auth_events_topic.as_str()]) {
+        tracing::error!(%error, "notify: subscribe");
+        return;
+    }
+    let mut postgres: Option<tokio_postgres::Client> = None;
+    loop {
+        let message = tokio::select! {
+            message = consumer.recv() => message,
+            _ = shutdown.changed() => return,
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%error, "notify: kafka receive failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let payload = message.payload().unwrap_or_default();
+        let event = match serde_json::from_slice::<PlatformEvent>(payload) {
+            Ok(event) => Some(event),
+            Err(error) => {
+                tracing::warn!(%error, offset = message.offset(), "notify: undecodable event skipped");
+                None
+            }
+        };
+        // Record the deliveries, retrying until Postgres takes them (or shutdown).
+        let mut backoff = Duration::from_millis(200);
+        while let Some(event) = &event {
+            match record(&mut postgres, &settings, event).await {
+                Ok(()) => break,
+                Err(error) => {
+                    postgres = None;
+                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "notify: deliveries not recorded; nothing committed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        if let Err(error) = consumer.commit_message(&message, CommitMode::Async) {
+            tracing::warn!(%error, "notify: offset commit failed; the event will be redelivered (and dedup'd)");
+        }
+    }
+}
+
+/// A fresh confirmation token and its SHA-256.
+fn confirmation_token() -> (String, Vec<u8>) {
+    let mut bytes = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let hash = Sha256::digest(token.as_bytes()).to_vec();
+    (token, hash)
+}
+
+async fn record(
+    postgres: &mut Option<tokio_postgres::Client>,
+    settings: &NotifySettings,
+    event: &PlatformEvent,
+) -> Result<(), tokio_postgres::Error> {
+    if postgres
+        .as_ref()
+        .is_none_or(tokio_postgres::Client::is_closed)
+    {
+        let (client, connection) = tokio_postgres::connect(&settings.postgres_url, NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "notify: postgres connection ended");
+            }
+        });
+        *postgres = Some(client);
+    }
+    let Some(client) = postgres.as_ref() else {
+        return Ok(());
+    };
+    let event_id = uuid::Uuid::parse_str(&event.event_id).unwrap_or_else(|_| uuid::Uuid::new_v4());
+    match &event.kind {
+        PlatformEventKind::UserRegistered {
+            user_id,
+            email,
+            locale,
+            first_name,
+        } => {
+            let Ok(user) = uuid::Uuid::parse_str(user_id) else {
+                return Ok(());
+            };
+            let (token, hash) = confirmation_token();
+            let context = serde_json::json!({
+                "first_name": first_name,
+                "confirm_url": format!("{}/api/v1/auth/confirm?token={token}", settings.public_base_url.trim_end_matches('/')),
+                "confirm_hours": settings.confirmation_ttl.as_secs() / 3600,
+            });
+            client
+                .execute(
+                    "WITH d AS ( \
+                         INSERT INTO notify.deliveries (event_id, user_id, template, recipient, locale, context) \
+                         VALUES ($1, $2, 'welcome', $3, $4, $5) ON CONFLICT DO NOTHING RETURNING user_id) \
+                     INSERT INTO auth.email_confirmations (token_hash, user_id, email, expires_at) \
+                     SELECT $6, user_id, $3, now() + make_interval(secs => $7) FROM d",
+                    &[
+                        &event_id,
+                        &user,
+                        email,
+                        locale,
+                        &context,
+                        &hash,
+                        &(settings.confirmation_ttl.as_secs() as f64),
+                    ],
+                )
+                .await?;
+        }
+        PlatformEventKind::PasswordChanged {
+            user_id,
+            email,
+            locale,
+        }
+        | PlatformEventKind::UserBlocked {
+            user_id,
+            email,
+            locale,
+        } => {
+            let Ok(user) = uuid::Uuid::parse_str(user_id) else {
+                return Ok(());
+            };
+            let reason = match &event.kind {
+                PlatformEventKind::PasswordChanged { .. } => "password_changed",
+                _ => "blocked",
+            };
+            let context = serde_json::json!({ "reason": reason, "email": email });
+            client
+                .execute(
+                    "INSERT INTO notify.deliveries (event_id, user_id, template, recipient, locale, context) \
+                     VALUES ($1, $2, 'security', $3, $4, $5) ON CONFLICT DO NOTHING",
+                    &[&event_id, &user, email, locale, &context],
+                )
+                .await?;
+        }
+        PlatformEventKind::FilmPublished { .. } => {}
+    }
+    Ok(())
+}

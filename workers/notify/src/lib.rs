@@ -1,0 +1,98 @@
+//! `cinema-notify`: mail on platform events, never lost, never twice.
+//!
+//! Three tasks the host runs side by side:
+//! - [`relay`]: auth's transactional outbox (`auth.outbox`) → Kafka `auth.events`;
+//! - [`events`]: `auth.events` → keyed rows in `notify.deliveries` (then the offsets
+//!   are committed), so a redelivered event changes nothing;
+//! - [`sender`]: due deliveries → SMTP, with retries for transient failures and
+//!   `failed` with the reason for permanent ones.
+//!
+//! Mails are rendered from [`templates`] in the user's locale (ru by default).
+
+pub mod events;
+pub mod relay;
+pub mod sender;
+pub mod templates;
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// How notify runs.
+#[derive(Clone)]
+pub struct NotifySettings {
+    pub brokers: String,
+    pub auth_events_topic: String,
+    pub group_id: String,
+    pub postgres_url: String,
+    /// `smtp://host:port` (plain), `smtp://user:pass@host:587?tls=required`
+    /// (STARTTLS) or `smtps://user:pass@host:465` (TLS). Holds a secret: never logged.
+    pub smtp_url: String,
+    /// The `From` of every mail.
+    pub mail_from: String,
+    /// Base of the links in mails (the public API).
+    pub public_base_url: String,
+    /// How long an email-confirmation link works.
+    pub confirmation_ttl: Duration,
+    /// How often the sender looks for due deliveries when idle.
+    pub poll_interval: Duration,
+}
+
+impl std::fmt::Debug for NotifySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifySettings")
+            .field("brokers", &self.brokers)
+            .field("auth_events_topic", &self.auth_events_topic)
+            .field("group_id", &self.group_id)
+            .field("smtp", &smtp_host(&self.smtp_url))
+            .field("mail_from", &self.mail_from)
+            .field("public_base_url", &self.public_base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The host and port of an SMTP URL, without credentials (for logs).
+pub fn smtp_host(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    authority.rsplit('@').next().unwrap_or(authority).to_owned()
+}
+
+/// Why notify could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("mail templates: {0}")]
+    Templates(#[from] minijinja::Error),
+}
+
+/// Runs the relay, the event consumer and the sender until `shutdown`.
+pub async fn run(
+    settings: NotifySettings,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), NotifyError> {
+    let templates = templates::Templates::load()?;
+    tracing::info!(?settings, "notify: running");
+    let relay = tokio::spawn(relay::run(settings.clone(), shutdown.clone()));
+    let events = tokio::spawn(events::run(settings.clone(), shutdown.clone()));
+    let sender = tokio::spawn(sender::run(settings, templates, shutdown));
+    let _ = tokio::join!(relay, events, sender);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Credentials in the SMTP URL never reach the log line.
+    #[test]
+    fn smtp_host_drops_credentials() {
+        assert_eq!(
+            smtp_host("smtps://user:secret@mail.example:465"),
+            "mail.example:465"
+        );
+        assert_eq!(
+            smtp_host("smtp://127.0.0.1:2525?tls=required"),
+            "127.0.0.1:2525"
+        );
+    }
+}

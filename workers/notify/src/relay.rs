@@ -1,0 +1,174 @@
+//! The outbox relay: events auth wrote into `auth.outbox` (in the same statement as
+//! the change) go to their Kafka topic, keyed as written; each row is deleted only
+//! after Kafka acknowledged it, so an event is never lost (and, at worst after a crash
+//! between the ack and the delete, produced twice: consumers dedup by `event_id`).
+//!
+//! Wakes on `LISTEN outbox_events` and polls every second besides; Postgres or Kafka
+//! away: retries with backoff.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::{Notify, watch};
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use crate::NotifySettings;
+
+/// Rows relayed per round.
+const BATCH: i64 = 500;
+/// Channel auth's outbox trigger notifies.
+const CHANNEL: &str = "outbox_events";
+
+/// Runs until `shutdown`.
+pub async fn run(settings: NotifySettings, mut shutdown: watch::Receiver<bool>) {
+    let producer: FutureProducer = match ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "10000")
+        .create()
+    {
+        Ok(producer) => producer,
+        Err(error) => {
+            tracing::error!(%error, "notify relay: kafka producer; outbox events wait in postgres");
+            return;
+        }
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match relay_session(&settings, &producer, &mut shutdown).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "notify relay: retrying");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Creates the events topic if it is missing (brokers need not auto-create topics).
+async fn ensure_topic(settings: &NotifySettings) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .create()
+        .map_err(|e| format!("kafka admin client: {e}"))?;
+    let topic = NewTopic::new(&settings.auth_events_topic, 3, TopicReplication::Fixed(1));
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(5)))
+        .request_timeout(Some(Duration::from_secs(5)));
+    let results = admin
+        .create_topics([&topic], &options)
+        .await
+        .map_err(|e| format!("create topic {}: {e}", settings.auth_events_topic))?;
+    for result in results {
+        if let Err((topic, code)) = result
+            && code != RDKafkaErrorCode::TopicAlreadyExists
+        {
+            return Err(format!("create topic {topic}: {code:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// One connection's life: relay until shutdown (`Ok`) or an error.
+async fn relay_session(
+    settings: &NotifySettings,
+    producer: &FutureProducer,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    let (client, mut connection) = tokio_postgres::connect(&settings.postgres_url, NoTls)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let wake = std::sync::Arc::new(Notify::new());
+    let woken = wake.clone();
+    let connection_task = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(_)) => woken.notify_one(),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "notify relay: postgres connection ended");
+                    return;
+                }
+            }
+        }
+    });
+    let result = async {
+        ensure_topic(settings).await?;
+        client
+            .batch_execute(&format!("LISTEN {CHANNEL}"))
+            .await
+            .map_err(|e| format!("listen: {e}"))?;
+        loop {
+            let relayed = relay_batch(&client, producer, &settings.auth_events_topic).await?;
+            if relayed as i64 == BATCH {
+                continue;
+            }
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
+            if connection_task.is_finished() {
+                return Err("postgres connection lost".to_owned());
+            }
+        }
+    }
+    .await;
+    connection_task.abort();
+    result
+}
+
+/// Produces the oldest outbox rows and deletes those Kafka acknowledged.
+async fn relay_batch(
+    client: &tokio_postgres::Client,
+    producer: &FutureProducer,
+    auth_topic: &str,
+) -> Result<usize, String> {
+    let rows = client
+        .query(
+            "SELECT id, topic, key, payload::text AS payload FROM auth.outbox \
+             ORDER BY created, id LIMIT $1",
+            &[&BATCH],
+        )
+        .await
+        .map_err(|e| format!("read the outbox: {e}"))?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut sent = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: uuid::Uuid = row.get("id");
+        let topic: String = row.get("topic");
+        // Auth writes the default topic name; a deployment may rename it.
+        let topic = if topic == cinema_domain::platform::AUTH_EVENTS_TOPIC {
+            auth_topic.to_owned()
+        } else {
+            topic
+        };
+        let key: String = row.get("key");
+        let payload: String = row.get("payload");
+        let record = FutureRecord::to(&topic).key(&key).payload(&payload);
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| format!("produce to {topic}: {e}"))?;
+        sent.push(id);
+    }
+    client
+        .execute("DELETE FROM auth.outbox WHERE id = ANY($1)", &[&sent])
+        .await
+        .map_err(|e| format!("delete relayed outbox rows: {e}"))?;
+    tracing::debug!(events = sent.len(), "notify relay: outbox events produced");
+    Ok(sent.len())
+}

@@ -1,0 +1,209 @@
+//! The sender: takes due `pending` deliveries, renders them and sends them over SMTP.
+//!
+//! A delivery is claimed by pushing its `next_attempt_at` one lease ahead
+//! (`FOR UPDATE SKIP LOCKED`, so several senders never take the same one); success
+//! marks it `sent`; a transient SMTP error (4xx, no connection) schedules a retry with
+//! exponential backoff; a permanent one (5xx, a bad address) marks it `failed` with the
+//! error. Each mail's `Message-ID` is derived from its key, so even the one window left
+//! (the process dying after the SMTP server took a mail and before `sent` is written,
+//! which resends it once the lease runs out) is recognizable downstream.
+
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tokio::sync::watch;
+use tokio_postgres::NoTls;
+
+use crate::NotifySettings;
+use crate::templates::Templates;
+
+/// Deliveries claimed per round.
+const BATCH: i64 = 20;
+/// How long a claimed delivery is left alone before another attempt may take it.
+const LEASE_SECONDS: f64 = 60.0;
+/// Attempts before a delivery that keeps failing transiently is given up.
+pub const MAX_ATTEMPTS: i32 = 30;
+/// Longest wait between attempts.
+const MAX_RETRY_SECONDS: f64 = 300.0;
+
+/// A claimed delivery.
+struct Claimed {
+    event_id: uuid::Uuid,
+    user_id: uuid::Uuid,
+    template: String,
+    recipient: String,
+    locale: String,
+    context: serde_json::Value,
+    attempts: i32,
+}
+
+/// Runs until `shutdown`.
+pub async fn run(
+    settings: NotifySettings,
+    templates: Templates,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let transport = match AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.smtp_url) {
+        Ok(builder) => builder.timeout(Some(Duration::from_secs(20))).build(),
+        Err(error) => {
+            tracing::error!(%error, "notify: the SMTP URL is not valid; mail waits in postgres");
+            return;
+        }
+    };
+    let from: Mailbox = match settings.mail_from.parse() {
+        Ok(from) => from,
+        Err(error) => {
+            tracing::error!(%error, from = %settings.mail_from, "notify: the sender address is not valid");
+            return;
+        }
+    };
+    let mut postgres: Option<tokio_postgres::Client> = None;
+    loop {
+        let busy = match round(&mut postgres, &settings, &templates, &transport, &from).await {
+            Ok(sent) => sent > 0,
+            Err(error) => {
+                postgres = None;
+                tracing::warn!(%error, "notify: sender round failed; retrying");
+                false
+            }
+        };
+        if !busy {
+            tokio::select! {
+                _ = tokio::time::sleep(settings.poll_interval) => {}
+                _ = shutdown.changed() => return,
+            }
+        } else if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+async fn round(
+    postgres: &mut Option<tokio_postgres::Client>,
+    settings: &NotifySettings,
+    templates: &Templates,
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    from: &Mailbox,
+) -> Result<usize, tokio_postgres::Error> {
+    if postgres
+        .as_ref()
+        .is_none_or(tokio_postgres::Client::is_closed)
+    {
+        let (client, connection) = tokio_postgres::connect(&settings.postgres_url, NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "notify sender: postgres connection ended");
+            }
+        });
+        *postgres = Some(client);
+    }
+    let Some(client) = postgres.as_ref() else {
+        return Ok(0);
+    };
+    let claimed = client
+        .query(
+            "UPDATE notify.deliveries SET attempts = attempts + 1, \
+                    next_attempt_at = now() + make_interval(secs => $2) \
+             WHERE (event_id, user_id, template) IN ( \
+                 SELECT event_id, user_id, template FROM notify.deliveries \
+                 WHERE status = 'pending' AND next_attempt_at <= now() \
+                 ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             RETURNING event_id, user_id, template, recipient, locale, context, attempts",
+            &[&BATCH, &LEASE_SECONDS],
+        )
+        .await?;
+    let mut done = 0;
+    for row in &claimed {
+        let delivery = Claimed {
+            event_id: row.get("event_id"),
+            user_id: row.get("user_id"),
+            template: row.get("template"),
+            recipient: row.get("recipient"),
+            locale: row.get("locale"),
+            context: row.get("context"),
+            attempts: row.get("attempts"),
+        };
+        let outcome = send(&delivery, templates, transport, from).await;
+        let key: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&delivery.event_id, &delivery.user_id, &delivery.template];
+        match outcome {
+            Ok(()) => {
+                client
+                    .execute(
+                        "UPDATE notify.deliveries SET status = 'sent', sent_at = now(), last_error = NULL \
+                         WHERE event_id = $1 AND user_id = $2 AND template = $3",
+                        &key,
+                    )
+                    .await?;
+                done += 1;
+            }
+            Err(Failure::Permanent(error)) => {
+                tracing::warn!(%error, template = %delivery.template, "notify: delivery failed for good");
+                client
+                    .execute(
+                        "UPDATE notify.deliveries SET status = 'failed', last_error = $4 \
+                         WHERE event_id = $1 AND user_id = $2 AND template = $3",
+                        &[key[0], key[1], key[2], &error],
+                    )
+                    .await?;
+            }
+            Err(Failure::Transient(error)) => {
+                let give_up = delivery.attempts >= MAX_ATTEMPTS;
+                let retry_in = (2f64.powi(delivery.attempts.min(16))).min(MAX_RETRY_SECONDS);
+                tracing::info!(%error, attempts = delivery.attempts, retry_in_s = retry_in, "notify: delivery deferred");
+                client
+                    .execute(
+                        "UPDATE notify.deliveries SET last_error = $4, \
+                                status = CASE WHEN $5 THEN 'failed' ELSE status END, \
+                                next_attempt_at = now() + make_interval(secs => $6) \
+                         WHERE event_id = $1 AND user_id = $2 AND template = $3",
+                        &[key[0], key[1], key[2], &error, &give_up, &retry_in],
+                    )
+                    .await?;
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Why a mail was not sent.
+enum Failure {
+    /// Worth another attempt (no connection, a 4xx reply).
+    Transient(String),
+    /// Never going to work (a 5xx reply, an unusable address, a broken template).
+    Permanent(String),
+}
+
+async fn send(
+    delivery: &Claimed,
+    templates: &Templates,
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    from: &Mailbox,
+) -> Result<(), Failure> {
+    let rendered = templates
+        .render(&delivery.template, &delivery.locale, &delivery.context)
+        .map_err(|e| Failure::Permanent(format!("template {}: {e}", delivery.template)))?;
+    let to: Mailbox = delivery
+        .recipient
+        .parse()
+        .map_err(|e| Failure::Permanent(format!("recipient: {e}")))?;
+    let message = Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(rendered.subject)
+        .message_id(Some(format!(
+            "<{}.{}.{}@cinema>",
+            delivery.event_id, delivery.template, delivery.user_id
+        )))
+        .multipart(MultiPart::alternative_plain_html(
+            rendered.text,
+            rendered.html,
+        ))
+        .map_err(|e| Failure::Permanent(format!("building the mail: {e}")))?;
+    match transport.send(message).await {
+        Ok(_) => Ok(()),
+        Err(error) if error.is_permanent() => Err(Failure::Permanent(error.to_string())),
+        Err(error) => Err(Failure::Transient(error.to_string())),
+    }
+}

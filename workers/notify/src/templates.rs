@@ -1,0 +1,133 @@
+//! Mail templates: one subject, plain-text and HTML template per mail kind and locale
+//! (`ru`, `en`; `ru` when the user's locale is anything else), rendered with minijinja
+//! (HTML auto-escaped). The templates live in `workers/notify/templates/`.
+
+use minijinja::{AutoEscape, Environment};
+use serde_json::Value;
+
+/// Locales mails are written in; the first is the default.
+pub const LOCALES: [&str; 2] = ["ru", "en"];
+
+/// A rendered mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+macro_rules! templates {
+    ($($name:literal),* $(,)?) => {
+        [$(($name, include_str!(concat!("../templates/", $name)))),*]
+    };
+}
+
+const TEMPLATES: [(&str, &str); 12] = templates![
+    "welcome.ru.subject",
+    "welcome.ru.txt",
+    "welcome.ru.html",
+    "welcome.en.subject",
+    "welcome.en.txt",
+    "welcome.en.html",
+    "security.ru.subject",
+    "security.ru.txt",
+    "security.ru.html",
+    "security.en.subject",
+    "security.en.txt",
+    "security.en.html",
+];
+
+/// Every template, parsed once.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Templates {
+    /// Parses every template; a broken one is a bug caught at start-up.
+    pub fn load() -> Result<Self, minijinja::Error> {
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                AutoEscape::Html
+            } else {
+                AutoEscape::None
+            }
+        });
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)?;
+        }
+        Ok(Self { env })
+    }
+
+    /// Renders mail `kind` (`welcome`, `security`) in `locale` with `context`.
+    pub fn render(
+        &self,
+        kind: &str,
+        locale: &str,
+        context: &Value,
+    ) -> Result<Rendered, minijinja::Error> {
+        let locale = if LOCALES.contains(&locale) {
+            locale
+        } else {
+            LOCALES[0]
+        };
+        let part = |extension: &str| -> Result<String, minijinja::Error> {
+            self.env
+                .get_template(&format!("{kind}.{locale}.{extension}"))?
+                .render(context)
+        };
+        Ok(Rendered {
+            subject: part("subject")?.trim().to_owned(),
+            text: part("txt")?,
+            html: part("html")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The welcome mail is in the user's locale (Russian by default), carries the link
+    /// in both parts, and escapes names in HTML.
+    #[test]
+    fn welcome_mail_follows_the_locale_and_escapes_html() {
+        let templates = Templates::load().expect("templates parse");
+        let context = json!({"first_name": "<Anna>", "confirm_url": "http://x/confirm?token=t", "confirm_hours": 48});
+        let ru = templates.render("welcome", "ru", &context).expect("ru");
+        assert_eq!(ru.subject, "Добро пожаловать в cinema, <Anna>");
+        assert!(ru.text.contains("http://x/confirm?token=t"));
+        // HTML escapes `/` too (`&#x2f;`), which browsers decode in attributes.
+        assert!(ru.html.contains("&lt;Anna&gt;") && ru.html.contains("confirm?token=t"));
+        let en = templates.render("welcome", "en", &context).expect("en");
+        assert!(en.subject.starts_with("Welcome to cinema"));
+        let fallback = templates
+            .render("welcome", "de", &context)
+            .expect("fallback");
+        assert_eq!(fallback.subject, ru.subject);
+    }
+
+    /// Security notices say what happened.
+    #[test]
+    fn security_notices_say_what_happened() {
+        let templates = Templates::load().expect("templates parse");
+        let changed = templates
+            .render(
+                "security",
+                "en",
+                &json!({"reason": "password_changed", "email": "a@example.com"}),
+            )
+            .expect("render");
+        assert_eq!(changed.subject, "Your cinema password was changed");
+        let blocked = templates
+            .render(
+                "security",
+                "ru",
+                &json!({"reason": "blocked", "email": "a@example.com"}),
+            )
+            .expect("render");
+        assert_eq!(blocked.subject, "Аккаунт cinema заблокирован");
+    }
+}
