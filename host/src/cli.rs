@@ -216,7 +216,7 @@ pub struct UpArgs {
     )]
     pub clickhouse_analytics_user: String,
     /// SMTP server of the notify worker: `smtp://host:port`, `smtp://user:pass@host:587?tls=required`
-    /// (STARTTLS) or `smtps://user:pass@host:465`. Notify runs only with this and
+    /// (STARTTLS) or `smtps://user:pass@host:465`. Mail is sent only with this and
     /// `--kafka-brokers`. Holds a secret: it is never logged.
     #[arg(long, env = "CINEMA_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,

@@ -1,6 +1,6 @@
-//! Mail of a running `cinema up`: the notify worker (outbox relay, event consumer,
-//! SMTP sender) on the host's runtime. Started only with both `--kafka-brokers` and
-//! `--smtp-url`.
+//! Mail of a running `cinema up`: the notify worker on the host's runtime. With
+//! `--kafka-brokers`, auth's outbox is relayed to Kafka; with `--smtp-url` too, mail
+//! is sent.
 
 use std::time::Duration;
 
@@ -29,17 +29,18 @@ impl NotifyRuntime {
     }
 }
 
-/// Starts notify when the host has brokers and an SMTP server.
+/// Starts notify when the host has brokers (mail only with an SMTP server too).
 pub fn start(args: &UpArgs) -> NotifyRuntime {
-    let (Some(brokers), Some(smtp_url)) = (&args.kafka_brokers, &args.smtp_url) else {
+    let Some(brokers) = &args.kafka_brokers else {
         return NotifyRuntime::default();
     };
+    let smtp_url = args.smtp_url.clone().unwrap_or_default();
     let settings = NotifySettings {
         brokers: brokers.clone(),
         auth_events_topic: args.auth_events_topic.clone(),
         group_id: args.notify_group.clone(),
         postgres_url: args.ugc_postgres_url.clone(),
-        smtp_url: smtp_url.clone(),
+        smtp_url,
         mail_from: args.mail_from.clone(),
         public_base_url: args.public_base_url.clone(),
         confirmation_ttl: Duration::from_secs(args.confirmation_ttl_hours.max(1) * 3600),

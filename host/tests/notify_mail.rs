@@ -82,6 +82,8 @@ for key in (sorted(box.keys()) if box is not None else []):
     html = msg.get_body(preferencelist=('html',))
     out.append({"to": str(msg["To"]), "subject": str(msg["Subject"]),
                 "message_id": str(msg["Message-ID"]),
+                "list_unsubscribe": msg["List-Unsubscribe"] and str(msg["List-Unsubscribe"]),
+                "list_unsubscribe_post": msg["List-Unsubscribe-Post"] and str(msg["List-Unsubscribe-Post"]),
                 "text": text.get_content() if text else "", "html": html.get_content() if html else ""})
 print(json.dumps(out))
 "#;
@@ -148,7 +150,8 @@ impl Platform {
         let base = format!("http://127.0.0.1:{}", self.port);
         let mut options = AppOptions::default()
             .env("SPIN_VARIABLE_DATABASE_URL", &self.database_url)
-            .env("SPIN_VARIABLE_JWKS", &self.jwks);
+            .env("SPIN_VARIABLE_JWKS", &self.jwks)
+            .env("SPIN_VARIABLE_AUTH_API_URL", &base);
         for arg in [
             "--kafka-brokers",
             "127.0.0.1:9092",
@@ -292,4 +295,147 @@ async fn mail_waits_for_the_smtp_server_and_is_sent_when_it_returns() {
     smtp.restart();
     smtp.wait_for(&email, 1, Duration::from_secs(40)).await;
     app.assert_running("after the SMTP outage");
+}
+
+/// An announcement an admin writes for one role reaches that role's holders, minus
+/// those who turned announcements off; it carries a one-click unsubscribe that turns
+/// them off; the admin sees the progress.
+#[tokio::test]
+async fn an_announcement_reaches_a_role_except_who_opted_out_and_can_be_left_in_one_click() {
+    const ADMIN_ROLE: &str = "00000000-0000-4000-8000-000000000001";
+    const MANAGER_ROLE: &str = "00000000-0000-4000-8000-000000000002";
+    let smtp = Smtp::start();
+    let platform = Platform::new().await;
+    let app = platform.start(&smtp, &platform.group);
+    let user = |prefix: &str| format!("{}@example.com", common::unique(prefix));
+    let (admin, keen, quiet, viewer) = (user("admin"), user("keen"), user("quiet"), user("viewer"));
+    for email in [&admin, &keen, &quiet, &viewer] {
+        app.sign_up_and_log_in(email, PASSWORD).await;
+    }
+    common::grant_role(&platform.database_url, &admin, ADMIN_ROLE).await;
+    common::grant_role(&platform.database_url, &keen, MANAGER_ROLE).await;
+    common::grant_role(&platform.database_url, &quiet, MANAGER_ROLE).await;
+    let token_of = |email: String| {
+        let app = &app;
+        async move {
+            let (status, body) = app
+                .post_json(
+                    "/api/v1/auth/login",
+                    json!({"email": email, "password": PASSWORD}),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            body["access_token"].as_str().expect("token").to_owned()
+        }
+    };
+    let quiet_token = token_of(quiet.clone()).await;
+    let turned_off = app
+        .http
+        .put(app.url("/api/v1/auth/me/notifications"))
+        .bearer_auth(&quiet_token)
+        .json(&json!({"announcements": false}))
+        .send()
+        .await
+        .expect("preferences");
+    assert_eq!(turned_off.status(), 200);
+    assert_eq!(
+        turned_off.json::<Value>().await.expect("json"),
+        json!({"announcements": false, "film_digest": true})
+    );
+
+    let admin_token = token_of(admin.clone()).await;
+    let queued = app
+        .http
+        .post(app.url("/admin/api/announcements"))
+        .bearer_auth(&admin_token)
+        .json(&json!({"subject": "Maintenance tonight", "body": "The site rests at 2 am.\n\nBack by 3.", "audience": "manager"}))
+        .send()
+        .await
+        .expect("queue");
+    assert_eq!(queued.status(), 201, "{:?}", queued.text().await);
+
+    let announcement = |mails: &[Value]| -> Vec<Value> {
+        mails
+            .iter()
+            .filter(|m| m["subject"] == "Maintenance tonight")
+            .cloned()
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let received = loop {
+        let got = announcement(&smtp.mails());
+        if !got.is_empty() || std::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let received_now = announcement(&smtp.mails());
+    assert_eq!(received_now.len(), 1, "only the keen manager: {received:?}");
+    let mail = &received_now[0];
+    assert_eq!(mail["to"], keen.as_str());
+    assert!(
+        mail["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Back by 3."))
+    );
+    let header = mail["list_unsubscribe"]
+        .as_str()
+        .expect("List-Unsubscribe header");
+    let url = header.trim_start_matches('<').trim_end_matches('>');
+    assert_eq!(mail["list_unsubscribe_post"], "List-Unsubscribe=One-Click");
+
+    let page = app.http.get(url).send().await.expect("GET the link");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("page").contains("Unsubscribe"));
+    let keen_token = token_of(keen.clone()).await;
+    let still_on: Value = app
+        .http
+        .get(app.url("/api/v1/auth/me/notifications"))
+        .bearer_auth(&keen_token)
+        .send()
+        .await
+        .expect("prefs")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(still_on["announcements"], true, "a GET changes nothing");
+    let one_click = app
+        .http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .expect("one click");
+    assert_eq!(one_click.status(), 200);
+    let off: Value = app
+        .http
+        .get(app.url("/api/v1/auth/me/notifications"))
+        .bearer_auth(&keen_token)
+        .send()
+        .await
+        .expect("prefs")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(off["announcements"], false);
+
+    let progress = TestApp::eventually(Duration::from_secs(10), || async {
+        let list: Value = app
+            .http
+            .get(app.url("/admin/api/announcements"))
+            .bearer_auth(&admin_token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (list[0]["sent"] == 1).then_some(list)
+    })
+    .await
+    .expect("the progress shows the mail sent");
+    assert_eq!(progress[0]["recipients"], 1);
+    assert_eq!(progress[0]["status"], "expanded");
 }

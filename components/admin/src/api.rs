@@ -11,6 +11,7 @@
 //! - `GET /admin/api/audit?entity_type&action&entity_id&actor&page`;
 //! - `GET /admin/api/users?query&page_number`, `POST|DELETE /admin/api/users/{id}/block`,
 //!   `PUT|DELETE /admin/api/users/{id}/roles/{role}`, `POST /admin/api/users/{id}/impersonate`;
+//! - `GET|POST /admin/api/announcements` (`{"subject", "body", "audience": "" | role}`);
 //! - `GET /admin/api/me`: the caller's id, roles and permissions.
 //!
 //! Writes answer 201 with `{"id"}` (create), 200 with the record (update) or 204.
@@ -182,6 +183,21 @@ pub async fn serve(request: Request) -> AdminResult<Reply> {
             no_content()
         }
         (&Method::GET, ["audit"]) => ok(&db().await?.audit(&AuditFilter::parse(&query)?).await?)?,
+        (&Method::GET, ["announcements"]) => {
+            session.require(crate::session::USERS_MANAGE)?;
+            let pg = cinema_edge::pg::Pg::open(&settings.database_url).await?;
+            ok(&crate::announcements::list(&pg).await?)?
+        }
+        (&Method::POST, ["announcements"]) => {
+            session.require(crate::session::USERS_MANAGE)?;
+            let roles = users::role_names(&settings, &session).await?;
+            let draft =
+                crate::announcements::AnnouncementDraft::check(&json_fields(&body)?, &roles)
+                    .map_err(AdminError::Invalid)?;
+            let pg = cinema_edge::pg::Pg::open(&settings.database_url).await?;
+            let id = crate::announcements::create(&pg, &draft, session.user_id()).await?;
+            json_reply(StatusCode::CREATED, &json!({ "id": id }))
+        }
         (&Method::GET, ["users"]) => {
             let answer = users::call(
                 &settings,

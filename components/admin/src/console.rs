@@ -188,6 +188,12 @@ pub async fn serve(request: Request) -> AdminResult<Reply> {
             )
         }
         (&Method::GET, ["users"]) => users::page(&settings, &session, &query).await?,
+        (&Method::GET, ["announcements"]) => {
+            announcements_page(&settings, &session, &Fields::new(), &[], &query).await?
+        }
+        (&Method::POST, ["announcements"]) => {
+            create_announcement(&settings, &session, &form).await?
+        }
         (&Method::POST, ["users", id, action]) => {
             users::act(&settings, &session, id, action, &form, secure).await?
         }
@@ -198,6 +204,46 @@ pub async fn serve(request: Request) -> AdminResult<Reply> {
         (_, _) => return Err(AdminError::NotFound("page")),
     };
     Ok(session.finish(reply))
+}
+
+async fn announcements_page(
+    settings: &Settings,
+    session: &Session,
+    values: &Fields,
+    errors: &[FieldError],
+    query: &str,
+) -> AdminResult<Reply> {
+    session.require(USERS_MANAGE)?;
+    let roles = users::role_names(settings, session).await?;
+    let pg = cinema_edge::pg::Pg::open(&settings.database_url).await?;
+    let list = crate::announcements::list(&pg).await?;
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let queued = form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "queued");
+    Ok(html(
+        status,
+        views::announcements_page(&chrome(session), &list, &roles, values, errors, queued),
+    ))
+}
+
+async fn create_announcement(
+    settings: &Settings,
+    session: &Session,
+    form: &Fields,
+) -> AdminResult<Reply> {
+    session.require(USERS_MANAGE)?;
+    let roles = users::role_names(settings, session).await?;
+    match crate::announcements::AnnouncementDraft::check(form, &roles) {
+        Ok(draft) => {
+            let pg = cinema_edge::pg::Pg::open(&settings.database_url).await?;
+            crate::announcements::create(&pg, &draft, session.user_id()).await?;
+            Ok(see_other(session, "/admin/announcements?queued=1"))
+        }
+        Err(errors) => announcements_page(settings, session, form, &errors, "").await,
+    }
 }
 
 fn kind(plural: &str) -> Option<Kind> {

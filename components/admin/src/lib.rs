@@ -15,8 +15,10 @@
 //!
 //! Modules: [`console`] and [`api`] (the routes of each surface), [`session`] (sign-in, cookies, CSRF),
 //! [`content`] (rules and queries), [`users`] (auth's user administration),
+//! [`announcements`] (mail to everyone or a role, with progress),
 //! [`views`] (pages), [`reply`] (responses), [`settings`].
 
+mod announcements;
 mod api;
 mod console;
 mod content;

@@ -112,7 +112,7 @@ pub async fn list(settings: &Settings, session: &Session, query: &str) -> AdminR
 }
 
 /// Role names an admin can grant.
-async fn role_names(settings: &Settings, session: &Session) -> AdminResult<Vec<String>> {
+pub async fn role_names(settings: &Settings, session: &Session) -> AdminResult<Vec<String>> {
     let answer = call(settings, session, Method::GET, "/api/v1/auth/roles").await?;
     let body: Value = serde_json::from_slice(&answer.body)
         .map_err(|e| AdminError::Internal(format!("auth roles: {e}")))?;

@@ -32,6 +32,7 @@ pub enum Section {
     Persons,
     Audit,
     Users,
+    Announcements,
 }
 
 fn csrf_input(chrome: &Chrome) -> Markup {
@@ -73,6 +74,7 @@ pub fn layout(chrome: &Chrome, section: Section, title: &str, content: Markup) -
                     }
                     @if chrome.may_manage_users {
                         a href="/admin/users" class=[(section == Section::Users).then_some("active")] { "Users" }
+                        a href="/admin/announcements" class=[(section == Section::Announcements).then_some("active")] { "Announcements" }
                     }
                 }
                 div.who {
@@ -556,6 +558,55 @@ pub fn users_page(chrome: &Chrome, users: &UserPage, roles: &[String], query: &s
                 query_string.append_pair("query", query).append_pair("page_number", &n.to_string());
                 format!("/admin/users?{}", query_string.finish())
             }))
+        },
+    )
+}
+
+/// Announcements (admins): the form, and the progress of each one sent.
+pub fn announcements_page(
+    chrome: &Chrome,
+    list: &[crate::announcements::Announcement],
+    roles: &[String],
+    values: &Fields,
+    errors: &[FieldError],
+    queued: bool,
+) -> Markup {
+    layout(
+        chrome,
+        Section::Announcements,
+        "Announcements",
+        html! {
+            @if queued { p.notice role="status" { "Queued. Mail goes out in batches; the table below shows the progress." } }
+            @if !errors.is_empty() { p.alert role="alert" { "Please correct the fields marked below." } }
+            form.card method="post" action="/admin/announcements" novalidate data-confirm="Send this announcement?" {
+                (csrf_input(chrome))
+                label { "Subject" input type="text" name="subject" value=(value(values, "subject")) required maxlength="255"; (field_error(errors, "subject")) }
+                label { "Text" textarea name="body" rows="6" { (value(values, "body")) } (field_error(errors, "body")) }
+                label { "To" select name="audience" {
+                    option value="" { "Everyone" }
+                    @for role in roles { option value=(role) selected[value(values, "audience") == role] { "Role: " (role) } }
+                } (field_error(errors, "audience")) }
+                p.muted { "Users who turned announcements off are left out; every mail has a one-click unsubscribe link." }
+                div.actions { button.primary type="submit" { "Send announcement" } }
+            }
+            table {
+                thead { tr { th { "When (UTC)" } th { "Subject" } th { "To" } th { "By" } th { "Status" } th.num { "Recipients" } th.num { "Sent" } th.num { "Failed" } } }
+                tbody {
+                    @for item in list {
+                        tr {
+                            td.nowrap { (item.created.get(..16).unwrap_or(&item.created).replace('T', " ")) }
+                            td { (item.subject) }
+                            td { (item.audience_role.as_deref().unwrap_or("everyone")) }
+                            td { (item.created_by_email) }
+                            td { (item.status) }
+                            td.num { (item.recipients) }
+                            td.num { (item.sent) }
+                            td.num { (item.failed) }
+                        }
+                    }
+                    @if list.is_empty() { tr { td colspan="8" .muted { "No announcements yet." } } }
+                }
+            }
         },
     )
 }

@@ -33,6 +33,8 @@ pub enum ApiError {
     ForeignKeyViolation(String),
     /// 403 the caller lacks a permission.
     Forbidden(&'static str),
+    /// 404 with a stable code of its own and why.
+    NotFoundCode(&'static str, &'static str),
     /// 410 a link that was valid once (a stable code and why).
     Gone(&'static str, &'static str),
     /// 403 allowed in general, refused for this target (a stable code and why).
@@ -114,6 +116,9 @@ impl ApiError {
             ),
             Self::Refused(code, message) => (StatusCode::FORBIDDEN, code, (*message).to_owned()),
             Self::Gone(code, message) => (StatusCode::GONE, code, (*message).to_owned()),
+            Self::NotFoundCode(code, message) => {
+                (StatusCode::NOT_FOUND, code, (*message).to_owned())
+            }
             Self::Conflict(code, message) => (StatusCode::CONFLICT, code, message.clone()),
             Self::TooManyAttempts(_) => (
                 StatusCode::TOO_MANY_REQUESTS,

@@ -10,6 +10,7 @@
 mod db;
 mod error;
 mod oauth;
+mod preferences;
 mod roles;
 mod settings;
 mod throttle;
@@ -103,6 +104,18 @@ async fn route(request: Request) -> ApiResult<Reply> {
         (Method::POST, ["api", "v1", "auth", "signup"]) => signup(&settings, &body).await,
         (Method::POST, ["api", "v1", "auth", "login"]) => login(&settings, &body, &client).await,
         (Method::POST, ["api", "v1", "auth", "refresh"]) => refresh(&settings, &body).await,
+        (Method::GET, ["api", "v1", "auth", "unsubscribe"]) => {
+            preferences::confirm_page(&settings, &query).await
+        }
+        (Method::POST, ["api", "v1", "auth", "unsubscribe"]) => {
+            preferences::unsubscribe(&settings, &query, wants_html).await
+        }
+        (Method::GET, ["api", "v1", "auth", "me", "notifications"]) => {
+            preferences::get(authenticate(&settings, bearer).await?).await
+        }
+        (Method::PUT, ["api", "v1", "auth", "me", "notifications"]) => {
+            preferences::put(authenticate(&settings, bearer).await?, &body).await
+        }
         (Method::GET, ["api", "v1", "auth", "confirm"]) => {
             confirm_email(&settings, &query, wants_html).await
         }
@@ -230,7 +243,8 @@ async fn route(request: Request) -> ApiResult<Reply> {
                 "api",
                 "v1",
                 "auth",
-                "signup" | "login" | "refresh" | "logout" | "logout_all" | "me" | "confirm",
+                "signup" | "login" | "refresh" | "logout" | "logout_all" | "me" | "confirm"
+                | "unsubscribe",
             ],
         )
         | (
@@ -240,7 +254,7 @@ async fn route(request: Request) -> ApiResult<Reply> {
                 "v1",
                 "auth",
                 "me",
-                "password" | "history" | "sessions",
+                "password" | "history" | "sessions" | "notifications",
             ],
         ) => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::NotFound("route")),

@@ -478,9 +478,23 @@ pub async fn callback(
                 Some(existing) => existing.id,
                 None => {
                     let id = Uuid::new_v4();
-                    db.execute(
-                        "INSERT INTO auth.users (id, email, first_name, last_name, email_confirmed) VALUES ($1, $2, $3, $4, true) \
-                         ON CONFLICT ON CONSTRAINT users_email_key DO NOTHING",
+                    // The account and its `user.registered` event (the provider vouched
+                    // for the email), in one statement.
+                    db.rows(
+                        &format!(
+                            "WITH u AS ( \
+                                 INSERT INTO auth.users (id, email, first_name, last_name, email_confirmed) \
+                                 VALUES ($1, $2, $3, $4, true) \
+                                 ON CONFLICT ON CONSTRAINT users_email_key DO NOTHING \
+                                 RETURNING id, email, locale, first_name), \
+                             {} \
+                             SELECT count(*) AS inserted FROM u",
+                            crate::db::outbox_event(
+                                "user.registered",
+                                "u",
+                                "'first_name', u.first_name, 'email_confirmed', true"
+                            )
+                        ),
                         vec![
                             ParameterValue::Uuid(id.to_string()),
                             ParameterValue::Str(email.clone()),

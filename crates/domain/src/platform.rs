@@ -38,6 +38,9 @@ pub enum PlatformEventKind {
         locale: String,
         #[serde(default)]
         first_name: String,
+        /// Already confirmed (a social provider vouched for it): no confirmation link.
+        #[serde(default)]
+        email_confirmed: bool,
     },
     /// The account's password changed.
     #[serde(rename = "password.changed")]

@@ -126,10 +126,22 @@ async fn record(
             email,
             locale,
             first_name,
+            email_confirmed,
         } => {
             let Ok(user) = uuid::Uuid::parse_str(user_id) else {
                 return Ok(());
             };
+            if *email_confirmed {
+                let context = serde_json::json!({ "first_name": first_name });
+                client
+                    .execute(
+                        "INSERT INTO notify.deliveries (event_id, user_id, template, recipient, locale, context) \
+                         VALUES ($1, $2, 'welcome', $3, $4, $5) ON CONFLICT DO NOTHING",
+                        &[&event_id, &user, email, locale, &context],
+                    )
+                    .await?;
+                return Ok(());
+            }
             let (token, hash) = confirmation_token();
             let context = serde_json::json!({
                 "first_name": first_name,

@@ -4,11 +4,13 @@
 //! - [`relay`]: auth's transactional outbox (`auth.outbox`) → Kafka `auth.events`;
 //! - [`events`]: `auth.events` → keyed rows in `notify.deliveries` (then the offsets
 //!   are committed), so a redelivered event changes nothing;
+//! - [`announcer`]: announcements from the console → deliveries, in batches;
 //! - [`sender`]: due deliveries → SMTP, with retries for transient failures and
 //!   `failed` with the reason for permanent ones.
 //!
 //! Mails are rendered from [`templates`] in the user's locale (ru by default).
 
+pub mod announcer;
 pub mod events;
 pub mod relay;
 pub mod sender;
@@ -65,17 +67,28 @@ pub enum NotifyError {
     Templates(#[from] minijinja::Error),
 }
 
-/// Runs the relay, the event consumer and the sender until `shutdown`.
+/// Runs the relay, and, when there is an SMTP server (`smtp_url` not empty), the event
+/// consumer, the announcer and the sender, until `shutdown`. Without one, events still
+/// reach Kafka for whoever else consumes them.
 pub async fn run(
     settings: NotifySettings,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), NotifyError> {
+    let relay = tokio::spawn(relay::run(settings.clone(), shutdown.clone()));
+    if settings.smtp_url.trim().is_empty() {
+        tracing::info!(
+            ?settings,
+            "notify: relaying account events; no --smtp-url, so no mail"
+        );
+        let _ = relay.await;
+        return Ok(());
+    }
     let templates = templates::Templates::load()?;
     tracing::info!(?settings, "notify: running");
-    let relay = tokio::spawn(relay::run(settings.clone(), shutdown.clone()));
     let events = tokio::spawn(events::run(settings.clone(), shutdown.clone()));
+    let announcer = tokio::spawn(announcer::run(settings.clone(), shutdown.clone()));
     let sender = tokio::spawn(sender::run(settings, templates, shutdown));
-    let _ = tokio::join!(relay, events, sender);
+    let _ = tokio::join!(relay, events, announcer, sender);
     Ok(())
 }
 

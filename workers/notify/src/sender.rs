@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::watch;
@@ -188,7 +189,20 @@ async fn send(
         .recipient
         .parse()
         .map_err(|e| Failure::Permanent(format!("recipient: {e}")))?;
-    let message = Message::builder()
+    let mut builder = Message::builder();
+    // Optional mail can be left in one click (RFC 8058).
+    if let Some(url) = delivery.context["unsubscribe_url"].as_str() {
+        builder = builder
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                format!("<{url}>"),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".to_owned(),
+            ));
+    }
+    let message = builder
         .from(from.clone())
         .to(to)
         .subject(rendered.subject)

@@ -22,7 +22,13 @@ macro_rules! templates {
     };
 }
 
-const TEMPLATES: [(&str, &str); 12] = templates![
+const TEMPLATES: [(&str, &str); 18] = templates![
+    "announcement.ru.subject",
+    "announcement.ru.txt",
+    "announcement.ru.html",
+    "announcement.en.subject",
+    "announcement.en.txt",
+    "announcement.en.html",
     "welcome.ru.subject",
     "welcome.ru.txt",
     "welcome.ru.html",
@@ -107,6 +113,28 @@ mod tests {
             .render("welcome", "de", &context)
             .expect("fallback");
         assert_eq!(fallback.subject, ru.subject);
+        // Already confirmed (social sign-up): no link at all.
+        let social = templates
+            .render("welcome", "en", &json!({"first_name": "Anna"}))
+            .expect("social");
+        assert!(!social.text.contains("confirm") && !social.html.contains("href"));
+    }
+
+    /// Announcements keep the admin's text, split into paragraphs in HTML, with the
+    /// unsubscribe link in both parts.
+    #[test]
+    fn announcements_carry_the_text_and_the_unsubscribe_link() {
+        let templates = Templates::load().expect("templates parse");
+        let context = json!({"subject": "Maintenance", "body": "Tonight.\n\nBack by 3 am.", "unsubscribe_url": "http://x/u?token=t"});
+        let mail = templates
+            .render("announcement", "en", &context)
+            .expect("render");
+        assert_eq!(mail.subject, "Maintenance");
+        assert!(mail.text.starts_with("Tonight.\n\nBack by 3 am."));
+        assert!(mail.text.contains("http://x/u?token=t"));
+        assert!(
+            mail.html.contains("<p>Tonight.</p>") && mail.html.contains("<p>Back by 3 am.</p>")
+        );
     }
 
     /// Security notices say what happened.
