@@ -237,6 +237,13 @@ pub struct UpArgs {
     /// Topic of account events (auth's outbox is relayed there).
     #[arg(long, env = "CINEMA_AUTH_EVENTS_TOPIC", default_value = cinema_domain::platform::AUTH_EVENTS_TOPIC)]
     pub auth_events_topic: String,
+    /// Topic of mail that failed for good (one record per delivery, with the reason).
+    #[arg(
+        long,
+        env = "CINEMA_NOTIFY_DEAD_LETTER_TOPIC",
+        default_value = "notify.dlq"
+    )]
+    pub notify_dead_letter_topic: String,
     /// Consumer group of the notify worker.
     #[arg(long, env = "CINEMA_NOTIFY_GROUP", default_value = "notify")]
     pub notify_group: String,

@@ -38,6 +38,7 @@ pub fn start(args: &UpArgs) -> NotifyRuntime {
     let settings = NotifySettings {
         brokers: brokers.clone(),
         auth_events_topic: args.auth_events_topic.clone(),
+        dead_letter_topic: args.notify_dead_letter_topic.clone(),
         group_id: args.notify_group.clone(),
         postgres_url: args.ugc_postgres_url.clone(),
         smtp_url,

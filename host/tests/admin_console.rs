@@ -924,6 +924,7 @@ async fn admins_block_users_and_impersonate_them() {
 /// Headless Chromium (Debian's `chromium`) driven through chromedriver by a WebDriver
 /// client, against the same console.
 mod in_chromium {
+    use std::os::unix::process::CommandExt;
     use std::process::{Child, Command, Stdio};
     use std::time::Duration;
 
@@ -942,7 +943,9 @@ mod in_chromium {
     impl Driver {
         fn start() -> Self {
             let port = free_port();
+            // Its own process group, so the browsers it starts end with it.
             let mut child = Command::new("chromedriver")
+                .process_group(0)
                 .arg(format!("--port={port}"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -979,6 +982,11 @@ mod in_chromium {
 
     impl Drop for Driver {
         fn drop(&mut self) {
+            // The whole group: chromedriver and the Chromium it started (a test that
+            // failed before closing its session would otherwise leave it running).
+            let _ = Command::new("kill")
+                .args(["-KILL", &format!("-{}", self.child.id())])
+                .status();
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -1015,6 +1023,17 @@ mod in_chromium {
         fill(browser, "input[name=email]", email).await;
         fill(browser, "input[name=password]", PASSWORD).await;
         click(browser, "form.card button[type=submit]").await;
+        // The click returns before the navigation the form starts has finished.
+        for _ in 0..100 {
+            if path(browser).await != "/admin/login" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "still on the login page: {}",
+            browser.source().await.unwrap_or_default()
+        );
     }
 
     /// Waits until the page source contains `text`.

@@ -130,6 +130,7 @@ struct Platform {
     port: u16,
     topic: String,
     group: String,
+    dead_letters: String,
     spool: TempDir,
 }
 
@@ -142,6 +143,7 @@ impl Platform {
             port: free_port(),
             topic: common::unique("auth_events"),
             group: common::unique("notify"),
+            dead_letters: common::unique("notify_dlq"),
             spool: TempDir::new("spool"),
         }
     }
@@ -164,6 +166,8 @@ impl Platform {
             &self.topic,
             "--notify-group",
             group,
+            "--notify-dead-letter-topic",
+            &self.dead_letters,
             "--smtp-url",
             &smtp.url(),
             "--public-base-url",
@@ -438,4 +442,68 @@ async fn an_announcement_reaches_a_role_except_who_opted_out_and_can_be_left_in_
     .expect("the progress shows the mail sent");
     assert_eq!(progress[0]["recipients"], 1);
     assert_eq!(progress[0]["status"], "expanded");
+}
+
+/// Mail that can never be delivered (a recipient no SMTP server would take) is marked
+/// `failed` with the reason, and a dead letter for it reaches the dead-letter topic.
+#[tokio::test]
+async fn undeliverable_mail_is_marked_failed_and_dead_lettered() {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+
+    let smtp = Smtp::start();
+    let platform = Platform::new().await;
+    let app = platform.start(&smtp, &platform.group);
+    let (db, connection) = tokio_postgres::connect(&platform.database_url, tokio_postgres::NoTls)
+        .await
+        .expect("postgres");
+    tokio::spawn(connection);
+    let event_id: uuid::Uuid = db
+        .query_one(
+            "INSERT INTO notify.deliveries (event_id, user_id, template, recipient, locale, context) \
+             VALUES (gen_random_uuid(), gen_random_uuid(), 'security', 'not an address', 'en', \
+                     '{\"reason\": \"blocked\", \"email\": \"x\"}') RETURNING event_id",
+            &[],
+        )
+        .await
+        .expect("a delivery")
+        .get(0);
+    let failed = TestApp::eventually(Duration::from_secs(20), || async {
+        let row = db
+            .query_one(
+                "SELECT status, COALESCE(last_error, '') FROM notify.deliveries WHERE event_id = $1",
+                &[&event_id],
+            )
+            .await
+            .ok()?;
+        (row.get::<_, String>(0) == "failed").then(|| row.get::<_, String>(1))
+    })
+    .await
+    .expect("the delivery failed for good");
+    assert!(failed.contains("recipient"), "{failed}");
+
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .set("group.id", common::unique("dlq_reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.queue.backoff.ms", "20")
+        .create()
+        .expect("consumer");
+    consumer
+        .subscribe(&[platform.dead_letters.as_str()])
+        .expect("subscribe");
+    let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("a dead letter within 30 s")
+        .expect("a message");
+    let letter: Value =
+        serde_json::from_slice(message.payload().unwrap_or_default()).expect("JSON");
+    assert_eq!(letter["event_id"], event_id.to_string());
+    assert_eq!(letter["template"], "security");
+    assert!(
+        letter["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("recipient"))
+    );
+    app.assert_running("after a dead letter");
 }

@@ -25,6 +25,8 @@ use tokio::sync::watch;
 pub struct NotifySettings {
     pub brokers: String,
     pub auth_events_topic: String,
+    /// Where mail that failed for good is announced.
+    pub dead_letter_topic: String,
     pub group_id: String,
     pub postgres_url: String,
     /// `smtp://host:port` (plain), `smtp://user:pass@host:587?tls=required`
@@ -45,6 +47,7 @@ impl std::fmt::Debug for NotifySettings {
         f.debug_struct("NotifySettings")
             .field("brokers", &self.brokers)
             .field("auth_events_topic", &self.auth_events_topic)
+            .field("dead_letter_topic", &self.dead_letter_topic)
             .field("group_id", &self.group_id)
             .field("smtp", &smtp_host(&self.smtp_url))
             .field("mail_from", &self.mail_from)

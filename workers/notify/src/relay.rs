@@ -1,5 +1,5 @@
 //! The outbox relay: events auth wrote into `auth.outbox` (in the same statement as
-//! the change) go to their Kafka topic, keyed as written; each row is deleted only
+//! the change), and the sender's dead letters, go to their Kafka topic, keyed as written; each row is deleted only
 //! after Kafka acknowledged it, so an event is never lost (and, at worst after a crash
 //! between the ack and the delete, produced twice: consumers dedup by `event_id`).
 //!
@@ -61,14 +61,17 @@ async fn ensure_topic(settings: &NotifySettings) -> Result<(), String> {
         .set("bootstrap.servers", &settings.brokers)
         .create()
         .map_err(|e| format!("kafka admin client: {e}"))?;
-    let topic = NewTopic::new(&settings.auth_events_topic, 3, TopicReplication::Fixed(1));
+    let topics = [
+        NewTopic::new(&settings.auth_events_topic, 3, TopicReplication::Fixed(1)),
+        NewTopic::new(&settings.dead_letter_topic, 1, TopicReplication::Fixed(1)),
+    ];
     let options = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(5)))
         .request_timeout(Some(Duration::from_secs(5)));
     let results = admin
-        .create_topics([&topic], &options)
+        .create_topics(&topics, &options)
         .await
-        .map_err(|e| format!("create topic {}: {e}", settings.auth_events_topic))?;
+        .map_err(|e| format!("create topics: {e}"))?;
     for result in results {
         if let Err((topic, code)) = result
             && code != RDKafkaErrorCode::TopicAlreadyExists
@@ -110,7 +113,7 @@ async fn relay_session(
             .await
             .map_err(|e| format!("listen: {e}"))?;
         loop {
-            let relayed = relay_batch(&client, producer, &settings.auth_events_topic).await?;
+            let relayed = relay_batch(&client, producer, settings).await?;
             if relayed as i64 == BATCH {
                 continue;
             }
@@ -133,7 +136,7 @@ async fn relay_session(
 async fn relay_batch(
     client: &tokio_postgres::Client,
     producer: &FutureProducer,
-    auth_topic: &str,
+    settings: &NotifySettings,
 ) -> Result<usize, String> {
     let rows = client
         .query(
@@ -150,9 +153,11 @@ async fn relay_batch(
     for row in &rows {
         let id: uuid::Uuid = row.get("id");
         let topic: String = row.get("topic");
-        // Auth writes the default topic name; a deployment may rename it.
+        // Rows carry the default topic names; a deployment may rename them.
         let topic = if topic == cinema_domain::platform::AUTH_EVENTS_TOPIC {
-            auth_topic.to_owned()
+            settings.auth_events_topic.clone()
+        } else if topic == crate::sender::DEAD_LETTER_OUTBOX_TOPIC {
+            settings.dead_letter_topic.clone()
         } else {
             topic
         };

@@ -4,7 +4,9 @@
 //! (`FOR UPDATE SKIP LOCKED`, so several senders never take the same one); success
 //! marks it `sent`; a transient SMTP error (4xx, no connection) schedules a retry with
 //! exponential backoff; a permanent one (5xx, a bad address) marks it `failed` with the
-//! error. Each mail's `Message-ID` is derived from its key, so even the one window left
+//! error, and a dead letter for it goes into the outbox in the same statement (the relay
+//! produces it to the dead-letter topic). Each mail's `Message-ID` is derived from its
+//! key, so even the one window left
 //! (the process dying after the SMTP server took a mail and before `sent` is written,
 //! which resends it once the lease runs out) is recognizable downstream.
 
@@ -27,6 +29,20 @@ const LEASE_SECONDS: f64 = 60.0;
 pub const MAX_ATTEMPTS: i32 = 30;
 /// Longest wait between attempts.
 const MAX_RETRY_SECONDS: f64 = 300.0;
+
+/// Topic name the outbox rows of failed mail carry (the relay maps it to
+/// `NotifySettings::dead_letter_topic`).
+pub const DEAD_LETTER_OUTBOX_TOPIC: &str = "notify.dlq";
+
+/// Appended to a statement whose CTE `f` holds deliveries that just failed for good:
+/// each becomes a dead letter in the outbox, in the same statement, which the relay
+/// then produces to the dead-letter topic.
+const DEAD_LETTER: &str = "INSERT INTO auth.outbox (id, topic, key, payload) \
+     SELECT gen_random_uuid(), 'notify.dlq', f.user_id::text, jsonb_build_object( \
+         'event_id', f.event_id, 'user_id', f.user_id, 'template', f.template, \
+         'recipient', f.recipient, 'locale', f.locale, 'attempts', f.attempts, \
+         'error', f.last_error, 'failed_at_ms', (extract(epoch FROM now()) * 1000)::bigint) \
+     FROM f";
 
 /// A claimed delivery.
 struct Claimed {
@@ -143,8 +159,12 @@ async fn round(
                 tracing::warn!(%error, template = %delivery.template, "notify: delivery failed for good");
                 client
                     .execute(
-                        "UPDATE notify.deliveries SET status = 'failed', last_error = $4 \
-                         WHERE event_id = $1 AND user_id = $2 AND template = $3",
+                        &format!(
+                            "WITH f AS ( \
+                                 UPDATE notify.deliveries SET status = 'failed', last_error = $4 \
+                                 WHERE event_id = $1 AND user_id = $2 AND template = $3 \
+                                 RETURNING *) {DEAD_LETTER}"
+                        ),
                         &[key[0], key[1], key[2], &error],
                     )
                     .await?;
@@ -155,10 +175,15 @@ async fn round(
                 tracing::info!(%error, attempts = delivery.attempts, retry_in_s = retry_in, "notify: delivery deferred");
                 client
                     .execute(
-                        "UPDATE notify.deliveries SET last_error = $4, \
-                                status = CASE WHEN $5 THEN 'failed' ELSE status END, \
-                                next_attempt_at = now() + make_interval(secs => $6) \
-                         WHERE event_id = $1 AND user_id = $2 AND template = $3",
+                        &format!(
+                            "WITH updated AS ( \
+                                 UPDATE notify.deliveries SET last_error = $4, \
+                                        status = CASE WHEN $5 THEN 'failed' ELSE status END, \
+                                        next_attempt_at = now() + make_interval(secs => $6) \
+                                 WHERE event_id = $1 AND user_id = $2 AND template = $3 \
+                                 RETURNING *), \
+                             f AS (SELECT * FROM updated WHERE status = 'failed') {DEAD_LETTER}"
+                        ),
                         &[key[0], key[1], key[2], &error, &give_up, &retry_in],
                     )
                     .await?;
