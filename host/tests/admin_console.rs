@@ -924,7 +924,6 @@ async fn admins_block_users_and_impersonate_them() {
 /// Headless Chromium (Debian's `chromium`) driven through chromedriver by a WebDriver
 /// client, against the same console.
 mod in_chromium {
-    use std::os::unix::process::CommandExt;
     use std::process::{Child, Command, Stdio};
     use std::time::Duration;
 
@@ -943,9 +942,7 @@ mod in_chromium {
     impl Driver {
         fn start() -> Self {
             let port = free_port();
-            // Its own process group, so the browsers it starts end with it.
             let mut child = Command::new("chromedriver")
-                .process_group(0)
                 .arg(format!("--port={port}"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -982,11 +979,6 @@ mod in_chromium {
 
     impl Drop for Driver {
         fn drop(&mut self) {
-            // The whole group: chromedriver and the Chromium it started (a test that
-            // failed before closing its session would otherwise leave it running).
-            let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{}", self.child.id())])
-                .status();
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
