@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use spin_sdk::http::Request;
 
 use crate::content::{
-    Actor, AuditFilter, Content, FilmDraft, FilmFilter, Kind, NamedDraft, parse_id,
+    Actor, AuditFilter, Content, FilmDraft, FilmFilter, Kind, NamedDraft, NamedQuery, parse_id,
 };
 use crate::error::{AdminError, AdminResult};
 use crate::reply::{Reply, json as json_reply};
@@ -132,14 +132,11 @@ pub async fn serve(request: Request) -> AdminResult<Reply> {
         }
         (&Method::GET, [plural]) if kind(plural).is_some() => {
             let kind = kind(plural).unwrap_or(Kind::Genre);
-            let params: crate::content::Fields = crate::form_fields(query.as_bytes());
-            let page_number = params
-                .get("page")
-                .and_then(|p| p.parse::<i64>().ok())
-                .filter(|p| (1..=100_000).contains(p))
-                .unwrap_or(1);
-            let text = params.get("query").map_or("", |q| q.trim());
-            ok(&db().await?.named(kind, text, page_number).await?)?
+            let list = NamedQuery::parse(&query);
+            ok(&db()
+                .await?
+                .named(kind, &list.text, list.page_number)
+                .await?)?
         }
         (&Method::POST, [plural]) if kind(plural).is_some() => {
             session.require(CONTENT_EDIT)?;
@@ -252,11 +249,7 @@ pub async fn serve(request: Request) -> AdminResult<Reply> {
 }
 
 fn kind(plural: &str) -> Option<Kind> {
-    match plural {
-        "genres" => Some(Kind::Genre),
-        "persons" => Some(Kind::Person),
-        _ => None,
-    }
+    Kind::from_plural(plural)
 }
 
 fn ok(value: &impl serde::Serialize) -> AdminResult<Reply> {

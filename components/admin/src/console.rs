@@ -7,7 +7,9 @@
 use http::{Method, StatusCode};
 use spin_sdk::http::Request;
 
-use crate::content::{Actor, Content, Fields, FilmDraft, FilmFilter, Kind, NamedDraft, parse_id};
+use crate::content::{
+    Actor, Content, Fields, FilmDraft, FilmFilter, Kind, NamedDraft, NamedQuery, parse_id,
+};
 use crate::error::{AdminError, AdminResult, FieldError};
 use crate::reply::{Reply, asset, html, redirect, set_cookie};
 use crate::session::{
@@ -247,11 +249,7 @@ async fn create_announcement(
 }
 
 fn kind(plural: &str) -> Option<Kind> {
-    match plural {
-        "genres" => Some(Kind::Genre),
-        "persons" => Some(Kind::Person),
-        _ => None,
-    }
+    Kind::from_plural(plural)
 }
 
 fn actor(session: &Session) -> Actor {
@@ -562,16 +560,11 @@ async fn named_list(
     kind: Kind,
     query: &str,
 ) -> AdminResult<Reply> {
-    let params: Fields = form_fields(query.as_bytes());
-    let text = params.get("query").map_or("", |q| q.trim());
-    let page_number = params
-        .get("page")
-        .and_then(|p| p.parse::<i64>().ok())
-        .filter(|p| (1..=100_000).contains(p))
-        .unwrap_or(1);
+    let list = NamedQuery::parse(query);
+    let text = list.text.as_str();
     let page = content(settings)
         .await?
-        .named(kind, text, page_number)
+        .named(kind, text, list.page_number)
         .await?;
     Ok(html(
         StatusCode::OK,

@@ -194,6 +194,15 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind a path segment names (`genres`, `persons`).
+    pub fn from_plural(plural: &str) -> Option<Self> {
+        match plural {
+            "genres" => Some(Self::Genre),
+            "persons" => Some(Self::Person),
+            _ => None,
+        }
+    }
+
     pub fn table(self) -> &'static str {
         match self {
             Self::Genre => "content.genre",
@@ -1155,6 +1164,32 @@ impl Content {
     }
 }
 
+/// A page number where a bad one means the first page (lists a person browses).
+fn lenient_page(raw: Option<&String>) -> i64 {
+    raw.and_then(|raw| raw.trim().parse::<i64>().ok())
+        .filter(|p| (1..=100_000).contains(p))
+        .unwrap_or(1)
+}
+
+/// The genre or person list's query: `query` (substring of the name) and `page`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedQuery {
+    pub text: String,
+    pub page_number: i64,
+}
+
+impl NamedQuery {
+    pub fn parse(raw: &str) -> Self {
+        let params: Fields = form_urlencoded::parse(raw.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        Self {
+            text: params.get("query").map_or("", |q| q.trim()).to_owned(),
+            page_number: lenient_page(params.get("page")),
+        }
+    }
+}
+
 /// The audit log's filters.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -1196,11 +1231,7 @@ impl AuditFilter {
                 .map(|raw| parse_id(raw, "entity_id"))
                 .transpose()?,
             actor: params.get("actor").cloned().unwrap_or_default(),
-            page_number: params
-                .get("page")
-                .and_then(|raw| raw.parse::<i64>().ok())
-                .filter(|p| (1..=100_000).contains(p))
-                .unwrap_or(1),
+            page_number: lenient_page(params.get("page")),
         })
     }
 

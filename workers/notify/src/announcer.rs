@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio_postgres::NoTls;
 
 use crate::NotifySettings;
 
@@ -44,21 +43,7 @@ async fn expand_once(
     postgres: &mut Option<tokio_postgres::Client>,
     settings: &NotifySettings,
 ) -> Result<bool, tokio_postgres::Error> {
-    if postgres
-        .as_ref()
-        .is_none_or(tokio_postgres::Client::is_closed)
-    {
-        let (client, connection) = tokio_postgres::connect(&settings.postgres_url, NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::warn!(%error, "notify announcer: postgres connection ended");
-            }
-        });
-        *postgres = Some(client);
-    }
-    let Some(client) = postgres.as_ref() else {
-        return Ok(false);
-    };
+    let client = crate::connected(postgres, &settings.postgres_url, "announcer").await?;
     let unsubscribe_base = format!(
         "{}/api/v1/auth/unsubscribe?token=",
         settings.public_base_url.trim_end_matches('/')

@@ -20,7 +20,6 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Message};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
-use tokio_postgres::NoTls;
 
 use crate::NotifySettings;
 
@@ -104,21 +103,7 @@ async fn record(
     settings: &NotifySettings,
     event: &PlatformEvent,
 ) -> Result<(), tokio_postgres::Error> {
-    if postgres
-        .as_ref()
-        .is_none_or(tokio_postgres::Client::is_closed)
-    {
-        let (client, connection) = tokio_postgres::connect(&settings.postgres_url, NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::warn!(%error, "notify: postgres connection ended");
-            }
-        });
-        *postgres = Some(client);
-    }
-    let Some(client) = postgres.as_ref() else {
-        return Ok(());
-    };
+    let client = crate::connected(postgres, &settings.postgres_url, "events").await?;
     let event_id = uuid::Uuid::parse_str(&event.event_id).unwrap_or_else(|_| uuid::Uuid::new_v4());
     match &event.kind {
         PlatformEventKind::UserRegistered {

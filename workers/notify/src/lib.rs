@@ -63,6 +63,28 @@ pub fn smtp_host(url: &str) -> String {
     authority.rsplit('@').next().unwrap_or(authority).to_owned()
 }
 
+/// The open Postgres client in `slot`, connecting first when there is none or it
+/// closed; `who` names the task in the log line of a dropped connection.
+pub(crate) async fn connected<'a>(
+    slot: &'a mut Option<tokio_postgres::Client>,
+    url: &str,
+    who: &'static str,
+) -> Result<&'a tokio_postgres::Client, tokio_postgres::Error> {
+    let client = match slot.take().filter(|client| !client.is_closed()) {
+        Some(client) => client,
+        None => {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::warn!(%error, who, "notify: postgres connection ended");
+                }
+            });
+            client
+        }
+    };
+    Ok(slot.insert(client))
+}
+
 /// Why notify could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {

@@ -16,7 +16,6 @@ use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::watch;
-use tokio_postgres::NoTls;
 
 use crate::NotifySettings;
 use crate::templates::Templates;
@@ -103,21 +102,7 @@ async fn round(
     transport: &AsyncSmtpTransport<Tokio1Executor>,
     from: &Mailbox,
 ) -> Result<usize, tokio_postgres::Error> {
-    if postgres
-        .as_ref()
-        .is_none_or(tokio_postgres::Client::is_closed)
-    {
-        let (client, connection) = tokio_postgres::connect(&settings.postgres_url, NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::warn!(%error, "notify sender: postgres connection ended");
-            }
-        });
-        *postgres = Some(client);
-    }
-    let Some(client) = postgres.as_ref() else {
-        return Ok(0);
-    };
+    let client = crate::connected(postgres, &settings.postgres_url, "sender").await?;
     let claimed = client
         .query(
             "UPDATE notify.deliveries SET attempts = attempts + 1, \
