@@ -425,6 +425,32 @@ async fn an_announcement_reaches_a_role_except_who_opted_out_and_can_be_left_in_
         .expect("json");
     assert_eq!(off["announcements"], false);
 
+    // Refusals: an unknown link, a preferences body with an unknown field.
+    let unknown = app
+        .http
+        .post(app.url("/api/v1/auth/unsubscribe?token=0123456789abcdef0123456789abcdef"))
+        .send()
+        .await
+        .expect("unknown token");
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        unknown.json::<Value>().await.expect("json")["error"]["code"],
+        "unsubscribe_token_unknown"
+    );
+    let bad = app
+        .http
+        .put(app.url("/api/v1/auth/me/notifications"))
+        .bearer_auth(&keen_token)
+        .json(&json!({"newsletters": false}))
+        .send()
+        .await
+        .expect("bad preferences");
+    assert_eq!(bad.status(), 400);
+    assert_eq!(
+        bad.json::<Value>().await.expect("json")["error"]["code"],
+        "bad_json"
+    );
+
     let progress = TestApp::eventually(Duration::from_secs(10), || async {
         let list: Value = app
             .http
