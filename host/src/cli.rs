@@ -237,6 +237,13 @@ pub struct UpArgs {
     /// Topic of account events (auth's outbox is relayed there).
     #[arg(long, env = "CINEMA_AUTH_EVENTS_TOPIC", default_value = cinema_domain::platform::AUTH_EVENTS_TOPIC)]
     pub auth_events_topic: String,
+    /// Topic of catalog events (`film.published`, written by the content database).
+    #[arg(long, env = "CINEMA_CATALOG_EVENTS_TOPIC", default_value = cinema_domain::platform::CATALOG_EVENTS_TOPIC)]
+    pub catalog_events_topic: String,
+    /// Seconds a new film waits before its film digest audience is worked out, and a
+    /// user's first suggestion waits for more before their digest (one a day) goes out.
+    #[arg(long, env = "CINEMA_DIGEST_DELAY_SECONDS", default_value_t = 900)]
+    pub digest_delay_seconds: u64,
     /// Topic of mail that failed for good (one record per delivery, with the reason).
     #[arg(
         long,

@@ -38,6 +38,8 @@ pub fn start(args: &UpArgs) -> NotifyRuntime {
     let settings = NotifySettings {
         brokers: brokers.clone(),
         auth_events_topic: args.auth_events_topic.clone(),
+        catalog_events_topic: args.catalog_events_topic.clone(),
+        digest_delay: Duration::from_secs(args.digest_delay_seconds),
         dead_letter_topic: args.notify_dead_letter_topic.clone(),
         group_id: args.notify_group.clone(),
         postgres_url: args.ugc_postgres_url.clone(),

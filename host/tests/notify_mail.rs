@@ -129,6 +129,7 @@ struct Platform {
     jwks: String,
     port: u16,
     topic: String,
+    catalog_topic: String,
     group: String,
     dead_letters: String,
     spool: TempDir,
@@ -142,6 +143,7 @@ impl Platform {
             jwks,
             port: free_port(),
             topic: common::unique("auth_events"),
+            catalog_topic: common::unique("catalog_events"),
             group: common::unique("notify"),
             dead_letters: common::unique("notify_dlq"),
             spool: TempDir::new("spool"),
@@ -164,6 +166,10 @@ impl Platform {
             &self.database_url,
             "--auth-events-topic",
             &self.topic,
+            "--catalog-events-topic",
+            &self.catalog_topic,
+            "--digest-delay-seconds",
+            "2",
             "--notify-group",
             group,
             "--notify-dead-letter-topic",
@@ -532,4 +538,238 @@ async fn undeliverable_mail_is_marked_failed_and_dead_lettered() {
             .is_some_and(|e| e.contains("recipient"))
     );
     app.assert_running("after a dead letter");
+}
+
+/// A new film reaches the users it suits, at most once a day: who bookmarked a film by
+/// its director, who rated a film of its genre 8 or more; not who rated lower, not who
+/// turned digests off. Films published together share one digest; a film published
+/// after today's digest waits for tomorrow's. Each mail is in its user's locale and
+/// its one-click unsubscribe turns digests off.
+#[tokio::test]
+async fn new_films_reach_the_users_they_suit_in_one_digest_a_day() {
+    let smtp = Smtp::start();
+    let platform = Platform::new().await;
+    let app = platform.start(&smtp, &platform.group);
+    let user = |prefix: &str| format!("{}@example.com", common::unique(prefix));
+    let (fan, critic, lukewarm, quiet) =
+        (user("fan"), user("critic"), user("lukewarm"), user("quiet"));
+    let mut tokens = std::collections::HashMap::new();
+    for email in [&fan, &critic, &lukewarm, &quiet] {
+        tokens.insert(email.clone(), app.sign_up_and_log_in(email, PASSWORD).await);
+    }
+    let write = |method: reqwest::Method, path: &'static str, email: &String, body: Value| {
+        let request = app
+            .http
+            .request(method, app.url(path))
+            .bearer_auth(&tokens[email])
+            .json(&body);
+        async move {
+            let response = request.send().await.expect("write");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let patch = reqwest::Method::PATCH;
+    let (status, profile) = write(
+        patch.clone(),
+        "/api/v1/auth/me",
+        &critic,
+        json!({"locale": "en"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &profile["locale"]),
+        (200, &json!("en")),
+        "{profile}"
+    );
+    let (status, refused) = write(patch, "/api/v1/auth/me", &critic, json!({"locale": "de"})).await;
+    assert_eq!(status, 422, "{refused}");
+    let (status, _) = write(
+        reqwest::Method::PUT,
+        "/api/v1/auth/me/notifications",
+        &quiet,
+        json!({"film_digest": false}),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let (db, connection) = tokio_postgres::connect(&platform.database_url, tokio_postgres::NoTls)
+        .await
+        .expect("postgres");
+    tokio::spawn(connection);
+    let id_of = |email: &String| {
+        let db = &db;
+        let email = email.clone();
+        async move {
+            let row = db
+                .query_one("SELECT id FROM auth.users WHERE email = $1", &[&email])
+                .await
+                .expect("user id");
+            row.get::<_, uuid::Uuid>(0)
+        }
+    };
+    let (fan_id, critic_id, lukewarm_id, quiet_id) = (
+        id_of(&fan).await,
+        id_of(&critic).await,
+        id_of(&lukewarm).await,
+        id_of(&quiet).await,
+    );
+    // The back catalog, loaded before: its films announce nothing.
+    let director = uuid::Uuid::new_v4();
+    let noir = uuid::Uuid::new_v4();
+    let (brother, old_noir) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    db.batch_execute(&format!(
+        "BEGIN; \
+         INSERT INTO content.person (id, full_name) VALUES ('{director}', 'Алексей Балабанов'); \
+         INSERT INTO content.genre (id, name) VALUES ('{noir}', 'Noir'); \
+         INSERT INTO content.film (id, title) VALUES ('{brother}', 'Брат'), ('{old_noir}', 'The Third Man'); \
+         INSERT INTO content.film_person (id, film_id, person_id, role) \
+             VALUES (gen_random_uuid(), '{brother}', '{director}', 'director'); \
+         INSERT INTO content.film_genre (id, film_id, genre_id) \
+             VALUES (gen_random_uuid(), '{old_noir}', '{noir}'); \
+         DELETE FROM platform.outbox WHERE topic = 'catalog.events'; \
+         COMMIT;"
+    ))
+    .await
+    .expect("back catalog");
+    // What the users did, as the UGC read models hold it.
+    db.batch_execute(&format!(
+        "INSERT INTO ugc.bookmarks (user_id, film_id, occurred_at, active) VALUES \
+             ('{fan_id}', '{brother}', now(), true), ('{quiet_id}', '{brother}', now(), true); \
+         INSERT INTO ugc.ratings (user_id, film_id, score, occurred_at) VALUES \
+             ('{critic_id}', '{old_noir}', 9, now()), ('{lukewarm_id}', '{old_noir}', 5, now());"
+    ))
+    .await
+    .expect("bookmarks and ratings");
+
+    // Two new films, each inserted with its people and genres as the console does it.
+    let publish = |title: &str, by_director: bool, in_noir: bool| {
+        let film = uuid::Uuid::new_v4();
+        let mut sql = format!(
+            "BEGIN; INSERT INTO content.film (id, title, creation_date, access) \
+             VALUES ('{film}', '{title}', '2026-01-01', 'subscription'); "
+        );
+        if by_director {
+            sql += &format!(
+                "INSERT INTO content.film_person (id, film_id, person_id, role) \
+                 VALUES (gen_random_uuid(), '{film}', '{director}', 'director'); "
+            );
+        }
+        if in_noir {
+            sql += &format!(
+                "INSERT INTO content.film_genre (id, film_id, genre_id) \
+                 VALUES (gen_random_uuid(), '{film}', '{noir}'); "
+            );
+        }
+        sql += "COMMIT;";
+        let db = &db;
+        async move {
+            db.batch_execute(&sql).await.expect("publish a film");
+            film
+        }
+    };
+    publish("Брат 2", true, false).await;
+    publish("Груз 200", true, true).await;
+
+    let digests = |to: &str| -> Vec<Value> {
+        smtp.mails()
+            .into_iter()
+            .filter(|m| {
+                m["to"] == to
+                    && m["message_id"]
+                        .as_str()
+                        .is_some_and(|id| id.contains(".film_digest."))
+            })
+            .collect()
+    };
+    let fan_mail = TestApp::eventually(Duration::from_secs(40), || async {
+        let mails = digests(&fan);
+        (!mails.is_empty()).then_some(mails)
+    })
+    .await
+    .expect("the fan's digest");
+    let critic_mail = TestApp::eventually(Duration::from_secs(20), || async {
+        let mails = digests(&critic);
+        (!mails.is_empty()).then_some(mails)
+    })
+    .await
+    .expect("the critic's digest");
+
+    // The fan: one digest with both films, in Russian, because of the director.
+    assert_eq!(fan_mail.len(), 1, "{fan_mail:?}");
+    assert_eq!(fan_mail[0]["subject"], "Новые фильмы для вас: 2");
+    let text = fan_mail[0]["text"].as_str().expect("text");
+    assert!(text.contains("- Брат 2 (2026), по подписке"), "{text}");
+    assert!(text.contains("- Груз 200 (2026)"), "{text}");
+    assert!(text.contains("Режиссёр — Алексей Балабанов"), "{text}");
+    // The critic: only the noir film, in English, because of the genre.
+    assert_eq!(critic_mail.len(), 1, "{critic_mail:?}");
+    assert_eq!(critic_mail[0]["subject"], "New for you: Груз 200");
+    let text = critic_mail[0]["text"].as_str().expect("text");
+    assert!(
+        text.contains("Noir: you rated films of this genre highly."),
+        "{text}"
+    );
+
+    // A third film the same day: the critic's suggestion waits for tomorrow.
+    let later = publish("Морфий", false, true).await;
+    let waiting = TestApp::eventually(Duration::from_secs(20), || async {
+        let row = db
+            .query_opt(
+                "SELECT digest_day FROM notify.digest_items WHERE user_id = $1 AND film_id = $2",
+                &[&critic_id, &later],
+            )
+            .await
+            .ok()??;
+        Some(row.get::<_, Option<chrono::NaiveDate>>(0))
+    })
+    .await
+    .expect("the later film is suggested to the critic");
+    assert_eq!(waiting, None, "not sent today");
+    // Two more delays: still one digest each; nothing for the others.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(digests(&critic).len(), 1, "one digest a day");
+    assert_eq!(digests(&fan).len(), 1);
+    assert!(digests(&lukewarm).is_empty(), "rated the genre below 8");
+    assert!(digests(&quiet).is_empty(), "turned film digests off");
+
+    // One click in the fan's mail turns digests off.
+    let header = fan_mail[0]["list_unsubscribe"]
+        .as_str()
+        .expect("List-Unsubscribe header");
+    let url = header.trim_start_matches('<').trim_end_matches('>');
+    assert!(text_contains(&fan_mail[0], url));
+    let one_click = app
+        .http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .expect("one click");
+    assert_eq!(one_click.status(), 200);
+    let preferences: Value = app
+        .http
+        .get(app.url("/api/v1/auth/me/notifications"))
+        .bearer_auth(&tokens[&fan])
+        .send()
+        .await
+        .expect("preferences")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        preferences,
+        json!({"announcements": true, "film_digest": false})
+    );
+    app.assert_running("after the digests");
+}
+
+fn text_contains(mail: &Value, needle: &str) -> bool {
+    mail["text"]
+        .as_str()
+        .is_some_and(|text| text.contains(needle))
 }

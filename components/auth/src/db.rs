@@ -38,6 +38,8 @@ pub struct Profile {
     pub first_name: String,
     pub last_name: String,
     pub email_confirmed: bool,
+    /// Language of the mails (`ru`, `en`).
+    pub locale: String,
     pub roles: Vec<String>,
     pub created: String,
 }
@@ -78,7 +80,7 @@ pub struct HistoryEntry<'a> {
 const TS: &str = r#"'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"#;
 
 /// A CTE that writes a platform event (`cinema_domain::platform`) for each row of
-/// `source` (columns `id`, `email`, `locale`) into `auth.outbox`, which the host relays
+/// `source` (columns `id`, `email`, `locale`) into `platform.outbox`, which the host relays
 /// to Kafka `auth.events`. `extra` adds fields (`'first_name', u.first_name`).
 pub fn outbox_event(event_type: &str, source: &str, extra: &str) -> String {
     let extra = if extra.is_empty() {
@@ -88,7 +90,7 @@ pub fn outbox_event(event_type: &str, source: &str, extra: &str) -> String {
     };
     format!(
         "outbox AS ( \
-             INSERT INTO auth.outbox (id, topic, key, payload) \
+             INSERT INTO platform.outbox (id, topic, key, payload) \
              SELECT e.id, '{topic}', {source}.id::text, jsonb_build_object( \
                  'event_id', e.id::text, \
                  'occurred_at_ms', (extract(epoch FROM clock_timestamp()) * 1000)::bigint, \
@@ -128,14 +130,15 @@ impl Db {
         password_hash: &str,
         first_name: &str,
         last_name: &str,
+        locale: &str,
     ) -> ApiResult<bool> {
         // The account and its `user.registered` event, in one statement.
         let rows = self
             .rows(
                 &format!(
                     "WITH u AS ( \
-                         INSERT INTO auth.users (id, email, password_hash, first_name, last_name) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT ON CONSTRAINT users_email_key DO NOTHING \
+                         INSERT INTO auth.users (id, email, password_hash, first_name, last_name, locale) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT ON CONSTRAINT users_email_key DO NOTHING \
                          RETURNING id, email, locale, first_name), \
                      {} \
                      SELECT count(*) AS inserted FROM u",
@@ -147,6 +150,7 @@ impl Db {
                     text(password_hash),
                     text(first_name),
                     text(last_name),
+                    text(locale),
                 ],
             )
             .await?;
@@ -158,7 +162,7 @@ impl Db {
 
     pub async fn profile(&self, user_id: Uuid) -> ApiResult<Option<Profile>> {
         let statement = format!(
-            "SELECT u.id::text AS id, u.email, u.first_name, u.last_name, u.email_confirmed, \
+            "SELECT u.id::text AS id, u.email, u.first_name, u.last_name, u.email_confirmed, u.locale, \
                     to_char(u.created AT TIME ZONE 'UTC', {TS}) AS created, \
                     coalesce(array_agg(r.name ORDER BY r.name) FILTER (WHERE r.name IS NOT NULL), '{{}}') AS roles \
              FROM auth.users u \
@@ -177,6 +181,7 @@ impl Db {
             first_name: required(row, "first_name")?,
             last_name: required(row, "last_name")?,
             email_confirmed: required(row, "email_confirmed")?,
+            locale: required(row, "locale")?,
             roles: roles.into_iter().flatten().collect(),
             created: required(row, "created")?,
         }))
@@ -516,14 +521,22 @@ impl Db {
         email: Option<&str>,
         first_name: Option<&str>,
         last_name: Option<&str>,
+        locale: Option<&str>,
     ) -> ApiResult<bool> {
         let result = self
             .execute(
                 "UPDATE auth.users SET email = coalesce($2, email), \
                         email_confirmed = CASE WHEN $2 IS NULL OR $2 = email THEN email_confirmed ELSE false END, \
-                        first_name = coalesce($3, first_name), last_name = coalesce($4, last_name) \
+                        first_name = coalesce($3, first_name), last_name = coalesce($4, last_name), \
+                        locale = coalesce($5, locale) \
                  WHERE id = $1",
-                vec![uuid(user_id), optional_text(email), optional_text(first_name), optional_text(last_name)],
+                vec![
+                    uuid(user_id),
+                    optional_text(email),
+                    optional_text(first_name),
+                    optional_text(last_name),
+                    optional_text(locale),
+                ],
             )
             .await;
         match result {

@@ -343,6 +343,19 @@ struct SignupRequest {
     first_name: String,
     #[serde(default)]
     last_name: String,
+    /// Language of the mails: `ru` (default) or `en`.
+    #[serde(default)]
+    locale: Option<String>,
+}
+
+/// Languages mails are written in; the first is the default.
+const LOCALES: [&str; 2] = ["ru", "en"];
+
+fn check_locale(value: &str) -> ApiResult<&'static str> {
+    LOCALES
+        .into_iter()
+        .find(|known| *known == value)
+        .ok_or_else(|| ApiError::invalid("locale", "must be ru or en"))
 }
 
 async fn signup(settings: &Settings, body: &[u8]) -> ApiResult<Reply> {
@@ -351,6 +364,7 @@ async fn signup(settings: &Settings, body: &[u8]) -> ApiResult<Reply> {
     validate_password(&input.password).map_err(|e| ApiError::invalid(e.field, e.message))?;
     let first_name = check_name("first_name", &input.first_name)?;
     let last_name = check_name("last_name", &input.last_name)?;
+    let locale = check_locale(input.locale.as_deref().unwrap_or(LOCALES[0]))?;
     let db = Db::open(&settings.database_url).await?;
     if db.credentials(&email).await?.is_some() {
         return Err(ApiError::EmailTaken);
@@ -358,7 +372,7 @@ async fn signup(settings: &Settings, body: &[u8]) -> ApiResult<Reply> {
     let hash = hash_password(&input.password).map_err(|e| ApiError::Internal(e.to_string()))?;
     let id = Uuid::new_v4();
     if !db
-        .insert_user(id, &email, &hash, &first_name, &last_name)
+        .insert_user(id, &email, &hash, &first_name, &last_name, locale)
         .await?
     {
         return Err(ApiError::EmailTaken);
@@ -670,6 +684,7 @@ struct ProfileUpdate {
     email: Option<String>,
     first_name: Option<String>,
     last_name: Option<String>,
+    locale: Option<String>,
 }
 
 async fn update_me(caller: Caller, body: &[u8]) -> ApiResult<Reply> {
@@ -689,6 +704,7 @@ async fn update_me(caller: Caller, body: &[u8]) -> ApiResult<Reply> {
         .as_deref()
         .map(|v| check_name("last_name", v))
         .transpose()?;
+    let locale = input.locale.as_deref().map(check_locale).transpose()?;
     if !caller
         .db
         .update_profile(
@@ -696,6 +712,7 @@ async fn update_me(caller: Caller, body: &[u8]) -> ApiResult<Reply> {
             email.as_deref(),
             first_name.as_deref(),
             last_name.as_deref(),
+            locale,
         )
         .await?
     {

@@ -6,7 +6,7 @@
 //!  "user_id": "…", "email": "a@example.com", "locale": "ru", "first_name": "Anna"}
 //! ```
 //!
-//! Auth writes its events into `auth.outbox` in the same statement as the change (the
+//! Auth writes its events into `platform.outbox` in the same statement as the change (the
 //! SQL there builds exactly these objects); the host relays them to Kafka
 //! [`AUTH_EVENTS_TOPIC`] keyed by user id. `event_id` makes every consumer idempotent.
 

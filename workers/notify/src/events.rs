@@ -1,6 +1,6 @@
-//! Events → deliveries: consumes the account events topic in a group and, for each
-//! event, writes the mails it causes into `notify.deliveries`, keyed by (event id,
-//! user, template), before committing the offsets. A redelivered event (after a
+//! Events → deliveries: consumes the account and catalog events topics in a group and,
+//! for each event, writes the mails it causes into `notify.deliveries`, keyed by (event
+//! id, user, template), before committing the offsets. A redelivered event (after a
 //! crash, a rebalance, the relay producing twice) finds its keys taken and writes
 //! nothing, so nothing is sent twice.
 //!
@@ -8,6 +8,8 @@
 //!   (256 random bits) is stored hashed in `auth.email_confirmations` in the same
 //!   statement, only when the delivery is new.
 //! - `password.changed`, `user.blocked` → `security` notices.
+//! - `film.published` → a row of `notify.published_films` (keyed by film), which
+//!   [`crate::digest`] turns into suggestions after the digest delay.
 //!
 //! Undecodable messages are logged and skipped (their offsets committed).
 
@@ -41,7 +43,11 @@ pub async fn run(settings: NotifySettings, mut shutdown: watch::Receiver<bool>) 
             return;
         }
     };
-    if let Err(error) = consumer.subscribe(&[settings.auth_events_topic.as_str()]) {
+    let topics = [
+        settings.auth_events_topic.as_str(),
+        settings.catalog_events_topic.as_str(),
+    ];
+    if let Err(error) = consumer.subscribe(&topics) {
         tracing::error!(%error, "notify: subscribe");
         return;
     }
@@ -178,7 +184,18 @@ async fn record(
                 )
                 .await?;
         }
-        PlatformEventKind::FilmPublished { .. } => {}
+        PlatformEventKind::FilmPublished { film_id, .. } => {
+            let Ok(film) = uuid::Uuid::parse_str(film_id) else {
+                return Ok(());
+            };
+            client
+                .execute(
+                    "INSERT INTO notify.published_films (film_id, event_id, published_at) \
+                     VALUES ($1, $2, to_timestamp($3::float8 / 1000)) ON CONFLICT DO NOTHING",
+                    &[&film, &event_id, &(event.occurred_at_ms as f64)],
+                )
+                .await?;
+        }
     }
     Ok(())
 }

@@ -1,16 +1,21 @@
 //! `cinema-notify`: mail on platform events, never lost, never twice.
 //!
-//! Three tasks the host runs side by side:
-//! - [`relay`]: auth's transactional outbox (`auth.outbox`) → Kafka `auth.events`;
-//! - [`events`]: `auth.events` → keyed rows in `notify.deliveries` (then the offsets
-//!   are committed), so a redelivered event changes nothing;
+//! Tasks the host runs side by side:
+//! - [`relay`]: the transactional outbox (`platform.outbox`, written by auth and by the
+//!   content database) → Kafka `auth.events` and `catalog.events`;
+//! - [`events`]: those topics → keyed rows in `notify.deliveries` and
+//!   `notify.published_films` (then the offsets are committed), so a redelivered event
+//!   changes nothing;
 //! - [`announcer`]: announcements from the console → deliveries, in batches;
+//! - [`digest`]: published films → the users they suit → at most one digest mail per
+//!   user per day;
 //! - [`sender`]: due deliveries → SMTP, with retries for transient failures and
 //!   `failed` with the reason for permanent ones.
 //!
 //! Mails are rendered from [`templates`] in the user's locale (ru by default).
 
 pub mod announcer;
+pub mod digest;
 pub mod events;
 pub mod relay;
 pub mod sender;
@@ -25,6 +30,12 @@ use tokio::sync::watch;
 pub struct NotifySettings {
     pub brokers: String,
     pub auth_events_topic: String,
+    /// Where `film.published` events are.
+    pub catalog_events_topic: String,
+    /// How long a published film waits before its audience is worked out (editors
+    /// attach genres and people after creating it), and how long a user's first
+    /// suggestion waits for more before the digest goes out.
+    pub digest_delay: Duration,
     /// Where mail that failed for good is announced.
     pub dead_letter_topic: String,
     pub group_id: String,
@@ -47,6 +58,8 @@ impl std::fmt::Debug for NotifySettings {
         f.debug_struct("NotifySettings")
             .field("brokers", &self.brokers)
             .field("auth_events_topic", &self.auth_events_topic)
+            .field("catalog_events_topic", &self.catalog_events_topic)
+            .field("digest_delay", &self.digest_delay)
             .field("dead_letter_topic", &self.dead_letter_topic)
             .field("group_id", &self.group_id)
             .field("smtp", &smtp_host(&self.smtp_url))
@@ -112,8 +125,9 @@ pub async fn run(
     tracing::info!(?settings, "notify: running");
     let events = tokio::spawn(events::run(settings.clone(), shutdown.clone()));
     let announcer = tokio::spawn(announcer::run(settings.clone(), shutdown.clone()));
+    let digest = tokio::spawn(digest::run(settings.clone(), shutdown.clone()));
     let sender = tokio::spawn(sender::run(settings, templates, shutdown));
-    let _ = tokio::join!(relay, events, announcer, sender);
+    let _ = tokio::join!(relay, events, announcer, digest, sender);
     Ok(())
 }
 

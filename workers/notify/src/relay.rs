@@ -1,5 +1,6 @@
-//! The outbox relay: events auth wrote into `auth.outbox` (in the same statement as
-//! the change), and the sender's dead letters, go to their Kafka topic, keyed as written; each row is deleted only
+//! The outbox relay: events auth and the content database wrote into `platform.outbox`
+//! (in the same statement or transaction as the change), and the sender's dead letters,
+//! go to their Kafka topic, keyed as written; each row is deleted only
 //! after Kafka acknowledged it, so an event is never lost (and, at worst after a crash
 //! between the ack and the delete, produced twice: consumers dedup by `event_id`).
 //!
@@ -21,7 +22,7 @@ use crate::NotifySettings;
 
 /// Rows relayed per round.
 const BATCH: i64 = 500;
-/// Channel auth's outbox trigger notifies.
+/// Channel the outbox trigger notifies.
 const CHANNEL: &str = "outbox_events";
 
 /// Runs until `shutdown`.
@@ -63,6 +64,11 @@ async fn ensure_topic(settings: &NotifySettings) -> Result<(), String> {
         .map_err(|e| format!("kafka admin client: {e}"))?;
     let topics = [
         NewTopic::new(&settings.auth_events_topic, 3, TopicReplication::Fixed(1)),
+        NewTopic::new(
+            &settings.catalog_events_topic,
+            3,
+            TopicReplication::Fixed(1),
+        ),
         NewTopic::new(&settings.dead_letter_topic, 1, TopicReplication::Fixed(1)),
     ];
     let options = AdminOptions::new()
@@ -140,7 +146,7 @@ async fn relay_batch(
 ) -> Result<usize, String> {
     let rows = client
         .query(
-            "SELECT id, topic, key, payload::text AS payload FROM auth.outbox \
+            "SELECT id, topic, key, payload::text AS payload FROM platform.outbox \
              ORDER BY created, id LIMIT $1",
             &[&BATCH],
         )
@@ -156,6 +162,8 @@ async fn relay_batch(
         // Rows carry the default topic names; a deployment may rename them.
         let topic = if topic == cinema_domain::platform::AUTH_EVENTS_TOPIC {
             settings.auth_events_topic.clone()
+        } else if topic == cinema_domain::platform::CATALOG_EVENTS_TOPIC {
+            settings.catalog_events_topic.clone()
         } else if topic == crate::sender::DEAD_LETTER_OUTBOX_TOPIC {
             settings.dead_letter_topic.clone()
         } else {
@@ -171,7 +179,7 @@ async fn relay_batch(
         sent.push(id);
     }
     client
-        .execute("DELETE FROM auth.outbox WHERE id = ANY($1)", &[&sent])
+        .execute("DELETE FROM platform.outbox WHERE id = ANY($1)", &[&sent])
         .await
         .map_err(|e| format!("delete relayed outbox rows: {e}"))?;
     tracing::debug!(events = sent.len(), "notify relay: outbox events produced");

@@ -36,7 +36,7 @@ pub const DEAD_LETTER_OUTBOX_TOPIC: &str = "notify.dlq";
 /// Appended to a statement whose CTE `f` holds deliveries that just failed for good:
 /// each becomes a dead letter in the outbox, in the same statement, which the relay
 /// then produces to the dead-letter topic.
-const DEAD_LETTER: &str = "INSERT INTO auth.outbox (id, topic, key, payload) \
+const DEAD_LETTER: &str = "INSERT INTO platform.outbox (id, topic, key, payload) \
      SELECT gen_random_uuid(), 'notify.dlq', f.user_id::text, jsonb_build_object( \
          'event_id', f.event_id, 'user_id', f.user_id, 'template', f.template, \
          'recipient', f.recipient, 'locale', f.locale, 'attempts', f.attempts, \

@@ -22,7 +22,7 @@ macro_rules! templates {
     };
 }
 
-const TEMPLATES: [(&str, &str); 18] = templates![
+const TEMPLATES: [(&str, &str); 24] = templates![
     "announcement.ru.subject",
     "announcement.ru.txt",
     "announcement.ru.html",
@@ -41,6 +41,12 @@ const TEMPLATES: [(&str, &str); 18] = templates![
     "security.en.subject",
     "security.en.txt",
     "security.en.html",
+    "film_digest.ru.subject",
+    "film_digest.ru.txt",
+    "film_digest.ru.html",
+    "film_digest.en.subject",
+    "film_digest.en.txt",
+    "film_digest.en.html",
 ];
 
 /// Every template, parsed once.
@@ -135,6 +141,37 @@ mod tests {
         assert!(
             mail.html.contains("<p>Tonight.</p>") && mail.html.contains("<p>Back by 3 am.</p>")
         );
+    }
+
+    /// A digest names one film in its subject and counts several; each film says why
+    /// it was picked; HTML escapes titles; the unsubscribe link is in both parts.
+    #[test]
+    fn film_digest_counts_films_and_says_why_each_was_picked() {
+        let templates = Templates::load().expect("templates parse");
+        let one = json!({"films": [{"title": "Heat", "year": 1995, "access": "free",
+                          "reason": {"kind": "director", "name": "Michael Mann"}}],
+                          "unsubscribe_url": "http://x/u?token=t"});
+        let mail = templates.render("film_digest", "en", &one).expect("render");
+        assert_eq!(mail.subject, "New for you: Heat");
+        assert!(mail.text.contains("- Heat (1995)"));
+        assert!(mail.text.contains("Directed by Michael Mann"));
+        assert!(mail.text.contains("http://x/u?token=t") && mail.html.contains("u?token=t"));
+        let many: Vec<_> = (0..23)
+            .map(|n| {
+                json!({"title": format!("<Film {n}>"), "year": null, "access": "subscription",
+                            "reason": {"kind": "genre", "name": "Drama"}})
+            })
+            .collect();
+        let context = json!({"films": many, "unsubscribe_url": "http://x/u?token=t"});
+        let ru = templates
+            .render("film_digest", "ru", &context)
+            .expect("render");
+        assert_eq!(ru.subject, "Новые фильмы для вас: 23");
+        assert!(ru.text.contains("- <Film 0>, по подписке"));
+        assert!(ru.text.contains("Drama: вы высоко оценили"));
+        assert!(ru.text.contains("…и ещё 3 в каталоге."));
+        assert!(!ru.text.contains("<Film 20>"));
+        assert!(ru.html.contains("&lt;Film 0&gt;") && !ru.html.contains("<Film 0>"));
     }
 
     /// Security notices say what happened.
