@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::kafka::PrivateKafka;
 use common::{AppOptions, TempDir, TestApp, free_port, spawn_app};
 use serde_json::{Value, json};
 
@@ -477,68 +477,6 @@ impl Platform {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("no event reached ClickHouse within 15 s");
-    }
-}
-
-/// A broker of this test's own (tansu on a free port), so stopping it disturbs no
-/// other test.
-struct PrivateKafka {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateKafka {
-    fn start() -> Self {
-        let mut kafka = Self {
-            port: free_port(),
-            child: None,
-        };
-        kafka.restart();
-        kafka
-    }
-
-    fn restart(&mut self) {
-        let tools =
-            std::env::var("CINEMA_TOOLS_DIR").unwrap_or_else(|_| "/var/tmp/cinema-tools".into());
-        let listener = format!("tcp://127.0.0.1:{}", self.port);
-        let child = Command::new(format!("{tools}/bin/tansu"))
-            .args([
-                "broker",
-                "--listener-url",
-                &listener,
-                "--advertised-listener-url",
-                &listener,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu (run `scripts/services.sh up` to install it)");
-        self.child = Some(child);
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("tansu did not listen on {}", self.port);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for PrivateKafka {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

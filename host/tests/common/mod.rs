@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod kafka;
+pub mod smtp;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -375,6 +378,16 @@ impl TestApp {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// Kills the process at once (SIGKILL: no shutdown of any kind) and reaps it.
+    pub fn kill(&self) {
+        let mut child = self
+            .child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// Whether the process is still running.

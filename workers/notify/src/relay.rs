@@ -25,27 +25,31 @@ const BATCH: i64 = 500;
 /// Channel the outbox trigger notifies.
 const CHANNEL: &str = "outbox_events";
 
-/// Runs until `shutdown`.
-pub async fn run(settings: NotifySettings, mut shutdown: watch::Receiver<bool>) {
-    let producer: FutureProducer = match ClientConfig::new()
+/// A fresh idempotent producer. Each relay session makes its own: an idempotent
+/// producer that hit a fatal error (say, fenced after the broker forgot its producer
+/// id) never works again, so a failed session must not hand it to the next.
+fn new_producer(settings: &NotifySettings) -> Result<FutureProducer, String> {
+    ClientConfig::new()
         .set("bootstrap.servers", &settings.brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("message.timeout.ms", "10000")
         .create()
-    {
-        Ok(producer) => producer,
-        Err(error) => {
-            tracing::error!(%error, "notify relay: kafka producer; outbox events wait in postgres");
-            return;
-        }
-    };
+        .map_err(|e| format!("kafka producer: {e}"))
+}
+
+/// Runs until `shutdown`.
+pub async fn run(settings: NotifySettings, mut shutdown: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match relay_session(&settings, &producer, &mut shutdown).await {
+        let session = match new_producer(&settings) {
+            Ok(producer) => relay_session(&settings, &producer, &mut shutdown).await,
+            Err(error) => Err(error),
+        };
+        match session {
             Ok(()) => return,
             Err(error) => {
-                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "notify relay: retrying");
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "notify relay: retrying; outbox events wait in postgres");
             }
         }
         tokio::select! {
