@@ -14,7 +14,7 @@ CINEMA := $(CARGO_TARGET_DIR)/release/cinema
 # The catalog search index the host's ETL keeps.
 INDEX_DIR ?= /var/tmp/cinema-index
 
-.PHONY: up test test-tools services components host check-imports lint fmt bench
+.PHONY: up test test-tools services components host check-imports lint fmt bench bench-load fuzz
 
 ## up: start local services, build everything, migrate, and serve the app on 127.0.0.1:3000
 up: services components host
@@ -71,9 +71,19 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## bench: component runtime vs native axum, logins vs argon2 alone, catalog on 100k films (req/s, p50/p99)
-bench: components
+## bench: component runtime vs native axum, logins vs argon2 alone, catalog on 100k films, UGC intake,
+## then the load report (a mixed load on 100k films and a 10-minute soak) into bench/results/
+bench: services components
 	bench/runtime.sh
 	bench/auth.sh
 	bench/catalog.sh
 	bench/ugc.sh
+	bench/load.sh
+
+## fuzz: schemathesis against the OpenAPI documents on a running platform; fails on any 5xx
+fuzz: services components
+	scripts/fuzz.sh
+
+## bench-load: only the load report and the soak (bench/results/load.md, soak.md)
+bench-load: services components
+	bench/load.sh
