@@ -22,10 +22,12 @@ up: services components host
 	$(CINEMA) up --from spin.toml --index-dir $(INDEX_DIR) --kafka-brokers 127.0.0.1:9092
 
 ## test: start local services, build components, run every test (the import check of
-## every spin.toml component is one of them), then the lints
+## every spin.toml component is one of them), then the lints, then a short fuzzing run
+## (schemathesis, 100 examples per operation)
 test: services components test-tools
 	set -o pipefail; $(CARGO) test --release --workspace --no-fail-fast --lib --bins --tests 2>&1 | tee $(TEST_LOG)
 	$(MAKE) lint
+	scripts/fuzz.sh 100
 	@awk '/^test result:/ {p+=$$4; f+=$$6} END {printf "tests: %d passed, %d failed\n", p, f}' $(TEST_LOG)
 
 ## test-tools: an independent JWT library (PyJWT) the token tests verify against, an

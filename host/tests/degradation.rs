@@ -4,8 +4,9 @@
 //! breaks one thing, checks the rest over HTTP, restores it and checks recovery.
 //!
 //! Postgres, Redis and ClickHouse are reached through cuttable proxies, so the shared
-//! servers keep serving other tests; Kafka is a broker of the test's own, stopped and
-//! started; a component is taken away by starting the host with a manifest without
+//! servers keep serving other tests; Kafka is a broker of the test's own, behind a
+//! cuttable proxy it advertises (stopping the in-memory test broker would also wipe
+//! its topics and groups, which no real Kafka does); a component is taken away by starting the host with a manifest without
 //! it; the ETL and notify by starting the host without them.
 
 mod common;
@@ -41,7 +42,8 @@ struct Whole {
     postgres: CuttableProxy,
     redis: CuttableProxy,
     clickhouse: CuttableProxy,
-    kafka: PrivateKafka,
+    kafka: CuttableProxy,
+    _broker: PrivateKafka,
     smtp: Smtp,
     port: u16,
     internal_port: u16,
@@ -86,6 +88,9 @@ impl Whole {
             .next()
             .expect("database name")
             .to_owned();
+        let broker_port = free_port();
+        let kafka = CuttableProxy::start(([127, 0, 0, 1], broker_port).into()).await;
+        let broker = PrivateKafka::start_advertising_on(broker_port, kafka.port);
         Self {
             database_name,
             database_url,
@@ -95,7 +100,8 @@ impl Whole {
             postgres: CuttableProxy::start(([127, 0, 0, 1], 5432).into()).await,
             redis: CuttableProxy::start(([127, 0, 0, 1], 6379).into()).await,
             clickhouse: CuttableProxy::start(([127, 0, 0, 1], 8123).into()).await,
-            kafka: PrivateKafka::start(),
+            kafka,
+            _broker: broker,
             smtp: Smtp::start(),
             port: free_port(),
             internal_port: free_port(),
@@ -179,7 +185,7 @@ impl Whole {
                 "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{}/{}\"\n",
                 self.redis.port, self.redis_db
             ));
-        let brokers = self.kafka.brokers();
+        let brokers = format!("127.0.0.1:{}", self.kafka.port);
         let clickhouse_url = format!("http://127.0.0.1:{}", self.clickhouse.port);
         let base = self.base();
         let args: Vec<String> = [
@@ -697,24 +703,8 @@ async fn kafka_down_writes_are_kept_and_arrive_once_it_returns() {
         .smtp
         .wait_for(&viewer, 1, Duration::from_secs(30))
         .await;
-    // The pipeline has carried a write before the outage. (The test broker keeps
-    // everything in memory and forgets topics and groups when it stops, which a real
-    // Kafka does not; a loader that had only ever seen an empty topic was not seen to
-    // resume after such a total loss.)
-    let (status, _) = call(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/ugc/events",
-        Some(&token),
-        Some(heartbeats(10)),
-    )
-    .await;
-    assert_eq!(status, 202);
-    whole
-        .wait_for_events(&user, 10, Duration::from_secs(30))
-        .await;
 
-    whole.kafka.stop();
+    whole.kafka.cut().await;
     for _ in 0..5 {
         let (status, body) = call(
             &app,
@@ -731,16 +721,16 @@ async fn kafka_down_writes_are_kept_and_arrive_once_it_returns() {
     assert_catalog_serves(&whole, &app, &newcomer_token, "kafka down").await;
     app.assert_running("kafka down");
 
-    whole.kafka.restart();
+    whole.kafka.restore().await;
     whole
-        .wait_for_events(&user, 60, Duration::from_secs(60))
+        .wait_for_events(&user, 50, Duration::from_secs(60))
         .await;
     whole
         .smtp
         .wait_for(&newcomer, 1, Duration::from_secs(60))
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(whole.stored_events(&user).await, 60, "each write once");
+    assert_eq!(whole.stored_events(&user).await, 50, "each write once");
     whole
         .smtp
         .wait_for(&viewer, 1, Duration::from_secs(1))

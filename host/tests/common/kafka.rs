@@ -7,16 +7,28 @@ use std::time::Duration;
 use super::free_port;
 
 /// A broker of this test's own (tansu on a free port), so stopping it disturbs no
-/// other test.
+/// other test. tansu keeps everything in memory: a stopped broker forgets its topics,
+/// messages and groups. To take Kafka away without that, put it behind a
+/// [`super::CuttableProxy`] it advertises ([`PrivateKafka::start_advertising_on`]).
 pub struct PrivateKafka {
     pub port: u16,
+    /// The port clients are told to use (the broker's own unless a proxy fronts it).
+    advertised_port: u16,
     child: Option<Child>,
 }
 
 impl PrivateKafka {
     pub fn start() -> Self {
+        let port = free_port();
+        Self::start_advertising_on(port, port)
+    }
+
+    /// A broker listening on `port` that tells clients to reach it at
+    /// `advertised_port` (a proxy in front of it).
+    pub fn start_advertising_on(port: u16, advertised_port: u16) -> Self {
         let mut kafka = Self {
-            port: free_port(),
+            port,
+            advertised_port,
             child: None,
         };
         kafka.restart();
@@ -27,13 +39,14 @@ impl PrivateKafka {
         let tools =
             std::env::var("CINEMA_TOOLS_DIR").unwrap_or_else(|_| "/var/tmp/cinema-tools".into());
         let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised_port);
         let child = Command::new(format!("{tools}/bin/tansu"))
             .args([
                 "broker",
                 "--listener-url",
                 &listener,
                 "--advertised-listener-url",
-                &listener,
+                &advertised,
             ])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
@@ -57,8 +70,9 @@ impl PrivateKafka {
         }
     }
 
+    /// The bootstrap address clients use (the advertised one).
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.advertised_port)
     }
 }
 
