@@ -14,3 +14,23 @@ measure() {
     "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")"
   awk '/Non-2xx|Socket errors/ {print "  " $0}' <<<"$out"
 }
+
+# start_platform DB_URL CH_URL CH_DB TOPICS INDEX_DIR SPOOL ADDR INTERNAL LOG: starts
+# `cinema up` from spin.toml with every service (Kafka names prefixed with TOPICS,
+# no mail), sets $pid and waits until its internal API answers.
+start_platform() {
+  local db_url=$1 ch_url=$2 ch_db=$3 topics=$4 index_dir=$5 spool=$6 addr=$7 internal=$8 log=$9
+  SPIN_VARIABLE_DATABASE_URL="$db_url" SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$db_url")" \
+    SPIN_VARIABLE_INTERNAL_API_URL="http://$internal" SPIN_VARIABLE_AUTH_API_URL="http://$addr" RUST_LOG=warn \
+    "$CINEMA" up --from spin.toml --listen "$addr" --internal-listen "$internal" \
+    --index-dir "$index_dir" --etl-postgres-url "$db_url" \
+    --kafka-brokers 127.0.0.1:9092 --ugc-topic "$topics.ugc" --ugc-loader-group "$topics.loader" \
+    --ugc-postgres-url "$db_url" --ugc-read-model-group "$topics.read_model" --spool-dir "$spool" \
+    --clickhouse-url "$ch_url" --clickhouse-database "$ch_db" \
+    --auth-events-topic "$topics.auth" --catalog-events-topic "$topics.catalog" --notify-group "$topics.notify" \
+    >/dev/null 2>"$log" &
+  pid=$!
+  for _ in $(seq 1 600); do curl -fsS "http://$internal/health" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "cinema up did not start within 60 s; see $log" >&2
+  return 1
+}

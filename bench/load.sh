@@ -26,6 +26,8 @@ RESULTS=bench/results
 CINEMA="$CARGO_TARGET_DIR/release/cinema"
 MIX="$CARGO_TARGET_DIR/release/load_mix"
 
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 for c in auth catalog ugc admin; do
   [ -f "build/components/$c.wasm" ] || { echo "build/components/$c.wasm missing: run 'make components'" >&2; exit 1; }
 done
@@ -44,20 +46,9 @@ rm -rf "$INDEX_DIR" "$SPOOL"
 pid=""
 cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
-SPIN_VARIABLE_DATABASE_URL="$DB_URL" SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
-  SPIN_VARIABLE_INTERNAL_API_URL="http://$INTERNAL" SPIN_VARIABLE_AUTH_API_URL="http://$ADDR" RUST_LOG=warn \
-  "$CINEMA" up --from spin.toml --listen "$ADDR" --internal-listen "$INTERNAL" \
-  --index-dir "$INDEX_DIR" --etl-postgres-url "$DB_URL" \
-  --kafka-brokers 127.0.0.1:9092 --ugc-topic "$TOPICS.ugc" --ugc-loader-group "$TOPICS.loader" \
-  --ugc-postgres-url "$DB_URL" --ugc-read-model-group "$TOPICS.read_model" --spool-dir "$SPOOL" \
-  --clickhouse-url "$CH_URL" --clickhouse-database "$CH_DB" \
-  --auth-events-topic "$TOPICS.auth" --catalog-events-topic "$TOPICS.catalog" --notify-group "$TOPICS.notify" \
-  >/dev/null 2>"$RESULTS/.host.log" &
-pid=$!
-for _ in $(seq 1 600); do curl -fsS "http://$INTERNAL/health" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fsS "http://$INTERNAL/health" >/dev/null || { echo "cinema up did not start; see $RESULTS/.host.log" >&2; exit 1; }
-
 mkdir -p "$RESULTS"
+start_platform "$DB_URL" "$CH_URL" "$CH_DB" "$TOPICS" "$INDEX_DIR" "$SPOOL" "$ADDR" "$INTERNAL" "$RESULTS/.host.log"
+
 context="$(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), $FILMS films"
 echo "peak: $LOAD_SECONDS s, $WORKERS workers as fast as answered..."
 "$MIX" "http://$ADDR" --duration "$LOAD_SECONDS" --concurrency "$WORKERS" --host-pid "$pid" \

@@ -27,6 +27,8 @@ if [ ! -x "$ST" ]; then
   # Hypothesis after 6.131.14 changed an internal schemathesis 3.39 relies on.
   "$VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==3.39.16" "hypothesis==6.131.14"
 fi
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 for c in auth catalog ugc; do
   [ -f "build/components/$c.wasm" ] || { echo "build/components/$c.wasm missing: run 'make components'" >&2; exit 1; }
 done
@@ -45,17 +47,7 @@ CINEMA_ADMIN_PASSWORD='Fuzz-admin-pass1' "$CINEMA" users create-admin --postgres
 pid=""
 cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
-SPIN_VARIABLE_DATABASE_URL="$DB_URL" SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
-  SPIN_VARIABLE_INTERNAL_API_URL="http://$INTERNAL" SPIN_VARIABLE_AUTH_API_URL="http://$ADDR" RUST_LOG=warn \
-  "$CINEMA" up --from spin.toml --listen "$ADDR" --internal-listen "$INTERNAL" \
-  --index-dir "$WORK/index" --etl-postgres-url "$DB_URL" \
-  --kafka-brokers 127.0.0.1:9092 --ugc-topic "$TOPICS.ugc" --ugc-loader-group "$TOPICS.loader" \
-  --ugc-postgres-url "$DB_URL" --ugc-read-model-group "$TOPICS.read_model" --spool-dir "$WORK/spool" \
-  --clickhouse-url "$CH_URL" --clickhouse-database "$DB_NAME" \
-  --auth-events-topic "$TOPICS.auth" --catalog-events-topic "$TOPICS.catalog" --notify-group "$TOPICS.notify" \
-  >/dev/null 2>"$WORK/host.log" &
-pid=$!
-for _ in $(seq 1 600); do curl -fsS "http://$INTERNAL/health" >/dev/null 2>&1 && break; sleep 0.1; done
+start_platform "$DB_URL" "$CH_URL" "$DB_NAME" "$TOPICS" "$WORK/index" "$WORK/spool" "$ADDR" "$INTERNAL" "$WORK/host.log"
 
 login() {
   curl -fsS -X POST "http://$ADDR/api/v1/auth/login" -H 'content-type: application/json' \

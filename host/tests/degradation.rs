@@ -242,8 +242,19 @@ impl Whole {
         spawn_app(options)
     }
 
-    async fn grant_admin(&self, email: &str) {
-        common::grant_role(&self.database_url, email, ADMIN_ROLE).await;
+    /// Signs up a viewer and an admin on `app`, with their access tokens.
+    async fn people(&self, app: &TestApp) -> People {
+        let (viewer, admin) = (email("viewer"), email("admin"));
+        let viewer_token = app.sign_up_and_log_in(&viewer, PASSWORD).await;
+        app.sign_up_and_log_in(&admin, PASSWORD).await;
+        common::grant_role(&self.database_url, &admin, ADMIN_ROLE).await;
+        let admin_token = access_token(app, &admin).await;
+        People {
+            viewer,
+            viewer_token,
+            admin,
+            admin_token,
+        }
     }
 
     /// Rows ClickHouse holds for `user` after folding repeats.
@@ -272,6 +283,14 @@ impl Whole {
             self.stored_events(user).await
         );
     }
+}
+
+/// A viewer and an admin, signed up, with access tokens.
+struct People {
+    viewer: String,
+    viewer_token: String,
+    admin: String,
+    admin_token: String,
 }
 
 /// Sends `method path` with `token`; answers the status and the JSON body (`null` when
@@ -434,14 +453,12 @@ async fn admin_absent_leaves_catalog_auth_and_ugc_unchanged() {
 #[tokio::test]
 async fn auth_absent_keeps_issued_tokens_working_in_catalog_ugc_and_admin() {
     let whole = Whole::new(7).await;
-    let (viewer, admin) = (email("viewer"), email("admin"));
-    let (viewer_token, admin_token) = {
-        let app = whole.start(Run::default());
-        let viewer_token = app.sign_up_and_log_in(&viewer, PASSWORD).await;
-        app.sign_up_and_log_in(&admin, PASSWORD).await;
-        whole.grant_admin(&admin).await;
-        (viewer_token, access_token(&app, &admin).await)
-    };
+    let People {
+        viewer,
+        viewer_token,
+        admin_token,
+        ..
+    } = whole.people(&whole.start(Run::default())).await;
     let app = whole.start(Run {
         without: Some("auth"),
         ..Run::default()
@@ -488,14 +505,12 @@ async fn auth_absent_keeps_issued_tokens_working_in_catalog_ugc_and_admin() {
 #[tokio::test]
 async fn etl_stopped_serves_the_last_index_and_catches_up_after_restart() {
     let whole = Whole::new(8).await;
-    let (viewer, admin) = (email("viewer"), email("admin"));
-    {
+    let People { viewer, admin, .. } = {
         let app = whole.start(Run::default());
-        let token = app.sign_up_and_log_in(&viewer, PASSWORD).await;
-        app.sign_up_and_log_in(&admin, PASSWORD).await;
-        whole.grant_admin(&admin).await;
-        assert_catalog_serves(&whole, &app, &token, "before").await;
-    }
+        let people = whole.people(&app).await;
+        assert_catalog_serves(&whole, &app, &people.viewer_token, "before").await;
+        people
+    };
     let app = whole.start(Run {
         no_etl: true,
         ..Run::default()
@@ -542,11 +557,12 @@ async fn etl_stopped_serves_the_last_index_and_catches_up_after_restart() {
 async fn postgres_down_catalog_answers_others_503_then_all_recover() {
     let mut whole = Whole::new(9).await;
     let app = whole.start(Run::default());
-    let (viewer, admin) = (email("viewer"), email("admin"));
-    let token = app.sign_up_and_log_in(&viewer, PASSWORD).await;
-    app.sign_up_and_log_in(&admin, PASSWORD).await;
-    whole.grant_admin(&admin).await;
-    let admin_token = access_token(&app, &admin).await;
+    let People {
+        viewer,
+        viewer_token: token,
+        admin_token,
+        ..
+    } = whole.people(&app).await;
     assert_catalog_serves(&whole, &app, &token, "before").await;
 
     whole.postgres.cut().await;
@@ -628,11 +644,12 @@ async fn postgres_down_catalog_answers_others_503_then_all_recover() {
 async fn redis_down_requests_still_succeed_and_the_store_is_used_again_after() {
     let mut whole = Whole::new(10).await;
     let app = whole.start(Run::default());
-    let (viewer, admin) = (email("viewer"), email("admin"));
-    let token = app.sign_up_and_log_in(&viewer, PASSWORD).await;
-    app.sign_up_and_log_in(&admin, PASSWORD).await;
-    whole.grant_admin(&admin).await;
-    let admin_token = access_token(&app, &admin).await;
+    let People {
+        viewer,
+        viewer_token: token,
+        admin_token,
+        ..
+    } = whole.people(&app).await;
     assert_catalog_serves(&whole, &app, &token, "before").await;
 
     whole.redis.cut().await;
@@ -744,12 +761,12 @@ async fn kafka_down_writes_are_kept_and_arrive_once_it_returns() {
 async fn clickhouse_down_analytics_503_and_the_loader_catches_up() {
     let mut whole = Whole::new(12).await;
     let app = whole.start(Run::default());
-    let (viewer, admin) = (email("viewer"), email("admin"));
-    let token = app.sign_up_and_log_in(&viewer, PASSWORD).await;
+    let People {
+        viewer_token: token,
+        admin_token,
+        ..
+    } = whole.people(&app).await;
     let user = user_id(&app, &token).await;
-    app.sign_up_and_log_in(&admin, PASSWORD).await;
-    whole.grant_admin(&admin).await;
-    let admin_token = access_token(&app, &admin).await;
     let today = chrono::Utc::now().date_naive();
     let report = format!(
         "/api/v1/ugc/analytics/daily_viewers?from={today}&to={}",
