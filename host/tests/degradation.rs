@@ -293,27 +293,6 @@ struct People {
     admin_token: String,
 }
 
-/// Sends `method path` with `token`; answers the status and the JSON body (`null` when
-/// there is none).
-async fn call(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = app.http.request(method, app.url(path));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request reaches cinema");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 async fn login(app: &TestApp, email: &str) -> (u16, Value) {
     app.post_json(
         "/api/v1/auth/login",
@@ -329,14 +308,9 @@ async fn access_token(app: &TestApp, email: &str) -> String {
 }
 
 async fn user_id(app: &TestApp, token: &str) -> String {
-    let (status, me) = call(
-        app,
-        reqwest::Method::GET,
-        "/api/v1/auth/me",
-        Some(token),
-        None,
-    )
-    .await;
+    let (status, me) = app
+        .call(reqwest::Method::GET, "/api/v1/auth/me", Some(token), None)
+        .await;
     assert_eq!(status, 200, "{me}");
     me["id"].as_str().expect("id").to_owned()
 }
@@ -347,14 +321,14 @@ fn email(prefix: &str) -> String {
 
 /// The ids the catalog search answers for `query`.
 async fn search(app: &TestApp, token: &str, query: &str) -> (u16, Vec<String>) {
-    let (status, body) = call(
-        app,
-        reqwest::Method::GET,
-        &format!("/api/v1/films/search?query={query}"),
-        Some(token),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/films/search?query={query}"),
+            Some(token),
+            None,
+        )
+        .await;
     let ids = body
         .as_array()
         .map(|films| {
@@ -379,14 +353,14 @@ async fn assert_catalog_serves(whole: &Whole, app: &TestApp, token: &str, when: 
         found.is_some(),
         "{when}: the catalog search finds the seeded film"
     );
-    let (status, film) = call(
-        app,
-        reqwest::Method::GET,
-        &format!("/api/v1/films/{seeded}"),
-        Some(token),
-        None,
-    )
-    .await;
+    let (status, film) = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/films/{seeded}"),
+            Some(token),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{when}: film detail: {film}");
     assert_eq!(film["title"], SEEDED_TITLE);
 }
@@ -394,14 +368,14 @@ async fn assert_catalog_serves(whole: &Whole, app: &TestApp, token: &str, when: 
 /// A UGC write (one heartbeat) is accepted.
 async fn assert_ugc_accepts(app: &TestApp, token: &str, when: &str) {
     let heartbeat = json!({"type": "view_progress", "film_id": uuid::Uuid::new_v4(), "position_s": 10, "duration_s": 100});
-    let (status, body) = call(
-        app,
-        reqwest::Method::POST,
-        "/api/v1/ugc/events",
-        Some(token),
-        Some(heartbeat),
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/ugc/events",
+            Some(token),
+            Some(heartbeat),
+        )
+        .await;
     assert_eq!(status, 202, "{when}: a ugc write: {body}");
 }
 
@@ -426,23 +400,13 @@ async fn admin_absent_leaves_catalog_auth_and_ugc_unchanged() {
     let token = app.sign_up_and_log_in(&viewer, PASSWORD).await;
     assert_catalog_serves(&whole, &app, &token, "admin absent").await;
     assert_ugc_accepts(&app, &token, "admin absent").await;
-    let (status, me) = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/v1/auth/me",
-        Some(&token),
-        None,
-    )
-    .await;
+    let (status, me) = app
+        .call(reqwest::Method::GET, "/api/v1/auth/me", Some(&token), None)
+        .await;
     assert_eq!((status, me["email"].as_str()), (200, Some(viewer.as_str())));
-    let (status, body) = call(
-        &app,
-        reqwest::Method::GET,
-        "/admin/api/films",
-        Some(&token),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .call(reqwest::Method::GET, "/admin/api/films", Some(&token), None)
+        .await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["code"], "route_not_found");
     app.assert_running("admin absent");
@@ -465,34 +429,34 @@ async fn auth_absent_keeps_issued_tokens_working_in_catalog_ugc_and_admin() {
     });
     assert_catalog_serves(&whole, &app, &viewer_token, "auth absent").await;
     assert_ugc_accepts(&app, &viewer_token, "auth absent").await;
-    let (status, films) = call(
-        &app,
-        reqwest::Method::GET,
-        "/admin/api/films",
-        Some(&admin_token),
-        None,
-    )
-    .await;
+    let (status, films) = app
+        .call(
+            reqwest::Method::GET,
+            "/admin/api/films",
+            Some(&admin_token),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "the admin API with an issued token: {films}");
-    let (status, created) = call(
-        &app,
-        reqwest::Method::POST,
-        "/admin/api/films",
-        Some(&admin_token),
-        Some(json!({"title": "Stalker"})),
-    )
-    .await;
+    let (status, created) = app
+        .call(
+            reqwest::Method::POST,
+            "/admin/api/films",
+            Some(&admin_token),
+            Some(json!({"title": "Stalker"})),
+        )
+        .await;
     assert_eq!(status, 201, "content editing goes on: {created}");
     let (status, _) = login(&app, &viewer).await;
     assert_eq!(status, 404, "no auth, no logins");
-    let (status, body) = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/v1/films/search?query=x",
-        Some("not-a-token"),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/films/search?query=x",
+            Some("not-a-token"),
+            None,
+        )
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (401, Some("invalid_token"))
@@ -518,14 +482,14 @@ async fn etl_stopped_serves_the_last_index_and_catches_up_after_restart() {
     let token = access_token(&app, &viewer).await;
     let admin_token = access_token(&app, &admin).await;
     assert_catalog_serves(&whole, &app, &token, "ETL stopped").await;
-    let (status, created) = call(
-        &app,
-        reqwest::Method::POST,
-        "/admin/api/films",
-        Some(&admin_token),
-        Some(json!({"title": "Andrei Rublev"})),
-    )
-    .await;
+    let (status, created) = app
+        .call(
+            reqwest::Method::POST,
+            "/admin/api/films",
+            Some(&admin_token),
+            Some(json!({"title": "Andrei Rublev"})),
+        )
+        .await;
     assert_eq!(status, 201, "{created}");
     let film = created["id"].as_str().expect("id").to_owned();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -575,33 +539,25 @@ async fn postgres_down_catalog_answers_others_503_then_all_recover() {
         (503, Some("database_unavailable")),
         "auth login: {body}"
     );
-    let (status, body) = call(&app, get.clone(), "/api/v1/auth/me", Some(&token), None).await;
+    let (status, body) = app
+        .call(get.clone(), "/api/v1/auth/me", Some(&token), None)
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (503, Some("database_unavailable")),
         "auth me: {body}"
     );
-    let (status, body) = call(
-        &app,
-        get.clone(),
-        "/admin/api/films",
-        Some(&admin_token),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .call(get.clone(), "/admin/api/films", Some(&admin_token), None)
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (503, Some("database_unavailable")),
         "admin: {body}"
     );
-    let (status, body) = call(
-        &app,
-        get.clone(),
-        "/api/v1/ugc/me/bookmarks",
-        Some(&token),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .call(get.clone(), "/api/v1/ugc/me/bookmarks", Some(&token), None)
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (503, Some("database_unavailable")),
@@ -611,22 +567,12 @@ async fn postgres_down_catalog_answers_others_503_then_all_recover() {
     whole.postgres.restore().await;
     let recovered = TestApp::eventually(Duration::from_secs(20), || async {
         let (login_status, _) = login(&app, &viewer).await;
-        let (admin_status, _) = call(
-            &app,
-            get.clone(),
-            "/admin/api/films",
-            Some(&admin_token),
-            None,
-        )
-        .await;
-        let (ugc_status, _) = call(
-            &app,
-            get.clone(),
-            "/api/v1/ugc/me/bookmarks",
-            Some(&token),
-            None,
-        )
-        .await;
+        let (admin_status, _) = app
+            .call(get.clone(), "/admin/api/films", Some(&admin_token), None)
+            .await;
+        let (ugc_status, _) = app
+            .call(get.clone(), "/api/v1/ugc/me/bookmarks", Some(&token), None)
+            .await;
         (login_status == 200 && admin_status == 200 && ugc_status == 200).then_some(())
     })
     .await;
@@ -664,14 +610,14 @@ async fn redis_down_requests_still_succeed_and_the_store_is_used_again_after() {
         )
         .await;
     assert_eq!(status, 401, "a wrong password is still just wrong: {wrong}");
-    let (status, body) = call(
-        &app,
-        reqwest::Method::GET,
-        "/admin/api/films",
-        Some(&admin_token),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            reqwest::Method::GET,
+            "/admin/api/films",
+            Some(&admin_token),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "admin: {body}");
 
     whole.redis.restore().await;
@@ -723,14 +669,14 @@ async fn kafka_down_writes_are_kept_and_arrive_once_it_returns() {
 
     whole.kafka.cut().await;
     for _ in 0..5 {
-        let (status, body) = call(
-            &app,
-            reqwest::Method::POST,
-            "/api/v1/ugc/events",
-            Some(&token),
-            Some(heartbeats(10)),
-        )
-        .await;
+        let (status, body) = app
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/ugc/events",
+                Some(&token),
+                Some(heartbeats(10)),
+            )
+            .await;
         assert_eq!(status, 202, "kafka down: {body}");
     }
     let newcomer = email("newcomer");
@@ -774,28 +720,23 @@ async fn clickhouse_down_analytics_503_and_the_loader_catches_up() {
     );
 
     whole.clickhouse.cut().await;
-    let (status, body) = call(
-        &app,
-        reqwest::Method::GET,
-        &report,
-        Some(&admin_token),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .call(reqwest::Method::GET, &report, Some(&admin_token), None)
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (503, Some("analytics_unavailable")),
         "{body}"
     );
     for _ in 0..4 {
-        let (status, body) = call(
-            &app,
-            reqwest::Method::POST,
-            "/api/v1/ugc/events",
-            Some(&token),
-            Some(heartbeats(10)),
-        )
-        .await;
+        let (status, body) = app
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/ugc/events",
+                Some(&token),
+                Some(heartbeats(10)),
+            )
+            .await;
         assert_eq!(status, 202, "clickhouse down: {body}");
     }
     assert_catalog_serves(&whole, &app, &token, "clickhouse down").await;
@@ -805,14 +746,9 @@ async fn clickhouse_down_analytics_503_and_the_loader_catches_up() {
     whole
         .wait_for_events(&user, 40, Duration::from_secs(60))
         .await;
-    let (status, body) = call(
-        &app,
-        reqwest::Method::GET,
-        &report,
-        Some(&admin_token),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .call(reqwest::Method::GET, &report, Some(&admin_token), None)
+        .await;
     assert_eq!(status, 200, "analytics are back: {body}");
     app.assert_running("after the clickhouse outage");
 }

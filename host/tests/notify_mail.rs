@@ -11,6 +11,7 @@ use common::{AppOptions, TempDir, TestApp, free_port, spawn_app};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery staple";
+const PREFERENCES: &str = "/api/v1/auth/me/notifications";
 
 /// One test's platform: its database, topics, groups and spool.
 struct Platform {
@@ -288,36 +289,14 @@ async fn an_announcement_reaches_a_role_except_who_opted_out_and_can_be_left_in_
     assert_eq!(page.status(), 200);
     assert!(page.text().await.expect("page").contains("Unsubscribe"));
     let keen_token = token_of(keen.clone()).await;
-    let still_on: Value = app
-        .http
-        .get(app.url("/api/v1/auth/me/notifications"))
-        .bearer_auth(&keen_token)
-        .send()
-        .await
-        .expect("prefs")
-        .json()
-        .await
-        .expect("json");
+    let (_, still_on) = app
+        .call(reqwest::Method::GET, PREFERENCES, Some(&keen_token), None)
+        .await;
     assert_eq!(still_on["announcements"], true, "a GET changes nothing");
-    let one_click = app
-        .http
-        .post(url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("List-Unsubscribe=One-Click")
-        .send()
-        .await
-        .expect("one click");
-    assert_eq!(one_click.status(), 200);
-    let off: Value = app
-        .http
-        .get(app.url("/api/v1/auth/me/notifications"))
-        .bearer_auth(&keen_token)
-        .send()
-        .await
-        .expect("prefs")
-        .json()
-        .await
-        .expect("json");
+    assert_eq!(one_click(&app, url).await, 200);
+    let (_, off) = app
+        .call(reqwest::Method::GET, PREFERENCES, Some(&keen_token), None)
+        .await;
     assert_eq!(off["announcements"], false);
 
     // Refusals: an unknown link, a preferences body with an unknown field.
@@ -446,43 +425,38 @@ async fn new_films_reach_the_users_they_suit_in_one_digest_a_day() {
     for email in [&fan, &critic, &lukewarm, &quiet] {
         tokens.insert(email.clone(), app.sign_up_and_log_in(email, PASSWORD).await);
     }
-    let write = |method: reqwest::Method, path: &'static str, email: &String, body: Value| {
-        let request = app
-            .http
-            .request(method, app.url(path))
-            .bearer_auth(&tokens[email])
-            .json(&body);
-        async move {
-            let response = request.send().await.expect("write");
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
-    };
     let patch = reqwest::Method::PATCH;
-    let (status, profile) = write(
-        patch.clone(),
-        "/api/v1/auth/me",
-        &critic,
-        json!({"locale": "en"}),
-    )
-    .await;
+    let critic_token = Some(tokens[&critic].as_str());
+    let (status, profile) = app
+        .call(
+            patch.clone(),
+            "/api/v1/auth/me",
+            critic_token,
+            Some(json!({"locale": "en"})),
+        )
+        .await;
     assert_eq!(
         (status, &profile["locale"]),
         (200, &json!("en")),
         "{profile}"
     );
-    let (status, refused) = write(patch, "/api/v1/auth/me", &critic, json!({"locale": "de"})).await;
+    let (status, refused) = app
+        .call(
+            patch,
+            "/api/v1/auth/me",
+            critic_token,
+            Some(json!({"locale": "de"})),
+        )
+        .await;
     assert_eq!(status, 422, "{refused}");
-    let (status, _) = write(
-        reqwest::Method::PUT,
-        "/api/v1/auth/me/notifications",
-        &quiet,
-        json!({"film_digest": false}),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/auth/me/notifications",
+            Some(&tokens[&quiet]),
+            Some(json!({"film_digest": false})),
+        )
+        .await;
     assert_eq!(status, 200);
 
     let (db, connection) = tokio_postgres::connect(&platform.database_url, tokio_postgres::NoTls)
@@ -631,30 +605,28 @@ async fn new_films_reach_the_users_they_suit_in_one_digest_a_day() {
         .expect("List-Unsubscribe header");
     let url = header.trim_start_matches('<').trim_end_matches('>');
     assert!(text_contains(&fan_mail[0], url));
-    let one_click = app
-        .http
-        .post(url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("List-Unsubscribe=One-Click")
-        .send()
-        .await
-        .expect("one click");
-    assert_eq!(one_click.status(), 200);
-    let preferences: Value = app
-        .http
-        .get(app.url("/api/v1/auth/me/notifications"))
-        .bearer_auth(&tokens[&fan])
-        .send()
-        .await
-        .expect("preferences")
-        .json()
-        .await
-        .expect("json");
+    assert_eq!(one_click(&app, url).await, 200);
+    let (_, preferences) = app
+        .call(reqwest::Method::GET, PREFERENCES, Some(&tokens[&fan]), None)
+        .await;
     assert_eq!(
         preferences,
         json!({"announcements": true, "film_digest": false})
     );
     app.assert_running("after the digests");
+}
+
+/// RFC 8058's one-click unsubscribe: a form POST to the link; answers the status.
+async fn one_click(app: &TestApp, url: &str) -> u16 {
+    app.http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .expect("one click")
+        .status()
+        .as_u16()
 }
 
 fn text_contains(mail: &Value, needle: &str) -> bool {

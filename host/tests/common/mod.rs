@@ -337,6 +337,30 @@ impl TestApp {
         (status, response.json().await.expect("JSON body"))
     }
 
+    /// Sends `method path` with an optional bearer `token` and JSON `body`; answers the
+    /// status and the JSON body (`null` when there is none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request reaches cinema");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// Signs up `email` with the auth component and logs in; returns the access token.
     pub async fn sign_up_and_log_in(&self, email: &str, password: &str) -> String {
         let credentials = serde_json::json!({"email": email, "password": password});

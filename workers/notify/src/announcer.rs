@@ -16,26 +16,16 @@ use crate::NotifySettings;
 pub const BATCH: i64 = 500;
 
 /// Runs until `shutdown`.
-pub async fn run(settings: NotifySettings, mut shutdown: watch::Receiver<bool>) {
-    let mut postgres: Option<tokio_postgres::Client> = None;
-    loop {
-        let busy = match expand_once(&mut postgres, &settings).await {
-            Ok(busy) => busy,
-            Err(error) => {
-                postgres = None;
-                tracing::warn!(%error, "notify: announcement expansion failed; retrying");
-                false
-            }
-        };
-        if !busy {
-            tokio::select! {
-                _ = tokio::time::sleep(settings.poll_interval.max(Duration::from_millis(200))) => {}
-                _ = shutdown.changed() => return,
-            }
-        } else if *shutdown.borrow() {
-            return;
-        }
-    }
+pub async fn run(settings: NotifySettings, shutdown: watch::Receiver<bool>) {
+    let idle = settings.poll_interval.max(Duration::from_millis(200));
+    crate::repeat_rounds(
+        &settings,
+        |postgres, settings| Box::pin(expand_once(postgres, settings)),
+        idle,
+        "notify: announcement expansion failed; retrying",
+        shutdown,
+    )
+    .await;
 }
 
 /// Expands one batch of the oldest open announcement; `true` when there was one.

@@ -31,27 +31,16 @@ const USERS_PER_ROUND: i64 = 500;
 const MAX_IDLE: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown`.
-pub async fn run(settings: NotifySettings, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(settings: NotifySettings, shutdown: watch::Receiver<bool>) {
     let idle = (settings.digest_delay / 4).clamp(Duration::from_millis(100), MAX_IDLE);
-    let mut postgres: Option<tokio_postgres::Client> = None;
-    loop {
-        let busy = match round(&mut postgres, &settings).await {
-            Ok(busy) => busy,
-            Err(error) => {
-                postgres = None;
-                tracing::warn!(%error, "notify: film digest round failed; retrying");
-                false
-            }
-        };
-        if !busy {
-            tokio::select! {
-                _ = tokio::time::sleep(idle) => {}
-                _ = shutdown.changed() => return,
-            }
-        } else if *shutdown.borrow() {
-            return;
-        }
-    }
+    crate::repeat_rounds(
+        &settings,
+        |postgres, settings| Box::pin(round(postgres, settings)),
+        idle,
+        "notify: film digest round failed; retrying",
+        shutdown,
+    )
+    .await;
 }
 
 /// One match and one compose; `true` when either had work (another round follows at

@@ -98,6 +98,45 @@ pub(crate) async fn connected<'a>(
     Ok(slot.insert(client))
 }
 
+/// One round of a polling task: its work on `context` through the Postgres connection
+/// in the slot; `true` when it had work (another round follows at once).
+pub(crate) type Round<C> =
+    for<'a> fn(
+        &'a mut Option<tokio_postgres::Client>,
+        &'a C,
+    ) -> futures::future::BoxFuture<'a, Result<bool, tokio_postgres::Error>>;
+
+/// Repeats `round` until `shutdown`: at once after a round that had work, after `idle`
+/// when it had none or failed. A failed round is logged with `failure` and drops its
+/// Postgres connection, so the next round connects afresh.
+pub(crate) async fn repeat_rounds<C: Sync>(
+    context: &C,
+    round: Round<C>,
+    idle: Duration,
+    failure: &'static str,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut postgres: Option<tokio_postgres::Client> = None;
+    loop {
+        let busy = match round(&mut postgres, context).await {
+            Ok(busy) => busy,
+            Err(error) => {
+                postgres = None;
+                tracing::warn!(%error, "{failure}");
+                false
+            }
+        };
+        if !busy {
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => {}
+                _ = shutdown.changed() => return,
+            }
+        } else if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
 /// Why notify could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {

@@ -54,12 +54,16 @@ struct Claimed {
     attempts: i32,
 }
 
-/// Runs until `shutdown`.
-pub async fn run(
+/// What a sender round needs besides Postgres.
+struct Outgoing {
     settings: NotifySettings,
     templates: Templates,
-    mut shutdown: watch::Receiver<bool>,
-) {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+/// Runs until `shutdown`.
+pub async fn run(settings: NotifySettings, templates: Templates, shutdown: watch::Receiver<bool>) {
     let transport = match AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.smtp_url) {
         Ok(builder) => builder.timeout(Some(Duration::from_secs(20))).build(),
         Err(error) => {
@@ -74,34 +78,34 @@ pub async fn run(
             return;
         }
     };
-    let mut postgres: Option<tokio_postgres::Client> = None;
-    loop {
-        let busy = match round(&mut postgres, &settings, &templates, &transport, &from).await {
-            Ok(sent) => sent > 0,
-            Err(error) => {
-                postgres = None;
-                tracing::warn!(%error, "notify: sender round failed; retrying");
-                false
-            }
-        };
-        if !busy {
-            tokio::select! {
-                _ = tokio::time::sleep(settings.poll_interval) => {}
-                _ = shutdown.changed() => return,
-            }
-        } else if *shutdown.borrow() {
-            return;
-        }
-    }
+    let idle = settings.poll_interval;
+    let outgoing = Outgoing {
+        settings,
+        templates,
+        transport,
+        from,
+    };
+    crate::repeat_rounds(
+        &outgoing,
+        |postgres, outgoing| Box::pin(async move { Ok(round(postgres, outgoing).await? > 0) }),
+        idle,
+        "notify: sender round failed; retrying",
+        shutdown,
+    )
+    .await;
 }
 
+/// Sends one batch of due deliveries; answers how many were sent.
 async fn round(
     postgres: &mut Option<tokio_postgres::Client>,
-    settings: &NotifySettings,
-    templates: &Templates,
-    transport: &AsyncSmtpTransport<Tokio1Executor>,
-    from: &Mailbox,
+    outgoing: &Outgoing,
 ) -> Result<usize, tokio_postgres::Error> {
+    let Outgoing {
+        settings,
+        templates,
+        transport,
+        from,
+    } = outgoing;
     let client = crate::connected(postgres, &settings.postgres_url, "sender").await?;
     let claimed = client
         .query(
