@@ -124,14 +124,8 @@ async fn record(
             };
             if *email_confirmed {
                 let context = serde_json::json!({ "first_name": first_name });
-                client
-                    .execute(
-                        "INSERT INTO notify.deliveries (event_id, user_id, template, recipient, locale, context) \
-                         VALUES ($1, $2, 'welcome', $3, $4, $5) ON CONFLICT DO NOTHING",
-                        &[&event_id, &user, email, locale, &context],
-                    )
-                    .await?;
-                return Ok(());
+                return add_delivery(client, event_id, user, "welcome", email, locale, &context)
+                    .await;
             }
             let (token, hash) = confirmation_token();
             let context = serde_json::json!({
@@ -176,13 +170,7 @@ async fn record(
                 _ => "blocked",
             };
             let context = serde_json::json!({ "reason": reason, "email": email });
-            client
-                .execute(
-                    "INSERT INTO notify.deliveries (event_id, user_id, template, recipient, locale, context) \
-                     VALUES ($1, $2, 'security', $3, $4, $5) ON CONFLICT DO NOTHING",
-                    &[&event_id, &user, email, locale, &context],
-                )
-                .await?;
+            add_delivery(client, event_id, user, "security", email, locale, &context).await?;
         }
         PlatformEventKind::FilmPublished { film_id, .. } => {
             let Ok(film) = uuid::Uuid::parse_str(film_id) else {
@@ -197,5 +185,26 @@ async fn record(
                 .await?;
         }
     }
+    Ok(())
+}
+
+/// Records one mail of `template` to `user` for the event; nothing when the event
+/// already recorded it (a redelivery).
+async fn add_delivery(
+    client: &tokio_postgres::Client,
+    event_id: uuid::Uuid,
+    user: uuid::Uuid,
+    template: &str,
+    email: &str,
+    locale: &str,
+    context: &serde_json::Value,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO notify.deliveries (event_id, user_id, template, recipient, locale, context) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            &[&event_id, &user, &template, &email, &locale, context],
+        )
+        .await?;
     Ok(())
 }
