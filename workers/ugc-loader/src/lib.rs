@@ -20,7 +20,7 @@ use std::time::Duration;
 use cinema_domain::ugc::UgcEvent;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
@@ -171,11 +171,7 @@ pub async fn run(
     let consumer: StreamConsumer =
         consumer_config(&settings.brokers, &settings.group_id).create()?;
     consumer.subscribe(&[settings.topic.as_str()])?;
-    let dead_letters: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()?;
+    let mut dead_letters = dead_letter_producer(&settings.brokers)?;
     let clickhouse = clickhouse::Client::default()
         .with_url(&settings.clickhouse_url)
         .with_database(&settings.clickhouse_database)
@@ -195,7 +191,7 @@ pub async fn run(
             return Ok(());
         }
         for letter in &batch.dead_letters {
-            if !send_dead_letter(&dead_letters, letter, &settings, &shutdown).await {
+            if !send_dead_letter(&mut dead_letters, letter, &settings, &shutdown).await {
                 // Shutdown before Kafka took it: nothing committed, redelivered later.
                 return Ok(());
             }
@@ -319,10 +315,21 @@ async fn insert(
     insert.end().await
 }
 
+/// The idempotent producer of dead letters.
+fn dead_letter_producer(brokers: &str) -> Result<FutureProducer, rdkafka::error::KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+}
+
 /// Produces one dead letter, retrying with backoff until Kafka acknowledges it;
-/// `false` when shutdown came first.
+/// `false` when shutdown came first. A producer that hit a fatal error (an idempotent
+/// producer fenced after the broker forgot its id) never works again, so it is
+/// replaced before the next attempt.
 async fn send_dead_letter(
-    producer: &FutureProducer,
+    producer: &mut FutureProducer,
     letter: &DeadLetter,
     settings: &LoaderSettings,
     shutdown: &watch::Receiver<bool>,
@@ -339,6 +346,15 @@ async fn send_dead_letter(
             Ok(_) => return true,
             Err((error, _)) => {
                 tracing::warn!(%error, topic = %settings.dead_letter_topic, retry_in_ms = backoff.as_millis() as u64, "ugc-loader: dead letter not acknowledged; nothing committed");
+                if let Some((code, reason)) = producer.client().fatal_error() {
+                    tracing::warn!(?code, %reason, "ugc-loader: dead-letter producer failed for good; making a new one");
+                    match dead_letter_producer(&settings.brokers) {
+                        Ok(fresh) => *producer = fresh,
+                        Err(error) => {
+                            tracing::warn!(%error, "ugc-loader: no new dead-letter producer yet")
+                        }
+                    }
+                }
             }
         }
         let mut shutdown = shutdown.clone();
