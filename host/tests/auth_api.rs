@@ -522,7 +522,8 @@ async fn sessions_can_be_listed_and_ended_by_id() {
     assert_eq!(status, StatusCode::OK);
 }
 
-/// PATCH /me changes names and email; a taken email is 409, unknown fields are refused.
+/// PATCH /me changes names at once; a new email needs the current password and only
+/// becomes pending; a taken email is 409, unknown fields are refused.
 #[tokio::test]
 async fn profile_update_validates_and_detects_conflicts() {
     let auth = start().await;
@@ -551,20 +552,121 @@ async fn profile_update_validates_and_detects_conflicts() {
         (StatusCode::OK, &json!("Rublev")),
         "{body}"
     );
-    let (status, body) = patch(json!({"email": "Taken@Example.com"})).await;
+    let (status, body) = patch(json!({"email": "new@example.com"})).await;
+    assert_eq!(
+        (status, code(&body), &body["error"]["field"]),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            &json!("current_password")
+        ),
+        "{body}"
+    );
+    let (status, body) =
+        patch(json!({"email": "new@example.com", "current_password": "Andrei-1967"})).await;
+    assert_eq!(
+        (status, &body["error"]["field"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("current_password")),
+        "{body}"
+    );
+    let (status, body) =
+        patch(json!({"email": "Taken@Example.com", "current_password": "Andrei-1966"})).await;
     assert_eq!(
         (status, code(&body)),
         (StatusCode::CONFLICT, "email_taken"),
         "{body}"
     );
-    let (status, body) = patch(json!({"email": "new@example.com"})).await;
+    let (status, body) = patch(json!({"email": "new@example.com", "current_password": "Andrei-1966", "first_name": "Andrey"})).await;
     assert_eq!(
-        (status, &body["email"]),
-        (StatusCode::OK, &json!("new@example.com")),
+        (
+            status,
+            &body["email"],
+            &body["pending_email"],
+            &body["first_name"]
+        ),
+        (
+            StatusCode::OK,
+            &json!("me@example.com"),
+            &json!("new@example.com"),
+            &json!("Andrey")
+        ),
         "{body}"
+    );
+    let (status, body) = patch(json!({"email": "ME@example.com"})).await;
+    assert_eq!(
+        (status, &body["email"], body.get("pending_email")),
+        (StatusCode::OK, &json!("me@example.com"), None),
+        "the same email needs no password and changes nothing: {body}"
     );
     let (status, body) = patch(json!({"is_admin": true})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+/// An email-change link whose address another account took meanwhile is 409 and stays
+/// usable; an account without a password cannot ask for an email change.
+#[tokio::test]
+async fn email_change_link_refuses_an_address_taken_meanwhile_and_stays_usable() {
+    let auth = start().await;
+    auth.signup("stays@example.com", "Stalker-1979").await;
+    let (access, _) = auth.login("stays@example.com", "Stalker-1979").await;
+    // The link notify would have mailed: its token, stored hashed, from the old address.
+    let token = "moving-token-0123456789abcdef";
+    auth.db
+        .execute(
+            "INSERT INTO auth.email_confirmations (token_hash, user_id, email, expires_at, previous_email) \
+             SELECT sha256(convert_to($1, 'UTF8')), id, 'moves@example.com', now() + interval '1 hour', email \
+             FROM auth.users WHERE email = 'stays@example.com'",
+            &[&token],
+        )
+        .await
+        .expect("a pending email change");
+    auth.signup("moves@example.com", "Stalker-1979").await;
+    let link = format!("/api/v1/auth/confirm?token={token}");
+    let (status, body) = auth.get(&link, None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "email_taken"),
+        "{body}"
+    );
+    auth.db
+        .execute(
+            "DELETE FROM auth.users WHERE email = 'moves@example.com'",
+            &[],
+        )
+        .await
+        .expect("free the address");
+    let (status, body) = auth.get(&link, None).await;
+    assert_eq!(
+        (status, &body["email_confirmed"]),
+        (StatusCode::OK, &json!(true)),
+        "the refused link stayed unused: {body}"
+    );
+    let (_, me) = auth.get("/api/v1/auth/me", Some(&access)).await;
+    assert_eq!(me["email"], "moves@example.com", "{me}");
+
+    auth.db
+        .execute(
+            "UPDATE auth.users SET password_hash = NULL WHERE email = 'moves@example.com'",
+            &[],
+        )
+        .await
+        .expect("a social-only account");
+    let response = auth
+        .app
+        .http
+        .patch(auth.app.url("/api/v1/auth/me"))
+        .bearer_auth(&access)
+        .json(&json!({"email": "elsewhere@example.com"}))
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "password_required"),
+        "{body}"
+    );
 }
 
 /// Blocked accounts cannot log in, and their sessions cannot refresh.
@@ -674,27 +776,10 @@ for token in tokens:
 
 /// After five failed logins an account answers 429 with `Retry-After`, even for the
 /// right password, and the history records the throttled attempt. The counters live in
-/// Redis here, as in production.
+/// auth's own Postgres table, with the end of their window.
 #[tokio::test]
 async fn repeated_failures_are_throttled_with_retry_after() {
-    // A Redis database of its own: the per-IP counter (127.0.0.1) must start at zero.
-    let redis_url = format!("{}/4", common::redis_url());
-    let client = redis::Client::open(redis_url.clone()).expect("redis url");
-    let mut redis = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("Redis must run on 127.0.0.1:6379 for this test (`scripts/services.sh up`)");
-    let _: () = redis::cmd("FLUSHDB")
-        .query_async(&mut redis)
-        .await
-        .expect("flush test database");
-    let auth = start_with(
-        true,
-        Some(format!(
-            "[key_value_store.default]\ntype = \"redis\"\nurl = \"{redis_url}\"\n"
-        )),
-    )
-    .await;
+    let auth = start().await;
     auth.signup("brute@example.com", "Right-pass1").await;
     for _ in 0..5 {
         let (status, _) = auth
@@ -733,17 +818,98 @@ async fn repeated_failures_are_throttled_with_retry_after() {
         .expect("count")
         .get(0);
     assert_eq!(throttled, 1);
-    let counter: Option<String> =
-        redis::AsyncCommands::get(&mut redis, "auth:login-failures:account:brute@example.com")
-            .await
-            .expect("redis get");
-    assert!(
-        counter.is_some_and(|c| c.contains("\"count\":5")),
-        "the counter is kept in Redis"
-    );
+    let counted: i32 = auth
+        .db
+        .query_one(
+            "SELECT failures FROM auth.login_throttle \
+             WHERE key = 'account:brute@example.com' AND window_ends > now()",
+            &[],
+        )
+        .await
+        .expect("the counter is kept in auth.login_throttle")
+        .get(0);
+    assert_eq!(counted, 6, "five failures and the refused attempt");
     // Another account from the same IP is not locked out by this one.
     auth.signup("neighbour@example.com", "Right-pass2").await;
     auth.login("neighbour@example.com", "Right-pass2").await;
+}
+
+/// Issue 14, item 5: a burst of concurrent wrong passwords for one account cannot
+/// slip past the limit of five: each attempt is counted by one atomic increment and
+/// decided on the count it returned, so exactly five are checked and the rest refused.
+#[tokio::test]
+async fn a_concurrent_burst_of_wrong_passwords_cannot_pass_the_account_limit() {
+    let auth = start().await;
+    auth.signup("burst@example.com", "Right-pass1").await;
+    let attempts = (0..60).map(|n| {
+        let request = auth
+            .app
+            .http
+            .post(auth.app.url("/api/v1/auth/login"))
+            // Each from another client address, so only the account limit applies.
+            .header("x-forwarded-for", format!("198.51.100.{n}"))
+            .json(&json!({"email": "burst@example.com", "password": format!("Guess-{n}")}));
+        async move { request.send().await.expect("request").status() }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, refused), (5, 55), "{statuses:?}");
+    let (status, _) = auth
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "burst@example.com", "password": "Right-pass1"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the account stays locked"
+    );
+}
+
+/// Issue 14, item 4: `X-Forwarded-For` is honoured only from a configured proxy: a
+/// client that is not one cannot rotate made-up addresses to dodge the address limit.
+#[tokio::test]
+async fn a_forwarded_address_from_an_untrusted_client_is_ignored() {
+    let database_url = common::fresh_database().await;
+    common::migrate(&database_url).await;
+    common::rotate_keys(&database_url, &[]);
+    let mut options = AppOptions::default()
+        .env("SPIN_VARIABLE_DATABASE_URL", database_url.clone())
+        .env("SPIN_VARIABLE_TRUSTED_PROXIES", "192.0.2.1");
+    options.manifest = Some(common::workspace_root().join("spin.toml"));
+    let app = spawn_app(options);
+    let mut statuses = Vec::new();
+    for n in 0..21 {
+        let response = app
+            .http
+            .post(app.url("/api/v1/auth/login"))
+            .header("x-forwarded-for", format!("203.0.113.{n}"))
+            .json(&json!({"email": format!("nobody{n}@example.com"), "password": "Wrong-pass1"}))
+            .send()
+            .await
+            .expect("request");
+        statuses.push(response.status());
+    }
+    assert!(
+        statuses[..20]
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses[20],
+        StatusCode::TOO_MANY_REQUESTS,
+        "the 21st failure from one address is refused whatever it claims"
+    );
 }
 
 async fn admin_token(auth: &Auth) -> String {

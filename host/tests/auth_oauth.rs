@@ -193,37 +193,100 @@ async fn start() -> Harness {
     Harness { app, client, db }
 }
 
+/// The binding cookie (`name=value`) a response sets, if any.
+fn binding_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("cinema_oauth_binding=") && !v.contains("Max-Age=0"))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+}
+
 impl Harness {
-    async fn location(&self, url: &str) -> String {
-        let response = self.client.get(url).send().await.expect("request");
+    /// GET `url` (with `cookie`), expecting a redirect: its location and any binding
+    /// cookie it sets.
+    async fn redirect(&self, url: &str, cookie: Option<&str>) -> (String, Option<String>) {
+        let mut request = self.client.get(url);
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        let response = request.send().await.expect("request");
         assert!(
             response.status().is_redirection(),
             "{url}: {} {:?}",
             response.status(),
             response.text().await
         );
-        response.headers()["location"]
+        let cookie = binding_cookie(&response);
+        let location = response.headers()["location"]
             .to_str()
             .expect("ascii")
-            .to_owned()
+            .to_owned();
+        (location, cookie)
     }
 
-    /// Runs the redirect flow; `consent` appends to the provider's authorize URL.
-    async fn flow(&self, start: &str, consent: &str) -> (u16, Value) {
-        let to_provider = if start.starts_with("http") {
-            start.to_owned()
-        } else {
-            self.location(&self.app.url(start)).await
-        };
-        let to_callback = self.location(&format!("{to_provider}{consent}")).await;
-        let response = self
-            .client
-            .get(&to_callback)
-            .send()
-            .await
-            .expect("callback");
+    async fn location(&self, url: &str) -> String {
+        self.redirect(url, None).await.0
+    }
+
+    /// Starts a sign-in as a browser would: the provider URL and the binding cookie.
+    async fn authorize(&self, provider: &str) -> (String, String) {
+        let (to_provider, cookie) = self
+            .redirect(
+                &self
+                    .app
+                    .url(&format!("/api/v1/auth/oauth/{provider}/authorize")),
+                None,
+            )
+            .await;
+        (
+            to_provider,
+            cookie.expect("authorize sets the binding cookie"),
+        )
+    }
+
+    /// The provider's redirect back to the callback (`consent` appended to its URL).
+    async fn consent(&self, to_provider: &str, consent: &str) -> String {
+        self.location(&format!("{to_provider}{consent}")).await
+    }
+
+    /// GET the callback with `cookie` (the browser's binding).
+    async fn callback(&self, to_callback: &str, cookie: Option<&str>) -> (u16, Value) {
+        let mut request = self.client.get(to_callback);
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        let response = request.send().await.expect("callback");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Runs the redirect flow of `provider` in one browser; `consent` appends to the
+    /// provider's authorize URL.
+    async fn flow(&self, provider: &str, consent: &str) -> (u16, Value) {
+        let (to_provider, cookie) = self.authorize(provider).await;
+        let to_callback = self.consent(&to_provider, consent).await;
+        self.callback(&to_callback, Some(&cookie)).await
+    }
+
+    /// `POST /oauth/{provider}/link` as `token`: the authorize URL and binding cookie.
+    async fn start_link(&self, provider: &str, token: &str) -> (String, String) {
+        let response = self
+            .client
+            .post(self.app.url(&format!("/api/v1/auth/oauth/{provider}/link")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("link");
+        assert_eq!(response.status(), 200);
+        let cookie = binding_cookie(&response).expect("link sets the binding cookie");
+        let body: Value = response.json().await.expect("json");
+        (
+            body["authorize_url"].as_str().expect("url").to_owned(),
+            cookie,
+        )
     }
 
     async fn me(&self, token: &str) -> Value {
@@ -237,17 +300,63 @@ impl Harness {
             .await
             .expect("json")
     }
+
+    async fn count(&self, sql: &str) -> i64 {
+        self.db.query_one(sql, &[]).await.expect("count").get(0)
+    }
+
+    async fn sign_up(&self, email: &str, password: &str) -> Value {
+        let signup = self
+            .client
+            .post(self.app.url("/api/v1/auth/signup"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .expect("signup");
+        assert_eq!(signup.status(), 201);
+        signup.json().await.expect("json")
+    }
+
+    async fn confirm_email_of(&self, email: &str) {
+        self.db
+            .execute(
+                "UPDATE auth.users SET email_confirmed = true WHERE email = $1",
+                &[&email],
+            )
+            .await
+            .expect("confirm");
+    }
 }
 
-/// Google: the redirect carries state and an S256 challenge; the callback exchanges the
-/// code with the verifier and signs in a new, confirmed account; a second sign-in
-/// reaches the same account.
+/// Google: the redirect carries state and an S256 challenge and sets an HttpOnly,
+/// SameSite=Lax binding cookie; the callback exchanges the code with the verifier and
+/// signs in a new, confirmed account; a second sign-in reaches the same account.
 #[tokio::test]
 async fn google_sign_in_runs_the_full_redirect_flow() {
     let h = start().await;
-    let to_provider = h
-        .location(&h.app.url("/api/v1/auth/oauth/google/authorize"))
-        .await;
+    let response = h
+        .client
+        .get(h.app.url("/api/v1/auth/oauth/google/authorize"))
+        .send()
+        .await
+        .expect("authorize");
+    let set_cookie = response.headers()[header::SET_COOKIE]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    for attribute in [
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/api/v1/auth/oauth",
+        "Max-Age=600",
+    ] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    let cookie = binding_cookie(&response).expect("cookie");
+    let to_provider = response.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     for expected in [
         "code_challenge_method=S256",
         "code_challenge=",
@@ -257,7 +366,8 @@ async fn google_sign_in_runs_the_full_redirect_flow() {
     ] {
         assert!(to_provider.contains(expected), "{to_provider}");
     }
-    let (status, tokens) = h.flow(&to_provider, "").await;
+    let to_callback = h.consent(&to_provider, "").await;
+    let (status, tokens) = h.callback(&to_callback, Some(&cookie)).await;
     assert_eq!(status, 200, "{tokens}");
     assert_eq!(tokens["token_type"], "Bearer");
     let me = h.me(tokens["access_token"].as_str().expect("token")).await;
@@ -267,7 +377,7 @@ async fn google_sign_in_runs_the_full_redirect_flow() {
     );
     assert_eq!(me["first_name"], "Film");
 
-    let (status, again) = h.flow("/api/v1/auth/oauth/google/authorize", "").await;
+    let (status, again) = h.flow("google", "").await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(
         h.me(again["access_token"].as_str().expect("token")).await["id"],
@@ -281,40 +391,42 @@ async fn google_sign_in_runs_the_full_redirect_flow() {
             .map(|row| row.get(0))
             .collect();
     assert_eq!(methods, ["google", "google"]);
+    assert_eq!(
+        h.count("SELECT count(*) FROM auth.oauth_pending").await,
+        0,
+        "finished sign-ins leave nothing behind"
+    );
 }
 
 /// A denied consent, a forged state and a replayed callback are refused with codes.
 #[tokio::test]
 async fn denied_consent_forged_and_replayed_state_are_refused() {
     let h = start().await;
-    let (status, body) = h
-        .flow("/api/v1/auth/oauth/google/authorize", "&consent=deny")
-        .await;
+    let (status, body) = h.flow("google", "&consent=deny").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (401, Some("oauth_denied")),
         "{body}"
     );
 
-    let to_provider = h
-        .location(&h.app.url("/api/v1/auth/oauth/google/authorize"))
-        .await;
-    let to_callback = h.location(&to_provider).await;
+    let (to_provider, cookie) = h.authorize("google").await;
+    let to_callback = h.consent(&to_provider, "").await;
     let state = to_callback
         .split("state=")
         .nth(1)
         .expect("state")
         .to_owned();
     let forged = to_callback.replace(&state, "forged-state");
-    let response = h.client.get(&forged).send().await.expect("forged");
-    assert_eq!(response.status(), 401);
-    let body: Value = response.json().await.expect("json");
-    assert_eq!(body["error"]["code"], "oauth_state_invalid");
+    let (status, body) = h.callback(&forged, Some(&cookie)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("oauth_state_invalid"))
+    );
 
-    let first = h.client.get(&to_callback).send().await.expect("callback");
-    assert_eq!(first.status(), 200);
-    let replay = h.client.get(&to_callback).send().await.expect("replay");
-    assert_eq!(replay.status(), 401, "a state is single use");
+    let (status, _) = h.callback(&to_callback, Some(&cookie)).await;
+    assert_eq!(status, 200);
+    let (status, _) = h.callback(&to_callback, Some(&cookie)).await;
+    assert_eq!(status, 401, "a state is single use");
 
     let response = h
         .client
@@ -325,45 +437,162 @@ async fn denied_consent_forged_and_replayed_state_are_refused() {
     assert_eq!(response.status(), 404);
 }
 
-/// Yandex and VK: each provider's user-info shape is read; an email that already has a
-/// password account signs in to that account (and links the provider to it).
+/// Yandex and VK: each provider's user-info shape is read. A Yandex mailbox address is
+/// verified by Yandex, so it links to the existing account once that account confirmed
+/// its email (not before); VK ID vouches for no email, so its sign-up starts
+/// unconfirmed.
 #[tokio::test]
-async fn yandex_and_vk_sign_in_and_link_by_email() {
+async fn yandex_links_a_confirmed_account_and_vk_signs_up_unconfirmed() {
     let h = start().await;
-    let signup = h
-        .client
-        .post(h.app.url("/api/v1/auth/signup"))
-        .json(&json!({"email": "kinoman@yandex.ru", "password": "Kinoman-pass1"}))
-        .send()
-        .await
-        .expect("signup");
-    assert_eq!(signup.status(), 201);
-    let existing: Value = signup.json().await.expect("json");
-
-    let (status, tokens) = h.flow("/api/v1/auth/oauth/yandex/authorize", "").await;
+    let existing = h.sign_up("kinoman@yandex.ru", "Kinoman-pass1").await;
+    let (status, body) = h.flow("yandex", "").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("oauth_link_requires_confirmation")),
+        "an unconfirmed account is not linked: {body}"
+    );
+    h.confirm_email_of("kinoman@yandex.ru").await;
+    let (status, tokens) = h.flow("yandex", "").await;
     assert_eq!(status, 200, "{tokens}");
     assert_eq!(
         h.me(tokens["access_token"].as_str().expect("token")).await["id"],
         existing["id"]
     );
 
-    let (status, tokens) = h.flow("/api/v1/auth/oauth/vk/authorize", "").await;
+    let (status, tokens) = h.flow("vk", "").await;
     assert_eq!(status, 200, "{tokens}");
     let me = h.me(tokens["access_token"].as_str().expect("token")).await;
     assert_eq!(
-        (me["email"].as_str(), me["first_name"].as_str()),
-        (Some("vk.viewer@example.com"), Some("Вера"))
+        (
+            me["email"].as_str(),
+            me["first_name"].as_str(),
+            me["email_confirmed"].as_bool()
+        ),
+        (Some("vk.viewer@example.com"), Some("Вера"), Some(false))
     );
-    let linked: i64 =
-        h.db.query_one("SELECT count(*) FROM auth.social_accounts", &[])
-            .await
-            .expect("count")
-            .get(0);
-    assert_eq!(linked, 2);
+    assert_eq!(
+        h.count("SELECT count(*) FROM auth.social_accounts").await,
+        2
+    );
 }
 
-/// A signed-in user links a provider through the redirect flow and unlinks it; the only
-/// way into an account cannot be unlinked.
+/// Issue 14, item 1: an attacker who signed up with the victim's address (never
+/// confirmed) does not get the account the victim reaches through "Sign in with
+/// Google": the sign-in is refused and nothing is linked to the attacker's account.
+#[tokio::test]
+async fn social_sign_in_cannot_take_over_an_unconfirmed_account() {
+    let h = start().await;
+    h.sign_up("film.lover@gmail.com", "Attacker-pass1").await;
+    let (status, body) = h.flow("google", "").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("oauth_link_requires_confirmation")),
+        "{body}"
+    );
+    assert_eq!(
+        h.count("SELECT count(*) FROM auth.social_accounts").await,
+        0
+    );
+    assert_eq!(
+        h.count("SELECT count(*) FROM auth.sessions").await,
+        0,
+        "nobody was signed in to the attacker's account"
+    );
+}
+
+/// Issue 14, item 1: a provider that does not verify emails (VK ID) never signs into
+/// an existing account by email, even a confirmed one.
+#[tokio::test]
+async fn an_unverified_provider_email_never_links_to_an_existing_account() {
+    let h = start().await;
+    h.sign_up("vk.viewer@example.com", "Viewer-pass1").await;
+    h.confirm_email_of("vk.viewer@example.com").await;
+    let (status, body) = h.flow("vk", "").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("oauth_link_requires_confirmation")),
+        "{body}"
+    );
+    assert_eq!(
+        h.count("SELECT count(*) FROM auth.social_accounts").await,
+        0
+    );
+}
+
+/// Issue 14, item 2: a callback URL made in the attacker's browser (login CSRF) or
+/// leaked from the victim's is refused in any other browser, and a link URL made by an
+/// attacker cannot link the victim's provider account to the attacker.
+#[tokio::test]
+async fn a_callback_from_another_browser_is_refused() {
+    let h = start().await;
+    // Login CSRF: the attacker's own consent, finished in the victim's browser.
+    let (to_provider, attacker_cookie) = h.authorize("google").await;
+    let to_callback = h.consent(&to_provider, "").await;
+    let (_, victim_cookie) = h.authorize("google").await;
+    for cookie in [None, Some(victim_cookie.as_str())] {
+        let (status, body) = h.callback(&to_callback, cookie).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("oauth_browser_mismatch")),
+            "cookie {cookie:?}: {body}"
+        );
+    }
+    assert_eq!(h.count("SELECT count(*) FROM auth.users").await, 0);
+    let (status, body) = h.callback(&to_callback, Some(&attacker_cookie)).await;
+    assert_eq!(
+        status, 200,
+        "the failed attempts did not burn the sign-in of the browser that started it: {body}"
+    );
+
+    // Account linking: the attacker asks for a link URL and sends it to the victim.
+    let attacker = h
+        .app
+        .sign_up_and_log_in("attacker@example.com", "Attacker-pass1")
+        .await;
+    let users_before = h.count("SELECT count(*) FROM auth.users").await;
+    let (authorize_url, _attackers_cookie) = h.start_link("google", &attacker).await;
+    let to_callback = h.consent(&authorize_url, "").await;
+    let (status, body) = h.callback(&to_callback, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("oauth_browser_mismatch")),
+        "{body}"
+    );
+    assert_eq!(
+        h.count("SELECT count(*) FROM auth.social_accounts s JOIN auth.users u ON u.id = s.user_id WHERE u.email = 'attacker@example.com'").await,
+        0,
+        "nothing linked to the attacker"
+    );
+    assert_eq!(
+        h.count("SELECT count(*) FROM auth.users").await,
+        users_before
+    );
+}
+
+/// Issue 14, item 6: a flood of authorize requests cannot grow storage without bound:
+/// one client address holds at most 20 pending sign-ins (then 429), others are served.
+#[tokio::test]
+async fn a_flood_of_authorize_requests_is_bounded_per_client() {
+    let h = start().await;
+    let authorize = |address: &'static str| {
+        let request = h
+            .client
+            .get(h.app.url("/api/v1/auth/oauth/google/authorize"))
+            .header("x-forwarded-for", address);
+        async move { request.send().await.expect("authorize").status().as_u16() }
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..25 {
+        statuses.push(authorize("203.0.113.66").await);
+    }
+    assert!(statuses[..20].iter().all(|s| *s == 302), "{statuses:?}");
+    assert!(statuses[20..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert_eq!(h.count("SELECT count(*) FROM auth.oauth_pending").await, 20);
+    assert_eq!(authorize("198.51.100.2").await, 302, "another client");
+}
+
+/// A signed-in user links a provider through the redirect flow (in the browser that
+/// asked) and unlinks it; the only way into an account cannot be unlinked.
 #[tokio::test]
 async fn link_and_unlink_a_provider() {
     let h = start().await;
@@ -371,19 +600,9 @@ async fn link_and_unlink_a_provider() {
         .app
         .sign_up_and_log_in("linker@example.com", "Linker-pass1")
         .await;
-    let link: Value = h
-        .client
-        .post(h.app.url("/api/v1/auth/oauth/vk/link"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("link")
-        .json()
-        .await
-        .expect("json");
-    let (status, body) = h
-        .flow(link["authorize_url"].as_str().expect("url"), "")
-        .await;
+    let (authorize_url, cookie) = h.start_link("vk", &token).await;
+    let to_callback = h.consent(&authorize_url, "").await;
+    let (status, body) = h.callback(&to_callback, Some(&cookie)).await;
     assert_eq!((status, &body["linked"]), (200, &json!("vk")), "{body}");
     let owner: String = h
         .db
@@ -407,7 +626,7 @@ async fn link_and_unlink_a_provider() {
     assert_eq!(unlink(token).await, 404);
 
     // An account made by Google sign-in has no password: Google is its only way in.
-    let (_, tokens) = h.flow("/api/v1/auth/oauth/google/authorize", "").await;
+    let (_, tokens) = h.flow("google", "").await;
     let google_only = tokens["access_token"].as_str().expect("token").to_owned();
     let response = h
         .client

@@ -514,37 +514,48 @@ impl Db {
             .collect()
     }
 
-    /// Updates names and/or email; `Ok(false)` when the email is taken.
+    /// Updates names and locale at once and, with `new_email`, records the owner's
+    /// request to move the account there (`email.change_requested`, which notify turns
+    /// into a confirmation link to the new address) in the same statement. The email
+    /// itself changes only when that link is followed ([`Self::confirm_email`]).
+    /// `Ok(false)`, and nothing changed, when another account has `new_email`.
     pub async fn update_profile(
         &self,
         user_id: Uuid,
-        email: Option<&str>,
+        new_email: Option<&str>,
         first_name: Option<&str>,
         last_name: Option<&str>,
         locale: Option<&str>,
     ) -> ApiResult<bool> {
-        let result = self
-            .execute(
-                "UPDATE auth.users SET email = coalesce($2, email), \
-                        email_confirmed = CASE WHEN $2 IS NULL OR $2 = email THEN email_confirmed ELSE false END, \
-                        first_name = coalesce($3, first_name), last_name = coalesce($4, last_name), \
-                        locale = coalesce($5, locale) \
-                 WHERE id = $1",
+        let rows = self
+            .rows(
+                &format!(
+                    "WITH taken AS ( \
+                         SELECT EXISTS (SELECT 1 FROM auth.users WHERE email = $2::text AND id <> $1) AS taken), \
+                     u AS ( \
+                         UPDATE auth.users SET first_name = coalesce($3, first_name), \
+                                last_name = coalesce($4, last_name), locale = coalesce($5, locale) \
+                         WHERE id = $1 AND NOT (SELECT taken FROM taken) \
+                         RETURNING id, email, locale), \
+                     moving AS (SELECT id, email, locale FROM u WHERE $2::text IS NOT NULL AND u.email <> $2::text), \
+                     {} \
+                     SELECT (SELECT taken FROM taken) AS taken",
+                    outbox_event("email.change_requested", "moving", "'new_email', $2::text")
+                ),
                 vec![
                     uuid(user_id),
-                    optional_text(email),
+                    optional_text(new_email),
                     optional_text(first_name),
                     optional_text(last_name),
                     optional_text(locale),
                 ],
             )
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            // The only unique constraint this statement can hit is the email.
-            Err(ApiError::UniqueViolation(_)) => Ok(false),
-            Err(other) => Err(other),
-        }
+            .await?;
+        let taken = rows
+            .first()
+            .and_then(|row| row.get::<bool>("taken"))
+            .ok_or_else(|| ApiError::Internal("profile update answered no row".into()))?;
+        Ok(!taken)
     }
 
     /// Sets the password and records `password.changed`, in one statement.
@@ -564,23 +575,34 @@ impl Db {
         Ok(())
     }
 
-    /// Confirms the email a confirmation token was issued for: once, before it
-    /// expires, and only while the account still has that email. `false` otherwise.
+    /// Spends a confirmation token, once and before it expires. A welcome link confirms
+    /// the email it was issued for, only while the account still has it; an email-change
+    /// link (with `previous_email`) moves the account to its address and confirms it,
+    /// only while the account still has the address the change was asked from. `false`
+    /// otherwise. `EmailTaken` when another account took the address meanwhile: the
+    /// statement fails as a whole, so the token stays unused.
     pub async fn confirm_email(&self, token_hash: [u8; 32]) -> ApiResult<bool> {
-        let rows = self
+        let result = self
             .rows(
                 "WITH c AS ( \
                      UPDATE auth.email_confirmations SET used_at = now() \
                      WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() \
-                     RETURNING user_id, email), \
+                     RETURNING user_id, email, previous_email), \
                  u AS ( \
-                     UPDATE auth.users SET email_confirmed = true \
-                     FROM c WHERE auth.users.id = c.user_id AND auth.users.email = c.email \
+                     UPDATE auth.users SET email = c.email, email_confirmed = true \
+                     FROM c WHERE auth.users.id = c.user_id \
+                       AND auth.users.email = coalesce(c.previous_email, c.email) \
                      RETURNING auth.users.id) \
                  SELECT count(*) AS confirmed FROM u",
                 vec![ParameterValue::Binary(token_hash.to_vec())],
             )
-            .await?;
+            .await;
+        let rows = match result {
+            Ok(rows) => rows,
+            // The only unique constraint this statement can hit is the users' email.
+            Err(ApiError::UniqueViolation(_)) => return Err(ApiError::EmailTaken),
+            Err(other) => return Err(other),
+        };
         Ok(rows
             .first()
             .and_then(|row| row.get::<i64>("confirmed"))

@@ -16,10 +16,9 @@ mod settings;
 mod throttle;
 mod users;
 
-use std::net::IpAddr;
-
 use bytes::Bytes;
 use cinema_domain::account::{normalize_email, validate_password};
+use cinema_domain::client_addr::{self, TrustedProxies};
 use cinema_domain::password::{hash_password, verify_password};
 use cinema_domain::token::{
     AccessClaims, Jwks, TokenVerifier, generate_refresh_token, hash_refresh_token, sign,
@@ -35,7 +34,6 @@ use uuid::Uuid;
 use db::{Db, HistoryEntry, RefreshRefusal};
 use error::{ApiError, ApiResult, Reply, empty, json};
 use settings::Settings;
-use throttle::Throttle;
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -54,31 +52,53 @@ async fn handle(request: Request) -> impl IntoResponse {
 
 /// What a handler knows about the caller's connection.
 pub(crate) struct Client {
+    /// The address recorded in sessions and history (a proxy's when no client is known).
     pub(crate) ip: Option<String>,
+    /// The client's own address, to throttle by: `None` when the request came from a
+    /// trusted proxy that named no client (never throttle a proxy's address).
+    pub(crate) throttle_ip: Option<String>,
     pub(crate) user_agent: String,
+    /// The social sign-in binding cookie, if the browser sent one.
+    pub(crate) oauth_binding: Option<String>,
 }
 
 impl Client {
-    fn of(request: &Request) -> Self {
-        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-        // Spin gives `host:port`; only a well-formed IP is stored (it goes into inet).
-        let ip = header("spin-client-addr")
-            .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
-            .or_else(|| header("spin-client-addr").and_then(|addr| addr.parse::<IpAddr>().ok()))
-            .map(|ip| ip.to_string());
+    fn of(request: &Request, trusted_proxies: &TrustedProxies) -> Self {
+        let headers = request.headers();
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let peer = header(client_addr::SPIN_CLIENT_ADDR_HEADER).and_then(client_addr::parse_peer);
+        let forwarded = headers
+            .get_all(client_addr::FORWARDED_FOR_HEADER)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let address = client_addr::resolve(peer, forwarded, trusted_proxies);
         let user_agent = header("user-agent")
             .unwrap_or_default()
             .chars()
             .take(MAX_USER_AGENT_CHARS)
             .collect();
-        Self { ip, user_agent }
+        let oauth_binding = headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == oauth::BINDING_COOKIE)
+            .map(|(_, value)| value.trim().to_owned());
+        Self {
+            ip: address.recorded.map(|ip| ip.to_string()),
+            throttle_ip: address.client.map(|ip| ip.to_string()),
+            user_agent,
+            oauth_binding,
+        }
     }
 }
 
 async fn route(request: Request) -> ApiResult<Reply> {
     let path = request.uri().path().trim_end_matches('/').to_owned();
     let method = request.method().clone();
-    let client = Client::of(&request);
+    let settings = Settings::load().await?;
+    let client = Client::of(&request, &settings.trusted_proxies);
     let bearer = request
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -95,7 +115,6 @@ async fn route(request: Request) -> ApiResult<Reply> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("text/html"));
     let body = read_body(request).await?;
-    let settings = Settings::load().await?;
 
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
@@ -129,6 +148,7 @@ async fn route(request: Request) -> ApiResult<Reply> {
         }
         (Method::POST, ["api", "v1", "auth", "logout_all"]) => {
             let caller = authenticate(&settings, bearer).await?;
+            caller.refuse_while_impersonating()?;
             caller
                 .db
                 .revoke_all_sessions(caller.user_id, "logout_all")
@@ -139,10 +159,14 @@ async fn route(request: Request) -> ApiResult<Reply> {
             me(authenticate(&settings, bearer).await?).await
         }
         (Method::PATCH, ["api", "v1", "auth", "me"]) => {
-            update_me(authenticate(&settings, bearer).await?, &body).await
+            let caller = authenticate(&settings, bearer).await?;
+            caller.refuse_while_impersonating()?;
+            update_me(caller, &body).await
         }
         (Method::POST, ["api", "v1", "auth", "me", "password"]) => {
-            change_password(authenticate(&settings, bearer).await?, &body).await
+            let caller = authenticate(&settings, bearer).await?;
+            caller.refuse_while_impersonating()?;
+            change_password(caller, &body).await
         }
         (Method::GET, ["api", "v1", "auth", "me", "history"]) => {
             history(authenticate(&settings, bearer).await?, &query).await
@@ -157,6 +181,7 @@ async fn route(request: Request) -> ApiResult<Reply> {
         }
         (Method::DELETE, ["api", "v1", "auth", "me", "sessions", id]) => {
             let caller = authenticate(&settings, bearer).await?;
+            caller.refuse_while_impersonating()?;
             let session_id =
                 Uuid::parse_str(id).map_err(|_| ApiError::invalid("id", "must be a UUID"))?;
             if caller
@@ -170,7 +195,7 @@ async fn route(request: Request) -> ApiResult<Reply> {
             }
         }
         (Method::GET, ["api", "v1", "auth", "oauth", provider, "authorize"]) => {
-            oauth::authorize(oauth::Provider::parse(provider)?).await
+            oauth::authorize(&settings, &client, oauth::Provider::parse(provider)?).await
         }
         (Method::GET, ["api", "v1", "auth", "oauth", provider, "callback"]) => {
             oauth::callback(
@@ -178,12 +203,19 @@ async fn route(request: Request) -> ApiResult<Reply> {
                 oauth::Provider::parse(provider)?,
                 &query,
                 &client,
+                client.oauth_binding.as_deref(),
             )
             .await
         }
         (Method::POST, ["api", "v1", "auth", "oauth", provider, "link"]) => {
             let provider = oauth::Provider::parse(provider)?;
-            oauth::link(authenticate(&settings, bearer).await?, provider).await
+            oauth::link(
+                &settings,
+                &client,
+                authenticate(&settings, bearer).await?,
+                provider,
+            )
+            .await
         }
         (Method::DELETE, ["api", "v1", "auth", "oauth", provider]) => {
             let provider = oauth::Provider::parse(provider)?;
@@ -387,9 +419,11 @@ async fn signup(settings: &Settings, body: &[u8]) -> ApiResult<Reply> {
     ))
 }
 
-/// `GET /api/v1/auth/confirm?token=`: the link of the welcome mail. Confirms the email
-/// once; a used, expired or unknown token is 410 `confirmation_invalid`. Browsers
-/// (`Accept: text/html`) get a small page, other clients JSON.
+/// `GET /api/v1/auth/confirm?token=`: the link of the welcome mail (confirms the email)
+/// and of the email-change mail (moves the account to the new address and confirms
+/// it). Works once; a used, expired or unknown token is 410 `confirmation_invalid`; a
+/// new address another account took meanwhile is 409 `email_taken` and leaves the link
+/// unused. Browsers (`Accept: text/html`) get a small page, other clients JSON.
 async fn confirm_email(settings: &Settings, query: &str, wants_html: bool) -> ApiResult<Reply> {
     let token = form_urlencoded::parse(query.as_bytes())
         .find(|(name, _)| name == "token")
@@ -399,7 +433,16 @@ async fn confirm_email(settings: &Settings, query: &str, wants_html: bool) -> Ap
             ApiError::invalid("token", "must be the token from the confirmation link")
         })?;
     let db = Db::open(&settings.database_url).await?;
-    let confirmed = db.confirm_email(hash_refresh_token(&token)).await?;
+    let confirmed = match db.confirm_email(hash_refresh_token(&token)).await {
+        Err(ApiError::EmailTaken) if wants_html => {
+            return Ok(confirmation_page(
+                StatusCode::CONFLICT,
+                "Address taken",
+                "Another account uses this email address now, so yours was not moved to it.",
+            ));
+        }
+        other => other?,
+    };
     let (status, title, message) = if confirmed {
         (
             StatusCode::OK,
@@ -414,23 +457,28 @@ async fn confirm_email(settings: &Settings, query: &str, wants_html: bool) -> Ap
         )
     };
     if wants_html {
-        let page = format!(
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-             <body style=\"font-family:system-ui;max-width:32rem;margin:4rem auto\"><h1>{title}</h1><p>{message}</p></body></html>"
-        );
-        let mut reply = empty(status);
-        *reply.body_mut() = http_body_util::Full::new(Bytes::from(page));
-        reply.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        return Ok(reply);
+        return Ok(confirmation_page(status, title, message));
     }
     if confirmed {
         Ok(json(StatusCode::OK, &json!({ "email_confirmed": true })))
     } else {
         Err(ApiError::Gone("confirmation_invalid", message))
     }
+}
+
+/// The small page browsers get from the confirmation link.
+fn confirmation_page(status: StatusCode, title: &str, message: &str) -> Reply {
+    let page = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
+         <body style=\"font-family:system-ui;max-width:32rem;margin:4rem auto\"><h1>{title}</h1><p>{message}</p></body></html>"
+    );
+    let mut reply = empty(status);
+    *reply.body_mut() = http_body_util::Full::new(Bytes::from(page));
+    reply.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    reply
 }
 
 #[derive(Deserialize)]
@@ -507,12 +555,13 @@ async fn login(settings: &Settings, body: &[u8], client: &Client) -> ApiResult<R
     let email = normalize_email(&input.email).map_err(|e| ApiError::invalid(e.field, e.message))?;
     let db = Db::open(&settings.database_url).await?;
     let account = db.credentials(&email).await?;
-    let throttle = Throttle::open().await;
-    let started = now();
-    if let Err(refused) = throttle.check(&email, client.ip.as_deref(), started).await {
-        record_attempt(&db, account.as_ref(), client, false, Some("throttled")).await?;
-        return Err(refused);
-    }
+    let attempt = match throttle::count_attempt(&db, &email, client.throttle_ip.as_deref()).await {
+        Ok(attempt) => attempt,
+        Err(refused) => {
+            record_attempt(&db, account.as_ref(), client, false, Some("throttled")).await?;
+            return Err(refused);
+        }
+    };
     let matches = match account.as_ref().and_then(|a| a.password_hash.as_deref()) {
         Some(hash) => {
             verify_password(&input.password, hash).map_err(|e| ApiError::Internal(e.to_string()))?
@@ -524,16 +573,13 @@ async fn login(settings: &Settings, body: &[u8], client: &Client) -> ApiResult<R
         }
     };
     if !matches {
-        throttle
-            .record_failure(&email, client.ip.as_deref(), started)
-            .await;
         record_attempt(&db, account.as_ref(), client, false, Some("wrong_password")).await?;
         return Err(ApiError::InvalidCredentials);
     }
     let Some(found) = &account else {
         return Err(ApiError::InvalidCredentials);
     };
-    throttle.reset(&email).await;
+    throttle::succeeded(&db, attempt).await?;
     sign_in(&db, settings, found.id, client, "password").await
 }
 
@@ -634,6 +680,21 @@ pub(crate) struct Caller {
     pub(crate) claims: AccessClaims,
 }
 
+impl Caller {
+    /// Refuses what an impersonation token (`act` claim) must never do as the user:
+    /// account security (email, password, sessions, linked providers) and
+    /// administration (users, roles). 403 `impersonation_forbidden`.
+    pub(crate) fn refuse_while_impersonating(&self) -> ApiResult<()> {
+        if self.claims.act.is_some() {
+            return Err(ApiError::Refused(
+                "impersonation_forbidden",
+                "not allowed while impersonating a user; end the impersonation",
+            ));
+        }
+        Ok(())
+    }
+}
+
 async fn authenticate(settings: &Settings, bearer: Option<String>) -> ApiResult<Caller> {
     let token = bearer.ok_or_else(|| {
         ApiError::Unauthorized(
@@ -685,8 +746,16 @@ struct ProfileUpdate {
     first_name: Option<String>,
     last_name: Option<String>,
     locale: Option<String>,
+    /// Proves the owner asks for an email change: a stolen access token alone must not
+    /// be enough to move the account to another address.
+    current_password: Option<String>,
 }
 
+/// `PATCH /api/v1/auth/me`: names and locale change at once. A different email needs
+/// `current_password` (422 naming it when missing or wrong; 409 `password_required` for
+/// an account without one) and does not change yet: the answer is the profile with
+/// `pending_email`, and the account moves once the link mailed to the new address is
+/// followed. The same email as now is no change and needs no password.
 async fn update_me(caller: Caller, body: &[u8]) -> ApiResult<Reply> {
     let input: ProfileUpdate = parse(body)?;
     let email = input
@@ -705,11 +774,20 @@ async fn update_me(caller: Caller, body: &[u8]) -> ApiResult<Reply> {
         .map(|v| check_name("last_name", v))
         .transpose()?;
     let locale = input.locale.as_deref().map(check_locale).transpose()?;
+    let current = caller
+        .db
+        .profile(caller.user_id)
+        .await?
+        .ok_or(ApiError::NotFound("user"))?;
+    let new_email = email.filter(|email| *email != current.email);
+    if new_email.is_some() {
+        check_current_password(&caller, input.current_password.as_deref()).await?;
+    }
     if !caller
         .db
         .update_profile(
             caller.user_id,
-            email.as_deref(),
+            new_email.as_deref(),
             first_name.as_deref(),
             last_name.as_deref(),
             locale,
@@ -718,7 +796,40 @@ async fn update_me(caller: Caller, body: &[u8]) -> ApiResult<Reply> {
     {
         return Err(ApiError::EmailTaken);
     }
-    me(caller).await
+    let profile = caller
+        .db
+        .profile(caller.user_id)
+        .await?
+        .ok_or(ApiError::NotFound("user"))?;
+    let mut answer = serde_json::to_value(profile).unwrap_or_default();
+    if let Some(new_email) = new_email {
+        answer["pending_email"] = serde_json::Value::String(new_email);
+    }
+    Ok(json(StatusCode::OK, &answer))
+}
+
+/// Refuses an email change the caller did not prove with the account's password.
+async fn check_current_password(caller: &Caller, given: Option<&str>) -> ApiResult<()> {
+    let Some(stored) = caller.db.password_hash(caller.user_id).await? else {
+        return Err(ApiError::Conflict(
+            "password_required",
+            "set a password first: changing the email needs the current password".into(),
+        ));
+    };
+    let Some(given) = given else {
+        return Err(ApiError::invalid(
+            "current_password",
+            "is required to change the email",
+        ));
+    };
+    if verify_password(given, &stored).map_err(|e| ApiError::Internal(e.to_string()))? {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "current_password",
+            "is not the current password",
+        ))
+    }
 }
 
 #[derive(Deserialize)]

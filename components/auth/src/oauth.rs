@@ -19,7 +19,6 @@ use http::StatusCode;
 use http_body_util::{BodyExt, Full};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use spin_sdk::key_value::Store;
 use spin_sdk::pg::ParameterValue;
 use uuid::Uuid;
 
@@ -30,6 +29,24 @@ use crate::{Caller, Client};
 
 /// How long an authorization may take between redirect and callback.
 const STATE_TTL_SECONDS: i64 = 600;
+/// Cookie that binds a sign-in to the browser that started it.
+pub const BINDING_COOKIE: &str = "cinema_oauth_binding";
+/// Path of the binding cookie: the authorize, link and callback routes.
+const BINDING_COOKIE_PATH: &str = "/api/v1/auth/oauth";
+/// Pending sign-ins one client address may hold at once.
+pub const MAX_PENDING_PER_CLIENT: i64 = 20;
+/// Pending sign-ins the table holds at most (about 300 bytes each).
+pub const MAX_PENDING_TOTAL: i64 = 100_000;
+/// Mailbox domains of Yandex: an address there is the Yandex account's own mailbox.
+const YANDEX_MAIL_DOMAINS: &[&str] = &[
+    "yandex.ru",
+    "ya.ru",
+    "yandex.com",
+    "yandex.by",
+    "yandex.kz",
+    "yandex.ua",
+    "narod.ru",
+];
 
 /// A supported provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,51 +121,95 @@ async fn config(provider: Provider) -> ApiResult<ProviderConfig> {
     })
 }
 
-/// What waits in key-value between the redirect and the callback.
-#[derive(Serialize, Deserialize)]
-struct PendingAuthorization {
-    provider: Provider,
-    verifier: String,
-    created_at: i64,
-    /// Set when a signed-in user links this provider.
-    link_user: Option<Uuid>,
-}
-
 fn random_token() -> String {
     cinema_domain::token::generate_refresh_token()
 }
 
-fn state_key(state: &str) -> String {
-    format!("auth:oauth-state:{state}")
+fn sha256(value: &str) -> Vec<u8> {
+    <sha2::Sha256 as sha2::Digest>::digest(value.as_bytes()).to_vec()
 }
 
-async fn store() -> ApiResult<Store> {
-    Store::open_default().await.map_err(|e| {
-        ApiError::Unavailable("state_store_unavailable", format!("key-value store: {e:?}"))
-    })
+/// The `Set-Cookie` value of the binding cookie (`value` empty: delete it).
+fn binding_cookie(value: &str, secure: bool) -> String {
+    let max_age = if value.is_empty() {
+        0
+    } else {
+        STATE_TTL_SECONDS
+    };
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{BINDING_COOKIE}={value}; Path={BINDING_COOKIE_PATH}; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+    )
 }
 
-/// Builds the provider's authorize URL and remembers the state.
-async fn begin(provider: Provider, link_user: Option<Uuid>) -> ApiResult<String> {
+/// Whether cookies must be `Secure`: the public base URL is https.
+async fn secure_cookies() -> bool {
+    variable("oauth_redirect_base")
+        .await
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("https://")
+}
+
+/// An authorize URL to send the browser to, and the binding cookie for that browser.
+struct Authorization {
+    url: String,
+    set_cookie: String,
+}
+
+/// Builds the provider's authorize URL and records the pending sign-in.
+async fn begin(
+    settings: &Settings,
+    client: &Client,
+    provider: Provider,
+    link_user: Option<Uuid>,
+) -> ApiResult<Authorization> {
     let config = config(provider).await?;
     let state = random_token();
+    let binding = random_token();
     let verifier = random_token();
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
-    let pending = PendingAuthorization {
-        provider,
-        verifier,
-        created_at: crate::now(),
-        link_user,
-    };
-    let bytes = serde_json::to_vec(&pending).map_err(|e| ApiError::Internal(e.to_string()))?;
-    store()
-        .await?
-        .set(&state_key(&state), &bytes)
-        .await
-        .map_err(|e| {
-            ApiError::Unavailable("state_store_unavailable", format!("key-value store: {e:?}"))
-        })?;
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha256(&verifier));
+    let db = Db::open(&settings.database_url).await?;
+    let rows = db
+        .rows(
+            "WITH purge AS (DELETE FROM auth.oauth_pending WHERE expires_at < now()), \
+             ins AS ( \
+                 INSERT INTO auth.oauth_pending \
+                     (state_hash, binding_hash, provider, verifier, link_user, client_ip, expires_at) \
+                 SELECT $1, $2, $3, $4, $5, $6::text::inet, now() + make_interval(secs => $7) \
+                 WHERE ($6::text IS NULL OR (SELECT count(*) FROM auth.oauth_pending \
+                        WHERE client_ip = $6::text::inet AND expires_at > now()) < $8) \
+                   AND (SELECT count(*) FROM (SELECT 1 FROM auth.oauth_pending LIMIT $9) AS held) < $9 \
+                 RETURNING 1) \
+             SELECT (SELECT count(*) FROM ins) AS inserted, \
+                    (SELECT count(*) FROM auth.oauth_pending \
+                     WHERE client_ip = $6::text::inet AND expires_at > now()) AS held_by_client",
+            vec![
+                ParameterValue::Binary(sha256(&state)),
+                ParameterValue::Binary(sha256(&binding)),
+                ParameterValue::Str(provider.name().into()),
+                ParameterValue::Str(verifier),
+                link_user.map_or(ParameterValue::DbNull, |id| ParameterValue::Uuid(id.to_string())),
+                // Capped per client; a proxy that named no client is capped only in all.
+                client.throttle_ip.clone().map_or(ParameterValue::DbNull, ParameterValue::Str),
+                ParameterValue::Floating64(STATE_TTL_SECONDS as f64),
+                ParameterValue::Int64(MAX_PENDING_PER_CLIENT),
+                ParameterValue::Int64(MAX_PENDING_TOTAL),
+            ],
+        )
+        .await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| ApiError::Internal("pending sign-in insert answered no row".into()))?;
+    if row.get::<i64>("inserted").unwrap_or(0) != 1 {
+        if row.get::<i64>("held_by_client").unwrap_or(0) >= MAX_PENDING_PER_CLIENT {
+            return Err(ApiError::TooManyAttempts(STATE_TTL_SECONDS as u64));
+        }
+        return Err(ApiError::Unavailable(
+            "too_many_pending_sign_ins",
+            "the pending social sign-in table is full".into(),
+        ));
+    }
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("response_type", "code")
         .append_pair("client_id", &config.client_id)
@@ -163,28 +224,58 @@ async fn begin(provider: Provider, link_user: Option<Uuid>) -> ApiResult<String>
     } else {
         '?'
     };
-    Ok(format!("{}{separator}{query}", config.authorize_url))
+    Ok(Authorization {
+        url: format!("{}{separator}{query}", config.authorize_url),
+        set_cookie: binding_cookie(&binding, secure_cookies().await),
+    })
 }
 
-/// `GET /oauth/{provider}/authorize`: 302 to the provider.
-pub async fn authorize(provider: Provider) -> ApiResult<Reply> {
-    let url = begin(provider, None).await?;
-    let mut reply = empty(StatusCode::FOUND);
-    reply.headers_mut().insert(
-        http::header::LOCATION,
-        http::HeaderValue::from_str(&url).map_err(|e| ApiError::Internal(e.to_string()))?,
+fn with_cookie(mut reply: Reply, set_cookie: &str) -> ApiResult<Reply> {
+    reply.headers_mut().append(
+        http::header::SET_COOKIE,
+        http::HeaderValue::from_str(set_cookie).map_err(|e| ApiError::Internal(e.to_string()))?,
     );
     Ok(reply)
 }
 
-/// `POST /oauth/{provider}/link`: the authorize URL that links to the caller.
-pub async fn link(caller: Caller, provider: Provider) -> ApiResult<Reply> {
-    let url = begin(provider, Some(caller.user_id)).await?;
-    Ok(json(StatusCode::OK, &json!({ "authorize_url": url })))
+/// `GET /oauth/{provider}/authorize`: 302 to the provider, with the binding cookie.
+pub async fn authorize(
+    settings: &Settings,
+    client: &Client,
+    provider: Provider,
+) -> ApiResult<Reply> {
+    let authorization = begin(settings, client, provider, None).await?;
+    let mut reply = empty(StatusCode::FOUND);
+    reply.headers_mut().insert(
+        http::header::LOCATION,
+        http::HeaderValue::from_str(&authorization.url)
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+    );
+    with_cookie(reply, &authorization.set_cookie)
+}
+
+/// `POST /oauth/{provider}/link`: the authorize URL that links to the caller; the
+/// binding cookie goes to the client that asked.
+pub async fn link(
+    settings: &Settings,
+    client: &Client,
+    caller: Caller,
+    provider: Provider,
+) -> ApiResult<Reply> {
+    caller.refuse_while_impersonating()?;
+    let authorization = begin(settings, client, provider, Some(caller.user_id)).await?;
+    with_cookie(
+        json(
+            StatusCode::OK,
+            &json!({ "authorize_url": authorization.url }),
+        ),
+        &authorization.set_cookie,
+    )
 }
 
 /// `DELETE /oauth/{provider}`: unlink, unless it is the only way to sign in.
 pub async fn unlink(caller: Caller, provider: Provider) -> ApiResult<Reply> {
+    caller.refuse_while_impersonating()?;
     let rows = caller
         .db
         .rows(
@@ -227,8 +318,17 @@ pub async fn unlink(caller: Caller, provider: Provider) -> ApiResult<Reply> {
 struct Identity {
     subject: String,
     email: Option<String>,
+    /// The provider vouches that the user owns `email` (see the module doc).
+    email_verified: bool,
     first_name: String,
     last_name: String,
+}
+
+/// Whether `email` is a Yandex account's own mailbox (Yandex owns the domain).
+fn is_yandex_mailbox(email: &str) -> bool {
+    email.rsplit_once('@').is_some_and(|(_, domain)| {
+        YANDEX_MAIL_DOMAINS.contains(&domain.to_ascii_lowercase().as_str())
+    })
 }
 
 async fn send(request: http::Request<Full<Bytes>>) -> ApiResult<Value> {
@@ -311,9 +411,14 @@ async fn identify(
                 .body(Full::new(Bytes::new()))
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             let info = send(request).await?;
+            let email = Some(text(&info, "default_email")).filter(|e| !e.is_empty());
             Identity {
                 subject: text(&info, "id"),
-                email: Some(text(&info, "default_email")).filter(|e| !e.is_empty()),
+                // Yandex ID does not say whether `default_email` was verified; an address
+                // of a Yandex mailbox domain is the account's own mailbox, anything else
+                // may be typed in by the user.
+                email_verified: email.as_deref().is_some_and(is_yandex_mailbox),
+                email,
                 first_name: text(&info, "first_name"),
                 last_name: text(&info, "last_name"),
             }
@@ -332,6 +437,8 @@ async fn identify(
             Identity {
                 subject: text(user, "user_id"),
                 email: Some(text(user, "email")).filter(|e| !e.is_empty()),
+                // VK ID's user_info documents no verification flag for `email`.
+                email_verified: false,
                 first_name: text(user, "first_name"),
                 last_name: text(user, "last_name"),
             }
@@ -349,7 +456,8 @@ async fn identify(
             let verified = info["email_verified"].as_bool().unwrap_or(false);
             Identity {
                 subject: text(&info, "sub"),
-                email: Some(text(&info, "email")).filter(|e| verified && !e.is_empty()),
+                email: Some(text(&info, "email")).filter(|e| !e.is_empty()),
+                email_verified: verified,
                 first_name: text(&info, "given_name"),
                 last_name: text(&info, "family_name"),
             }
@@ -370,12 +478,85 @@ fn query_pairs(query: &str) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
-/// `GET /oauth/{provider}/callback`.
+/// A pending sign-in, taken by its callback.
+struct Pending {
+    provider: String,
+    verifier: String,
+    link_user: Option<Uuid>,
+}
+
+/// What became of a callback's `state`.
+enum Taken {
+    /// The pending sign-in, now deleted (single use).
+    Pending(Pending),
+    /// The state is pending, but this browser did not start it: left for its owner.
+    OtherBrowser,
+    /// Unknown, used or expired.
+    Unknown,
+}
+
+/// Takes (deletes) the pending sign-in of `state` if `binding` is the cookie of the
+/// browser that started it; a callback from any other browser leaves it in place, so a
+/// leaked callback URL cannot burn the real user's sign-in.
+async fn take_pending(db: &Db, state: &str, binding: Option<&str>) -> ApiResult<Taken> {
+    let binding_hash = binding
+        .filter(|b| !b.is_empty() && b.len() <= 256)
+        .map(sha256)
+        .unwrap_or_default();
+    let rows = db
+        .rows(
+            "WITH taken AS ( \
+                 DELETE FROM auth.oauth_pending WHERE state_hash = $1 AND binding_hash = $2 \
+                 RETURNING provider, verifier, link_user, expires_at > now() AS live) \
+             SELECT provider, verifier, link_user, live FROM taken \
+             UNION ALL \
+             SELECT NULL, NULL, NULL, false FROM auth.oauth_pending \
+             WHERE state_hash = $1 AND expires_at > now() AND NOT EXISTS (SELECT 1 FROM taken)",
+            vec![
+                ParameterValue::Binary(sha256(state)),
+                ParameterValue::Binary(binding_hash),
+            ],
+        )
+        .await?;
+    let Some(row) = rows.first() else {
+        return Ok(Taken::Unknown);
+    };
+    let provider: Option<String> = row.get::<Option<String>>("provider").flatten();
+    let Some(provider) = provider else {
+        return Ok(Taken::OtherBrowser);
+    };
+    if !row.get::<bool>("live").unwrap_or(false) {
+        return Ok(Taken::Unknown);
+    }
+    Ok(Taken::Pending(Pending {
+        provider,
+        verifier: row
+            .get::<Option<String>>("verifier")
+            .flatten()
+            .unwrap_or_default(),
+        link_user: row.get::<Option<Uuid>>("link_user").flatten(),
+    }))
+}
+
+/// `GET /oauth/{provider}/callback`; `binding` is the browser's binding cookie.
 pub async fn callback(
     settings: &Settings,
     provider: Provider,
     query: &str,
     client: &Client,
+    binding: Option<&str>,
+) -> ApiResult<Reply> {
+    let reply = finish(settings, provider, query, client, binding).await?;
+    // The binding served its one sign-in.
+    with_cookie(reply, &binding_cookie("", secure_cookies().await))
+}
+
+async fn finish(
+    settings: &Settings,
+    provider: Provider,
+    query: &str,
+    client: &Client,
+    binding: Option<&str>,
 ) -> ApiResult<Reply> {
     let params = query_pairs(query);
     let state = params.get("state").cloned().unwrap_or_default();
@@ -385,22 +566,22 @@ pub async fn callback(
             "unknown or expired sign-in attempt; start again".into(),
         )
     };
-    if state.is_empty() {
+    if state.is_empty() || state.len() > 256 {
         return Err(invalid_state());
     }
-    let store = store().await?;
-    let key = state_key(&state);
-    let pending = store
-        .get(&key)
-        .await
-        .map_err(|e| {
-            ApiError::Unavailable("state_store_unavailable", format!("key-value store: {e:?}"))
-        })?
-        .and_then(|bytes| serde_json::from_slice::<PendingAuthorization>(&bytes).ok())
-        .ok_or_else(invalid_state)?;
+    let db = Db::open(&settings.database_url).await?;
     // Single use, whatever happens next.
-    let _ = store.delete(&key).await;
-    if pending.provider != provider || crate::now() - pending.created_at > STATE_TTL_SECONDS {
+    let pending = match take_pending(&db, &state, binding).await? {
+        Taken::Pending(pending) => pending,
+        Taken::OtherBrowser => {
+            return Err(ApiError::Unauthorized(
+                "oauth_browser_mismatch",
+                "this sign-in was started in another browser; start again here".into(),
+            ));
+        }
+        Taken::Unknown => return Err(invalid_state()),
+    };
+    if pending.provider != provider.name() {
         return Err(invalid_state());
     }
     if let Some(error) = params.get("error") {
@@ -422,7 +603,6 @@ pub async fn callback(
         params.get("device_id").map(String::as_str),
     )
     .await?;
-    let db = Db::open(&settings.database_url).await?;
     let subject_params = vec![
         ParameterValue::Str(provider.name().into()),
         ParameterValue::Str(identity.subject.clone()),
@@ -463,64 +643,112 @@ pub async fn callback(
 
     let user_id = match linked {
         Some(user_id) => user_id,
-        None => {
-            let email = identity
-                .email
-                .as_deref()
-                .and_then(|e| cinema_domain::account::normalize_email(e).ok())
-                .ok_or_else(|| {
-                    ApiError::Unauthorized(
-                        "oauth_email_missing",
-                        "the provider did not share a verified email".into(),
-                    )
-                })?;
-            let user_id = match db.credentials(&email).await? {
-                Some(existing) => existing.id,
-                None => {
-                    let id = Uuid::new_v4();
-                    // The account and its `user.registered` event (the provider vouched
-                    // for the email), in one statement.
-                    db.rows(
-                        &format!(
-                            "WITH u AS ( \
-                                 INSERT INTO auth.users (id, email, first_name, last_name, email_confirmed) \
-                                 VALUES ($1, $2, $3, $4, true) \
-                                 ON CONFLICT ON CONSTRAINT users_email_key DO NOTHING \
-                                 RETURNING id, email, locale, first_name), \
-                             {} \
-                             SELECT count(*) AS inserted FROM u",
-                            crate::db::outbox_event(
-                                "user.registered",
-                                "u",
-                                "'first_name', u.first_name, 'email_confirmed', true"
-                            )
-                        ),
-                        vec![
-                            ParameterValue::Uuid(id.to_string()),
-                            ParameterValue::Str(email.clone()),
-                            ParameterValue::Str(identity.first_name.chars().take(100).collect()),
-                            ParameterValue::Str(identity.last_name.chars().take(100).collect()),
-                        ],
-                    )
-                    .await?;
-                    db.credentials(&email)
-                        .await?
-                        .map(|c| c.id)
-                        .ok_or_else(|| ApiError::Internal("user vanished".into()))?
-                }
-            };
-            db.execute(
-                "INSERT INTO auth.social_accounts (provider, subject, user_id, email) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (provider, subject) DO NOTHING",
-                vec![subject_params[0].clone(), subject_params[1].clone(), ParameterValue::Uuid(user_id.to_string()), ParameterValue::Str(email)],
-            )
-            .await
-            .map_err(|e| match e {
-                ApiError::UniqueViolation(_) => ApiError::Conflict("provider_already_linked", format!("this user has another {} account linked", provider.name())),
-                other => other,
-            })?;
-            user_id
-        }
+        None => link_or_create(&db, provider, &identity, &subject_params).await?,
     };
     crate::sign_in(&db, settings, user_id, client, provider.name()).await
+}
+
+/// A provider identity seen for the first time: the account with the same email when
+/// both the provider and the account vouch for it, else a new account; refuses to
+/// take over an account whose email nobody proved.
+async fn link_or_create(
+    db: &Db,
+    provider: Provider,
+    identity: &Identity,
+    subject_params: &[ParameterValue],
+) -> ApiResult<Uuid> {
+    let email = identity
+        .email
+        .as_deref()
+        .and_then(|e| cinema_domain::account::normalize_email(e).ok())
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "oauth_email_missing",
+                "the provider did not share an email".into(),
+            )
+        })?;
+    let existing = db
+        .rows(
+            "SELECT id, email_confirmed FROM auth.users WHERE email = $1",
+            vec![ParameterValue::Str(email.clone())],
+        )
+        .await?
+        .first()
+        .and_then(|row| Some((row.get::<Uuid>("id")?, row.get::<bool>("email_confirmed")?)));
+    let user_id = match existing {
+        Some((id, account_confirmed)) => {
+            if !(account_confirmed && identity.email_verified) {
+                return Err(ApiError::Conflict(
+                    "oauth_link_requires_confirmation",
+                    format!(
+                        "an account with this email exists; sign in with its password (and confirm the email) and link {} from there",
+                        provider.name()
+                    ),
+                ));
+            }
+            id
+        }
+        None => {
+            let id = Uuid::new_v4();
+            let confirmed = identity.email_verified;
+            // The account and its `user.registered` event, in one statement; an email
+            // the provider did not verify starts unconfirmed (the welcome mail carries
+            // the confirmation link).
+            let inserted = db
+                .rows(
+                    &format!(
+                        "WITH u AS ( \
+                             INSERT INTO auth.users (id, email, first_name, last_name, email_confirmed) \
+                             VALUES ($1, $2, $3, $4, $5) \
+                             ON CONFLICT ON CONSTRAINT users_email_key DO NOTHING \
+                             RETURNING id, email, locale, first_name, email_confirmed), \
+                         {} \
+                         SELECT count(*) AS inserted FROM u",
+                        crate::db::outbox_event(
+                            "user.registered",
+                            "u",
+                            "'first_name', u.first_name, 'email_confirmed', u.email_confirmed"
+                        )
+                    ),
+                    vec![
+                        ParameterValue::Uuid(id.to_string()),
+                        ParameterValue::Str(email.clone()),
+                        ParameterValue::Str(identity.first_name.chars().take(100).collect()),
+                        ParameterValue::Str(identity.last_name.chars().take(100).collect()),
+                        ParameterValue::Boolean(confirmed),
+                    ],
+                )
+                .await?
+                .first()
+                .and_then(|row| row.get::<i64>("inserted"))
+                .unwrap_or(0);
+            if inserted != 1 {
+                // Someone registered the address a moment ago: treat it as existing.
+                return Err(ApiError::Conflict(
+                    "oauth_link_requires_confirmation",
+                    "an account with this email exists; sign in with its password and link from there".into(),
+                ));
+            }
+            id
+        }
+    };
+    db.execute(
+        "INSERT INTO auth.social_accounts (provider, subject, user_id, email) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (provider, subject) DO NOTHING",
+        vec![
+            subject_params[0].clone(),
+            subject_params[1].clone(),
+            ParameterValue::Uuid(user_id.to_string()),
+            ParameterValue::Str(email),
+        ],
+    )
+    .await
+    .map_err(|e| match e {
+        ApiError::UniqueViolation(_) => ApiError::Conflict(
+            "provider_already_linked",
+            format!("this user has another {} account linked", provider.name()),
+        ),
+        other => other,
+    })?;
+    Ok(user_id)
 }

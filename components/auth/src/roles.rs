@@ -1,6 +1,12 @@
 //! Roles and permissions administration (admin only): list, create, edit and delete
 //! roles; grant and revoke a user's roles. Role names are lower-case identifiers; the
 //! built-in `admin` role can be edited but not deleted or renamed.
+//!
+//! Every change writes its `admin.audit_log` entry (`role.create`, `role.update`,
+//! `role.delete` with the role before and after, `user.role_grant`/`user.role_revoke`)
+//! in the same statement as the change. `users:manage` grants ordinary roles; a role
+//! that itself carries `users:manage` or `roles:manage` (such as `admin`) is granted
+//! and revoked only by a holder of `roles:manage`. Impersonation tokens manage nothing.
 
 use http::StatusCode;
 use serde::Deserialize;
@@ -19,6 +25,7 @@ pub const USERS_MANAGE: &str = "users:manage";
 const PROTECTED_ROLE: &str = "admin";
 
 fn require(caller: &Caller, permission: &'static str) -> ApiResult<()> {
+    caller.refuse_while_impersonating()?;
     if caller.claims.has_permission(permission) {
         Ok(())
     } else {
@@ -112,58 +119,86 @@ struct NewRole {
     permissions: Vec<String>,
 }
 
-/// Writes a role's permission set: removes what is gone, adds what is new.
-async fn set_permissions(caller: &Caller, id: Uuid, permissions: &[String]) -> ApiResult<()> {
+/// The role as the audit log shows it, from a CTE or table aliased `r` with columns
+/// `name`, `description` and `permissions` (an array).
+const AUDIT_ROLE_JSON: &str = "jsonb_build_object('name', r.name, 'description', r.description, 'permissions', to_jsonb(r.permissions))";
+
+/// The audit entry of a role change by the caller, as a CTE named `audit` over the CTEs
+/// `before_role` and `after_role` (either may be empty: create, delete).
+fn role_audit(action_param: &str, entity: &str) -> String {
+    format!(
+        "audit AS ( \
+             INSERT INTO admin.audit_log \
+                 (id, actor_id, actor_email, action, entity_type, entity_id, before, after) \
+             SELECT gen_random_uuid(), $actor, COALESCE((SELECT email FROM auth.users WHERE id = $actor), ''), \
+                    {action_param}, 'role', {entity}, \
+                    (SELECT {AUDIT_ROLE_JSON} FROM before_role r), \
+                    (SELECT {AUDIT_ROLE_JSON} FROM after_role r) \
+             RETURNING id)"
+    )
+}
+
+/// Names a permission that does not exist: 422 on `permissions`; a taken name: 409.
+fn role_write_error(error: ApiError) -> ApiError {
+    match error {
+        ApiError::ForeignKeyViolation(_) => {
+            ApiError::invalid("permissions", "names a permission that does not exist")
+        }
+        ApiError::UniqueViolation(_) => {
+            ApiError::Conflict("role_exists", "a role with this name exists".into())
+        }
+        other => other,
+    }
+}
+
+/// Runs a role statement whose `$actor` placeholder is the caller (appended last).
+async fn run_audited(
+    caller: &Caller,
+    statement: &str,
+    mut params: Vec<ParameterValue>,
+) -> ApiResult<()> {
+    params.push(ParameterValue::Uuid(caller.user_id.to_string()));
+    let actor = format!("${}", params.len());
     caller
         .db
-        .execute(
-            "WITH removed AS (DELETE FROM auth.role_permissions WHERE role_id = $1 AND permission <> ALL($2::text[])) \
-             INSERT INTO auth.role_permissions (role_id, permission) \
-             SELECT $1, p FROM unnest($2::text[]) AS p ON CONFLICT DO NOTHING",
-            vec![ParameterValue::Uuid(id.to_string()), permissions_param(permissions)],
-        )
+        .rows(&statement.replace("$actor", &actor), params)
         .await
-        .map_err(|e| match e {
-            ApiError::ForeignKeyViolation(_) => ApiError::invalid("permissions", "names a permission that does not exist"),
-            other => other,
-        })?;
+        .map_err(role_write_error)?;
     Ok(())
 }
 
+/// `POST /roles`: the role, its permissions and its audit entry in one statement.
 pub async fn create(caller: Caller, body: &[u8]) -> ApiResult<Reply> {
     require(&caller, ROLES_MANAGE)?;
     let input: NewRole = parse(body)?;
     let name = check_role_name(&input.name)?;
     let description = check_description(&input.description)?;
     let id = Uuid::new_v4();
-    caller
-        .db
-        .execute(
-            "INSERT INTO auth.roles (id, name, description) VALUES ($1, $2, $3)",
-            vec![
-                ParameterValue::Uuid(id.to_string()),
-                ParameterValue::Str(name),
-                ParameterValue::Str(description),
-            ],
-        )
-        .await
-        .map_err(|e| match e {
-            ApiError::UniqueViolation(_) => {
-                ApiError::Conflict("role_exists", "a role with this name exists".into())
-            }
-            other => other,
-        })?;
-    if let Err(error) = set_permissions(&caller, id, &input.permissions).await {
-        // Keep the API atomic: a role is created with its permissions or not at all.
-        let _ = caller
-            .db
-            .execute(
-                "DELETE FROM auth.roles WHERE id = $1",
-                vec![ParameterValue::Uuid(id.to_string())],
-            )
-            .await;
-        return Err(error);
-    }
+    let statement = format!(
+        "WITH created AS ( \
+             INSERT INTO auth.roles (id, name, description) VALUES ($1, $2, $3) RETURNING id), \
+         granted AS ( \
+             INSERT INTO auth.role_permissions (role_id, permission) \
+             SELECT created.id, p FROM created, unnest($4::text[]) AS p ON CONFLICT DO NOTHING), \
+         before_role AS (SELECT NULL::text AS name, NULL::text AS description, NULL::text[] AS permissions WHERE false), \
+         after_role AS ( \
+             SELECT $2::text AS name, $3::text AS description, \
+                    ARRAY(SELECT DISTINCT unnest($4::text[]) ORDER BY 1) AS permissions FROM created), \
+         {} \
+         SELECT count(*) AS audited FROM audit",
+        role_audit("'role.create'", "$1")
+    );
+    run_audited(
+        &caller,
+        &statement,
+        vec![
+            ParameterValue::Uuid(id.to_string()),
+            ParameterValue::Str(name),
+            ParameterValue::Str(description),
+            permissions_param(&input.permissions),
+        ],
+    )
+    .await?;
     Ok(json(StatusCode::CREATED, &one_role(&caller, id).await?))
 }
 
@@ -175,6 +210,13 @@ struct RoleUpdate {
     permissions: Option<Vec<String>>,
 }
 
+/// The role's current row as the CTE `before_role` (locked against a concurrent edit).
+const BEFORE_ROLE: &str = "before_role AS ( \
+    SELECT r.name, r.description, \
+           ARRAY(SELECT permission FROM auth.role_permissions WHERE role_id = r.id ORDER BY 1) AS permissions \
+    FROM auth.roles r WHERE r.id = $1)";
+
+/// `PATCH /roles/{id}`: name, description and permission set, audited, in one statement.
 pub async fn update(caller: Caller, raw_id: &str, body: &[u8]) -> ApiResult<Reply> {
     require(&caller, ROLES_MANAGE)?;
     let id = role_id(raw_id)?;
@@ -192,27 +234,44 @@ pub async fn update(caller: Caller, raw_id: &str, body: &[u8]) -> ApiResult<Repl
         .as_deref()
         .map(check_description)
         .transpose()?;
-    caller
-        .db
-        .execute(
-            "UPDATE auth.roles SET name = coalesce($2, name), description = coalesce($3, description) WHERE id = $1",
-            vec![
-                ParameterValue::Uuid(id.to_string()),
-                name.map_or(ParameterValue::DbNull, ParameterValue::Str),
-                description.map_or(ParameterValue::DbNull, ParameterValue::Str),
-            ],
-        )
-        .await
-        .map_err(|e| match e {
-            ApiError::UniqueViolation(_) => ApiError::Conflict("role_exists", "a role with this name exists".into()),
-            other => other,
-        })?;
-    if let Some(permissions) = &input.permissions {
-        set_permissions(&caller, id, permissions).await?;
-    }
+    let statement = format!(
+        "WITH {BEFORE_ROLE}, \
+         updated AS ( \
+             UPDATE auth.roles SET name = coalesce($2, name), description = coalesce($3, description) \
+             WHERE id = $1 RETURNING id, name, description), \
+         removed AS ( \
+             DELETE FROM auth.role_permissions \
+             WHERE role_id = $1 AND $4::text[] IS NOT NULL AND permission <> ALL($4::text[])), \
+         added AS ( \
+             INSERT INTO auth.role_permissions (role_id, permission) \
+             SELECT $1, p FROM unnest($4::text[]) AS p ON CONFLICT DO NOTHING), \
+         after_role AS ( \
+             SELECT u.name, u.description, \
+                    CASE WHEN $4::text[] IS NULL THEN b.permissions \
+                         ELSE ARRAY(SELECT DISTINCT unnest($4::text[]) ORDER BY 1) END AS permissions \
+             FROM updated u, before_role b), \
+         {} \
+         SELECT count(*) AS audited FROM audit",
+        role_audit("'role.update'", "$1")
+    );
+    run_audited(
+        &caller,
+        &statement,
+        vec![
+            ParameterValue::Uuid(id.to_string()),
+            name.map_or(ParameterValue::DbNull, ParameterValue::Str),
+            description.map_or(ParameterValue::DbNull, ParameterValue::Str),
+            input
+                .permissions
+                .as_deref()
+                .map_or(ParameterValue::DbNull, permissions_param),
+        ],
+    )
+    .await?;
     Ok(json(StatusCode::OK, &one_role(&caller, id).await?))
 }
 
+/// `DELETE /roles/{id}`: the role goes with an audit entry holding what it was.
 pub async fn delete(caller: Caller, raw_id: &str) -> ApiResult<Reply> {
     require(&caller, ROLES_MANAGE)?;
     let id = role_id(raw_id)?;
@@ -223,30 +282,47 @@ pub async fn delete(caller: Caller, raw_id: &str) -> ApiResult<Reply> {
             "the admin role cannot be deleted".into(),
         ));
     }
-    caller
-        .db
-        .execute(
-            "DELETE FROM auth.roles WHERE id = $1",
-            vec![ParameterValue::Uuid(id.to_string())],
-        )
-        .await?;
+    let statement = format!(
+        "WITH {BEFORE_ROLE}, \
+         deleted AS (DELETE FROM auth.roles WHERE id = $1 RETURNING id), \
+         after_role AS (SELECT NULL::text AS name, NULL::text AS description, NULL::text[] AS permissions WHERE false), \
+         {} \
+         SELECT count(*) AS audited FROM audit, deleted",
+        role_audit("'role.delete'", "$1")
+    );
+    run_audited(
+        &caller,
+        &statement,
+        vec![ParameterValue::Uuid(id.to_string())],
+    )
+    .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
+
+/// Permissions that make a role privileged: who holds them can hand out roles.
+const PRIVILEGED_PERMISSIONS: [&str; 2] = [USERS_MANAGE, ROLES_MANAGE];
 
 /// Grants (`grant = true`) or revokes a role of a user, by role name; idempotent.
 pub async fn assign(caller: Caller, raw_user: &str, role: &str, grant: bool) -> ApiResult<Reply> {
     require(&caller, USERS_MANAGE)?;
     let user =
         Uuid::parse_str(raw_user).map_err(|_| ApiError::invalid("user_id", "must be a UUID"))?;
-    let params = vec![
+    let params = [
         ParameterValue::Uuid(user.to_string()),
         ParameterValue::Str(role.to_owned()),
     ];
     let found = caller
         .db
         .rows(
-            "SELECT (SELECT id FROM auth.users WHERE id = $1) AS user_id, (SELECT id FROM auth.roles WHERE name = $2) AS role_id",
-            params.clone(),
+            "SELECT (SELECT id FROM auth.users WHERE id = $1) AS user_id, \
+                    (SELECT id FROM auth.roles WHERE name = $2) AS role_id, \
+                    EXISTS (SELECT 1 FROM auth.roles r JOIN auth.role_permissions rp ON rp.role_id = r.id \
+                            WHERE r.name = $2 AND rp.permission = ANY($3::text[])) AS privileged",
+            vec![
+                params[0].clone(),
+                params[1].clone(),
+                permissions_param(&PRIVILEGED_PERMISSIONS.map(str::to_owned)),
+            ],
         )
         .await?;
     let row = found
@@ -257,6 +333,15 @@ pub async fn assign(caller: Caller, raw_user: &str, role: &str, grant: bool) -> 
     }
     if row.get::<Uuid>("role_id").is_none() {
         return Err(ApiError::NotFound("role"));
+    }
+    // Handing out (or taking away) the power to hand out roles is for those who
+    // manage roles themselves (admins), not for every `users:manage` holder.
+    if row.get::<bool>("privileged").unwrap_or(true) && !caller.claims.has_permission(ROLES_MANAGE)
+    {
+        return Err(ApiError::Refused(
+            "privileged_role",
+            "granting or revoking a role with users:manage or roles:manage needs roles:manage",
+        ));
     }
     // The change and its audit entry (roles before and after) in one statement; a
     // grant already held or a revoke of a role not held changes and records nothing.

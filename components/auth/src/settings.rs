@@ -1,6 +1,12 @@
 //! The component's settings, from Spin variables (see `spin.toml`).
 
+use cinema_domain::client_addr::TrustedProxies;
+
 use crate::error::{ApiError, ApiResult};
+
+/// Proxies trusted when `trusted_proxies` is not declared: the host's own loopback
+/// (the admin console calls auth through it).
+pub const DEFAULT_TRUSTED_PROXIES: &str = "127.0.0.1, ::1";
 
 /// Typed settings of the auth component.
 #[derive(Debug, Clone)]
@@ -13,6 +19,9 @@ pub struct Settings {
     pub refresh_token_ttl_days: i32,
     /// Lifetime of an impersonation token (never longer than an access token's).
     pub impersonation_ttl_seconds: i64,
+    /// Proxies whose `X-Forwarded-For` names the client (`trusted_proxies`); the
+    /// console calls auth over loopback, so loopback is trusted unless configured.
+    pub trusted_proxies: TrustedProxies,
 }
 
 async fn variable(name: &str) -> ApiResult<String> {
@@ -57,6 +66,16 @@ impl Settings {
                 DEFAULT_IMPERSONATION_TTL_SECONDS,
             )
             .await?,
+            trusted_proxies: trusted_proxies().await?,
         })
     }
+}
+
+/// `trusted_proxies`, or [`DEFAULT_TRUSTED_PROXIES`] when undeclared.
+async fn trusted_proxies() -> ApiResult<TrustedProxies> {
+    let raw = spin_sdk::variables::get("trusted_proxies")
+        .await
+        .unwrap_or_else(|_| DEFAULT_TRUSTED_PROXIES.to_owned());
+    TrustedProxies::parse(&raw)
+        .map_err(|e| ApiError::Internal(format!("variable trusted_proxies: {e}")))
 }

@@ -1,131 +1,112 @@
-//! Failed-login throttling with key-value counters: at most [`ACCOUNT_LIMIT`] failures
-//! per account (email) and [`IP_LIMIT`] per client IP in a [`WINDOW_SECONDS`] window;
-//! past that, logins answer 429 with `Retry-After` until the window ends, without
-//! checking the password (no hashing cost for an attacker to spend).
+//! Failed-login throttling: at most [`ACCOUNT_LIMIT`] failures per account (email) and
+//! [`IP_LIMIT`] per client address in a [`WINDOW_SECONDS`] window; past that, logins
+//! answer 429 with `Retry-After` until the window ends, without checking the password
+//! (no hashing cost for an attacker to spend).
 //!
-//! Policy when the key-value store fails (Redis down): fail open, so logins keep
-//! working, and say so in the log. Counters are read-modify-write (spin:key-value has
-//! no atomic increment), so concurrent failures may slip a few attempts past the limit.
+//! Counting is atomic: every attempt first increments its counters in one upsert on
+//! `auth.login_throttle` that returns the new counts, and the decision is taken on
+//! those returned values, so a burst of concurrent attempts cannot pass the limit (with
+//! a limit of 5, the sixth concurrent attempt already sees 6). A correct password takes
+//! its attempt back (the account's counter is cleared, the address's decremented), so
+//! the counters count failures. Rows carry the end of their window and are purged as
+//! logins go; the table is written only by auth, never by another component.
+//!
+//! The address is the client's own ([`crate::Client::throttle_ip`]); a request from a
+//! trusted proxy that names no client is throttled by account only, never by the
+//! proxy's address (the admin console signs everyone in through loopback).
 
-use serde::{Deserialize, Serialize};
-use spin_sdk::key_value::Store;
+use spin_sdk::pg::ParameterValue;
 
+use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 
 /// Failures allowed per account per window.
-pub const ACCOUNT_LIMIT: u32 = 5;
+pub const ACCOUNT_LIMIT: i32 = 5;
 /// Failures allowed per client IP per window.
-pub const IP_LIMIT: u32 = 20;
+pub const IP_LIMIT: i32 = 20;
 /// Window length.
 pub const WINDOW_SECONDS: i64 = 15 * 60;
 
-#[derive(Serialize, Deserialize, Default, Clone, Copy)]
-struct Counter {
-    count: u32,
-    window_start: i64,
-}
-
-impl Counter {
-    fn current(self, now: i64) -> Self {
-        if now - self.window_start >= WINDOW_SECONDS {
-            Self {
-                count: 0,
-                window_start: now,
-            }
-        } else {
-            self
-        }
-    }
-}
-
-/// Throttling state for one login attempt.
-pub struct Throttle {
-    store: Option<Store>,
-}
-
 fn account_key(email: &str) -> String {
-    format!("auth:login-failures:account:{email}")
+    format!("account:{email}")
 }
 
 fn ip_key(ip: &str) -> String {
-    format!("auth:login-failures:ip:{ip}")
+    format!("ip:{ip}")
 }
 
-impl Throttle {
-    pub async fn open() -> Self {
-        match Store::open_default().await {
-            Ok(store) => Self { store: Some(store) },
-            Err(error) => {
-                eprintln!("auth: login throttling is off, key-value store unavailable: {error:?}");
-                Self { store: None }
-            }
-        }
-    }
+/// The counters one login attempt was counted under.
+pub struct Attempt {
+    account: String,
+    ip: Option<String>,
+}
 
-    async fn read(&self, key: &str, now: i64) -> Counter {
-        let Some(store) = &self.store else {
-            return Counter::default();
-        };
-        match store.get(key).await {
-            Ok(Some(bytes)) => serde_json::from_slice::<Counter>(&bytes)
-                .unwrap_or_default()
-                .current(now),
-            Ok(None) => Counter {
-                count: 0,
-                window_start: now,
-            },
-            Err(error) => {
-                eprintln!("auth: login throttling skipped, key-value read failed: {error:?}");
-                Counter::default()
-            }
-        }
-    }
-
-    /// Refuses the attempt when the account or the IP is over its limit.
-    pub async fn check(&self, email: &str, ip: Option<&str>, now: i64) -> ApiResult<()> {
-        let mut retry_after = 0;
-        let account = self.read(&account_key(email), now).await;
-        if account.count >= ACCOUNT_LIMIT {
-            retry_after = retry_after.max(account.window_start + WINDOW_SECONDS - now);
-        }
-        if let Some(ip) = ip {
-            let by_ip = self.read(&ip_key(ip), now).await;
-            if by_ip.count >= IP_LIMIT {
-                retry_after = retry_after.max(by_ip.window_start + WINDOW_SECONDS - now);
-            }
-        }
-        if retry_after > 0 {
-            Err(ApiError::TooManyAttempts(retry_after.max(1) as u64))
+/// Counts the attempt; refuses it (429) when the account or the address is over its
+/// limit. Call [`succeeded`] when the password was right.
+pub async fn count_attempt(db: &Db, email: &str, ip: Option<&str>) -> ApiResult<Attempt> {
+    let attempt = Attempt {
+        account: account_key(email),
+        ip: ip.map(ip_key),
+    };
+    // One statement: purge finished windows (other keys), then increment both counters
+    // (a finished window starts over) and return the counts and seconds left.
+    let rows = db
+        .rows(
+            "WITH purge AS ( \
+                 DELETE FROM auth.login_throttle \
+                 WHERE window_ends < now() AND key <> $1 AND key IS DISTINCT FROM $2), \
+             bumped AS ( \
+                 INSERT INTO auth.login_throttle AS t (key, failures, window_ends) \
+                 SELECT k, 1, now() + make_interval(secs => $3) \
+                 FROM unnest(ARRAY[$1, $2]::text[]) AS k WHERE k IS NOT NULL \
+                 ON CONFLICT (key) DO UPDATE SET \
+                     failures = CASE WHEN t.window_ends <= now() THEN 1 ELSE t.failures + 1 END, \
+                     window_ends = CASE WHEN t.window_ends <= now() \
+                                        THEN now() + make_interval(secs => $3) ELSE t.window_ends END \
+                 RETURNING key, failures, \
+                           ceil(extract(epoch FROM window_ends - now()))::bigint AS retry_after) \
+             SELECT key, failures, retry_after FROM bumped",
+            vec![
+                ParameterValue::Str(attempt.account.clone()),
+                attempt
+                    .ip
+                    .clone()
+                    .map_or(ParameterValue::DbNull, ParameterValue::Str),
+                ParameterValue::Floating64(WINDOW_SECONDS as f64),
+            ],
+        )
+        .await?;
+    let mut retry_after = 0i64;
+    for row in &rows {
+        let key = row.get::<String>("key").unwrap_or_default();
+        let failures = row.get::<i32>("failures").unwrap_or(0);
+        let limit = if key == attempt.account {
+            ACCOUNT_LIMIT
         } else {
-            Ok(())
-        }
-    }
-
-    async fn bump(&self, key: String, now: i64) {
-        let Some(store) = &self.store else {
-            return;
+            IP_LIMIT
         };
-        let mut counter = self.read(&key, now).await;
-        counter.count += 1;
-        let bytes = serde_json::to_vec(&counter).unwrap_or_default();
-        if let Err(error) = store.set(&key, &bytes).await {
-            eprintln!("auth: could not record a failed login: {error:?}");
+        if failures > limit {
+            retry_after = retry_after.max(row.get::<i64>("retry_after").unwrap_or(WINDOW_SECONDS));
         }
     }
+    if retry_after > 0 {
+        return Err(ApiError::TooManyAttempts(retry_after.max(1) as u64));
+    }
+    Ok(attempt)
+}
 
-    pub async fn record_failure(&self, email: &str, ip: Option<&str>, now: i64) {
-        self.bump(account_key(email), now).await;
-        if let Some(ip) = ip {
-            self.bump(ip_key(ip), now).await;
-        }
-    }
-
-    /// A successful login clears the account's failures (not the IP's).
-    pub async fn reset(&self, email: &str) {
-        if let Some(store) = &self.store
-            && let Err(error) = store.delete(&account_key(email)).await
-        {
-            eprintln!("auth: could not reset login failures: {error:?}");
-        }
-    }
+/// The password was right: the account starts over, the address gets its attempt back.
+pub async fn succeeded(db: &Db, attempt: Attempt) -> ApiResult<()> {
+    db.execute(
+        "WITH cleared AS (DELETE FROM auth.login_throttle WHERE key = $1) \
+         UPDATE auth.login_throttle SET failures = greatest(failures - 1, 0) WHERE key = $2",
+        vec![
+            ParameterValue::Str(attempt.account),
+            attempt
+                .ip
+                .map_or(ParameterValue::DbNull, ParameterValue::Str),
+        ],
+    )
+    .await?;
+    Ok(())
 }

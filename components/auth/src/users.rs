@@ -28,6 +28,7 @@ const MAX_PAGE_SIZE: i64 = 200;
 const MAX_QUERY_CHARS: usize = 200;
 
 fn require(caller: &Caller) -> ApiResult<()> {
+    caller.refuse_while_impersonating()?;
     if caller.claims.has_permission(USERS_MANAGE) {
         Ok(())
     } else {
@@ -234,13 +235,13 @@ pub async fn set_blocked(caller: Caller, raw_user: &str, blocked: bool) -> ApiRe
 /// `POST /api/v1/auth/users/{id}/impersonate`: a short-lived access token for the
 /// user with `act: {sub: <admin>}`, in a session of its own; no refresh token.
 pub async fn impersonate(caller: Caller, settings: &Settings, raw_user: &str) -> ApiResult<Reply> {
-    require(&caller)?;
     if caller.claims.act.is_some() {
         return Err(ApiError::Refused(
             "already_impersonating",
             "end the current impersonation first",
         ));
     }
+    require(&caller)?;
     let user = user_id(raw_user)?;
     if user == caller.user_id {
         return Err(ApiError::Refused(

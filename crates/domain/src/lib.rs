@@ -6,6 +6,7 @@
 //!
 //! Modules:
 //! - [`account`]: email normalization and password rules;
+//! - [`client_addr`]: the client address behind trusted proxies (`X-Forwarded-For`);
 //! - [`error`]: the JSON error body every HTTP surface of the platform answers with;
 //! - [`token`]: access-token claims, JWKS and the verifier every component uses;
 //! - [`password`]: argon2id password hashing;
@@ -13,6 +14,7 @@
 //! - [`ugc`]: user-generated content events and their validation.
 
 pub mod account;
+pub mod client_addr;
 pub mod error;
 pub mod password;
 pub mod platform;
