@@ -159,6 +159,110 @@ async fn registration_mails_a_link_that_confirms_the_email_once() {
     );
 }
 
+/// An email change asked with the right password leaves the account on its address,
+/// warns that address and mails a link to the new one; only following the link moves
+/// the account (confirmed), and only once.
+#[tokio::test]
+async fn email_change_applies_only_after_the_new_address_confirms() {
+    let smtp = Smtp::start();
+    let platform = Platform::new().await;
+    let app = platform.start(&smtp, &platform.group);
+    let old = format!("{}@example.com", common::unique("mover"));
+    let new = format!("{}@example.com", common::unique("moved"));
+    let token = app.sign_up_and_log_in(&old, PASSWORD).await;
+    let patch = |body: Value| {
+        app.call(
+            reqwest::Method::PATCH,
+            "/api/v1/auth/me",
+            Some(token.as_str()),
+            Some(body),
+        )
+    };
+
+    let (status, refused) = patch(json!({"email": new})).await;
+    assert_eq!(
+        (
+            status,
+            &refused["error"]["code"],
+            &refused["error"]["field"]
+        ),
+        (422, &json!("validation_failed"), &json!("current_password")),
+        "{refused}"
+    );
+    let (status, refused) =
+        patch(json!({"email": new, "current_password": "not the password 1"})).await;
+    assert_eq!(
+        (status, &refused["error"]["field"]),
+        (422, &json!("current_password")),
+        "{refused}"
+    );
+    let (status, pending) = patch(json!({"email": new, "current_password": PASSWORD})).await;
+    assert_eq!(
+        (status, &pending["email"], &pending["pending_email"]),
+        (200, &json!(old), &json!(new)),
+        "{pending}"
+    );
+    let (_, me) = app
+        .call(reqwest::Method::GET, "/api/v1/auth/me", Some(&token), None)
+        .await;
+    assert_eq!(me["email"], old.as_str(), "{me}");
+    let (status, body) = app
+        .post_json(
+            "/api/v1/auth/login",
+            json!({"email": old, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 200, "the old email still logs in: {body}");
+
+    // The old address: its welcome and the security notice naming the new one.
+    let at_old = smtp.wait_for(&old, 2, Duration::from_secs(30)).await;
+    let notice = at_old
+        .iter()
+        .find(|m| {
+            m["message_id"]
+                .as_str()
+                .is_some_and(|id| id.contains(".security."))
+        })
+        .unwrap_or_else(|| panic!("no security notice at the old address: {at_old:?}"));
+    assert_eq!(notice["subject"], "Запрошена смена почты аккаунта cinema");
+    assert!(text_contains(notice, &new), "{notice}");
+    // The new address: the confirmation link.
+    let at_new = smtp.wait_for(&new, 1, Duration::from_secs(30)).await;
+    assert!(
+        at_new[0]["message_id"]
+            .as_str()
+            .is_some_and(|id| id.contains(".email_change.")),
+        "{at_new:?}"
+    );
+    assert_eq!(at_new[0]["subject"], "Подтвердите новый адрес почты cinema");
+    let link = link_in(&at_new[0]);
+    assert!(link.starts_with(&app.base), "{link}");
+
+    let confirmed = app.http.get(&link).send().await.expect("follow the link");
+    assert_eq!(confirmed.status(), 200);
+    assert_eq!(
+        confirmed.json::<Value>().await.expect("json")["email_confirmed"],
+        true
+    );
+    let (_, me) = app
+        .call(reqwest::Method::GET, "/api/v1/auth/me", Some(&token), None)
+        .await;
+    assert_eq!(
+        (&me["email"], &me["email_confirmed"]),
+        (&json!(new), &json!(true)),
+        "{me}"
+    );
+    let (status, body) = app
+        .post_json(
+            "/api/v1/auth/login",
+            json!({"email": new, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 200, "the new email logs in: {body}");
+    let again = app.http.get(&link).send().await.expect("follow it again");
+    assert_eq!(again.status(), 410);
+}
+
 /// Notify consuming every event again (a new consumer group: as if it had been killed
 /// after sending, before committing) sends nothing twice.
 #[tokio::test]

@@ -56,6 +56,15 @@ pub enum PlatformEventKind {
         email: String,
         locale: String,
     },
+    /// The account's owner asked to move it to `new_email` (proving the password); it
+    /// moves only once the new address is confirmed. `email` is the address it has now.
+    #[serde(rename = "email.change_requested")]
+    EmailChangeRequested {
+        user_id: String,
+        email: String,
+        locale: String,
+        new_email: String,
+    },
     /// A film became visible in the catalog.
     #[serde(rename = "film.published")]
     FilmPublished { film_id: String, title: String },
@@ -67,7 +76,8 @@ impl PlatformEventKind {
         match self {
             Self::UserRegistered { user_id, .. }
             | Self::PasswordChanged { user_id, .. }
-            | Self::UserBlocked { user_id, .. } => Some(user_id),
+            | Self::UserBlocked { user_id, .. }
+            | Self::EmailChangeRequested { user_id, .. } => Some(user_id),
             Self::FilmPublished { .. } => None,
         }
     }
@@ -90,5 +100,29 @@ mod tests {
         let back = serde_json::to_value(&event).expect("encodes");
         assert_eq!(back["type"], "user.registered");
         assert_eq!(back["email"], "a@example.com");
+    }
+
+    /// An email change request carries the current address and the new one, as auth's
+    /// SQL builds it.
+    #[test]
+    fn email_change_request_carries_both_addresses() {
+        let wire = r#"{"event_id":"e","occurred_at_ms":1,"type":"email.change_requested",
+                       "user_id":"u","email":"old@example.com","locale":"ru",
+                       "new_email":"new@example.com"}"#;
+        let event: PlatformEvent = serde_json::from_str(wire).expect("decodes");
+        assert_eq!(event.kind.user_id(), Some("u"));
+        assert_eq!(
+            event.kind,
+            PlatformEventKind::EmailChangeRequested {
+                user_id: "u".into(),
+                email: "old@example.com".into(),
+                locale: "ru".into(),
+                new_email: "new@example.com".into(),
+            }
+        );
+        let back = serde_json::to_value(&event).expect("encodes");
+        assert_eq!(back["type"], "email.change_requested");
+        assert_eq!(back["email"], "old@example.com");
+        assert_eq!(back["new_email"], "new@example.com");
     }
 }

@@ -7,6 +7,11 @@
 //! - `user.registered` → `welcome` with an email-confirmation link; the link's token
 //!   (256 random bits) is stored hashed in `auth.email_confirmations` in the same
 //!   statement, only when the delivery is new.
+//! - `email.change_requested` → `email_change` to the new address with a confirmation
+//!   link, whose token is stored hashed with the address it moves the account from
+//!   (`previous_email`) in the same statement, only when the delivery is new; and a
+//!   `security` notice to the current address, so its owner learns of a change they did
+//!   not ask for.
 //! - `password.changed`, `user.blocked` → `security` notices.
 //! - `film.published` → a row of `notify.published_films` (keyed by film), which
 //!   [`crate::digest`] turns into suggestions after the digest delay.
@@ -151,6 +156,47 @@ async fn record(
                     ],
                 )
                 .await?;
+        }
+        PlatformEventKind::EmailChangeRequested {
+            user_id,
+            email,
+            locale,
+            new_email,
+        } => {
+            let Ok(user) = uuid::Uuid::parse_str(user_id) else {
+                return Ok(());
+            };
+            let (token, hash) = confirmation_token();
+            let context = serde_json::json!({
+                "new_email": new_email,
+                "confirm_url": format!("{}/api/v1/auth/confirm?token={token}", settings.public_base_url.trim_end_matches('/')),
+                "confirm_hours": settings.confirmation_ttl.as_secs() / 3600,
+            });
+            client
+                .execute(
+                    "WITH d AS ( \
+                         INSERT INTO notify.deliveries (event_id, user_id, template, recipient, locale, context) \
+                         VALUES ($1, $2, 'email_change', $3, $4, $5) ON CONFLICT DO NOTHING RETURNING user_id) \
+                     INSERT INTO auth.email_confirmations (token_hash, user_id, email, expires_at, previous_email) \
+                     SELECT $6, user_id, $3, now() + make_interval(secs => $7), $8 FROM d",
+                    &[
+                        &event_id,
+                        &user,
+                        new_email,
+                        locale,
+                        &context,
+                        &hash,
+                        &(settings.confirmation_ttl.as_secs() as f64),
+                        email,
+                    ],
+                )
+                .await?;
+            let notice = serde_json::json!({
+                "reason": "email_change_requested",
+                "email": email,
+                "new_email": new_email,
+            });
+            add_delivery(client, event_id, user, "security", email, locale, &notice).await?;
         }
         PlatformEventKind::PasswordChanged {
             user_id,

@@ -22,7 +22,7 @@ macro_rules! templates {
     };
 }
 
-const TEMPLATES: [(&str, &str); 24] = templates![
+const TEMPLATES: [(&str, &str); 30] = templates![
     "announcement.ru.subject",
     "announcement.ru.txt",
     "announcement.ru.html",
@@ -41,6 +41,12 @@ const TEMPLATES: [(&str, &str); 24] = templates![
     "security.en.subject",
     "security.en.txt",
     "security.en.html",
+    "email_change.ru.subject",
+    "email_change.ru.txt",
+    "email_change.ru.html",
+    "email_change.en.subject",
+    "email_change.en.txt",
+    "email_change.en.html",
     "film_digest.ru.subject",
     "film_digest.ru.txt",
     "film_digest.ru.html",
@@ -71,7 +77,8 @@ impl Templates {
         Ok(Self { env })
     }
 
-    /// Renders mail `kind` (`welcome`, `security`) in `locale` with `context`.
+    /// Renders mail `kind` (`welcome`, `email_change`, `security`, ...) in `locale` with
+    /// `context`.
     pub fn render(
         &self,
         kind: &str,
@@ -194,5 +201,55 @@ mod tests {
             )
             .expect("render");
         assert_eq!(blocked.subject, "Аккаунт cinema заблокирован");
+        let moving = json!({"reason": "email_change_requested", "email": "a@example.com",
+                            "new_email": "<b@example.com>"});
+        let asked = templates.render("security", "en", &moving).expect("render");
+        assert_eq!(asked.subject, "Someone asked to change your cinema email");
+        assert!(asked.text.contains("a@example.com") && asked.text.contains("<b@example.com>"));
+        assert!(asked.text.contains("change your password"));
+        assert!(asked.html.contains("&lt;b@example.com&gt;"));
+        let asked = templates.render("security", "ru", &moving).expect("render");
+        assert_eq!(asked.subject, "Запрошена смена почты аккаунта cinema");
+        assert!(asked.text.contains("смените пароль"));
+    }
+
+    /// The email-change mail names the new address and carries the link in both parts,
+    /// in the user's locale.
+    #[test]
+    fn email_change_mail_carries_the_link_to_the_new_address() {
+        let templates = Templates::load().expect("templates parse");
+        let context = json!({"new_email": "new@example.com",
+                             "confirm_url": "http://x/confirm?token=t", "confirm_hours": 48});
+        let en = templates
+            .render("email_change", "en", &context)
+            .expect("en");
+        assert_eq!(en.subject, "Confirm your new cinema email address");
+        assert!(en.text.contains("http://x/confirm?token=t") && en.text.contains("48 hours"));
+        assert!(en.text.contains("new@example.com"));
+        assert!(en.html.contains("confirm?token=t") && en.html.contains("href"));
+        let ru = templates
+            .render("email_change", "ru", &context)
+            .expect("ru");
+        assert_eq!(ru.subject, "Подтвердите новый адрес почты cinema");
+        assert!(ru.text.contains("http://x/confirm?token=t"));
+    }
+
+    /// Every kind of mail has a subject, a text and an HTML part in every locale, so a
+    /// template left out of the list fails here rather than at sending.
+    #[test]
+    fn every_kind_has_every_part_in_every_locale() {
+        let names: Vec<&str> = TEMPLATES.iter().map(|(name, _)| *name).collect();
+        let kinds: std::collections::BTreeSet<&str> = names
+            .iter()
+            .filter_map(|name| name.split('.').next())
+            .collect();
+        for kind in kinds {
+            for locale in LOCALES {
+                for part in ["subject", "txt", "html"] {
+                    let name = format!("{kind}.{locale}.{part}");
+                    assert!(names.contains(&name.as_str()), "{name} is not listed");
+                }
+            }
+        }
     }
 }
