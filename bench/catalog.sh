@@ -39,12 +39,14 @@ du -sh "$INDEX_DIR" | awk '{print "  index size " $1}'
 pid=""
 cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
+# The internal API's credential, so this script may query it directly.
+export CINEMA_INTERNAL_API_TOKEN="bench-internal-$$-$RANDOM"
 SPIN_VARIABLE_DATABASE_URL="$DB_URL" SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
   SPIN_VARIABLE_INTERNAL_API_URL="http://$INTERNAL" RUST_LOG=warn \
   "$CINEMA" up --from spin.toml --listen "$ADDR" --internal-listen "$INTERNAL" \
   --index-dir "$INDEX_DIR" --etl-postgres-url "$DB_URL" >/dev/null 2>&1 &
 pid=$!
-for _ in $(seq 1 300); do curl -fsS "http://$INTERNAL/search/version" >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 1 300); do curl -fsS -H "x-cinema-internal-token: $CINEMA_INTERNAL_API_TOKEN" "http://$INTERNAL/search/version" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS -X POST "http://$ADDR/api/v1/auth/signup" -H 'content-type: application/json' \
   -d '{"email":"bench@example.com","password":"Bench-pass1"}' >/dev/null
 token=$(curl -fsS -X POST "http://$ADDR/api/v1/auth/login" -H 'content-type: application/json' \
@@ -75,7 +77,7 @@ echo "$(wc -l <"$queries") distinct search queries"
 
 echo "search, host search API, no cache (wrk -t2 -c32 -d$DURATION):"
 sed "s|PREFIX|\"/search/films?page_size=20\&query=\"|" "$lua" >"$lua.internal.lua"
-measure "  search req/s" -t2 -c32 -d"$DURATION" -s "$lua.internal.lua" "http://$INTERNAL"
+measure "  search req/s" -t2 -c32 -d"$DURATION" -s "$lua.internal.lua" -H "x-cinema-internal-token: $CINEMA_INTERNAL_API_TOKEN" "http://$INTERNAL"
 echo "search through cinema up: token check, catalog component, KV cache (wrk -t2 -c32 -d$DURATION):"
 sed "s|PREFIX|\"/api/v1/films/search?page_size=20\&query=\"|" "$lua" >"$lua.public.lua"
 measure "  search req/s" -t2 -c32 -d"$DURATION" -s "$lua.public.lua" -H "Authorization: Bearer $token" "http://$ADDR"

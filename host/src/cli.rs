@@ -257,6 +257,23 @@ pub struct UpArgs {
     /// How long an email-confirmation link works, in hours.
     #[arg(long, default_value_t = 48)]
     pub confirmation_ttl_hours: u64,
+    /// The internal API's credential, shared with the components (their
+    /// `internal_api_token` variable). Without it (and without
+    /// SPIN_VARIABLE_INTERNAL_API_TOKEN) a random one is made at start and handed to
+    /// the components. Holds a secret: it is never logged.
+    #[arg(long, env = "CINEMA_INTERNAL_API_TOKEN", hide_env_values = true)]
+    pub internal_api_token: Option<String>,
+    /// Postgres holding `auth.signing_keys`: the intake verifies users' access tokens
+    /// with the public keys published there. Defaults to the UGC read models' Postgres
+    /// (one platform database).
+    #[arg(long, env = "CINEMA_AUTH_POSTGRES_URL")]
+    pub auth_postgres_url: Option<String>,
+    /// Issuer of access tokens (auth's `token_issuer`).
+    #[arg(long, env = "CINEMA_TOKEN_ISSUER", default_value = "cinema-auth")]
+    pub token_issuer: String,
+    /// Audience of access tokens (auth's `token_audience`).
+    #[arg(long, env = "CINEMA_TOKEN_AUDIENCE", default_value = "cinema")]
+    pub token_audience: String,
 }
 
 /// Where the search index lives unless told otherwise.
@@ -365,11 +382,28 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         None => RuntimeConfig::default(),
     };
     let metrics = RuntimeMetrics::new();
+    let credential_variable = format!(
+        "SPIN_VARIABLE_{}",
+        crate::internal_auth::INTERNAL_TOKEN_VARIABLE.to_ascii_uppercase()
+    );
+    let (credential, generated) = crate::internal_auth::InternalCredential::given_or_generated(
+        args.internal_api_token
+            .clone()
+            .or_else(|| std::env::var(&credential_variable).ok()),
+    );
+    if generated {
+        tracing::info!(
+            "internal api: made a credential for this run and handed it to the components"
+        );
+    }
+    let app_env = std::env::vars()
+        .filter(|(name, _)| *name != credential_variable)
+        .chain([(credential_variable.clone(), credential.expose().to_owned())]);
     let app = App::load(
         &args.manifest,
         &runtime_config,
         settings,
-        std::env::vars(),
+        app_env,
         metrics.clone(),
     )?;
     let _epoch = app.start_epoch_ticker(Duration::from_millis(10));
@@ -401,12 +435,27 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         components: app.component_ids().into(),
         metrics,
         search: catalog.search_state(),
-        intake: ugc.intake(),
+        intake: ugc.intake().map(|intake| {
+            let token_keys = Arc::new(crate::internal_auth::TokenKeys::new(
+                args.auth_postgres_url
+                    .as_deref()
+                    .unwrap_or(&args.ugc_postgres_url),
+                &args.token_issuer,
+                &args.token_audience,
+            ));
+            // Read the keys now, so the intake verifies even if Postgres goes away later.
+            tokio::spawn({
+                let token_keys = token_keys.clone();
+                async move { token_keys.warm().await }
+            });
+            crate::intake::IntakeRoute { intake, token_keys }
+        }),
         analytics: crate::analytics_api::AnalyticsState::new(
             &args.clickhouse_url,
             &args.clickhouse_database,
             &args.clickhouse_analytics_user,
         ),
+        credential,
     };
     let shutdown = tokio_util_shutdown();
     let internal_task = tokio::spawn({

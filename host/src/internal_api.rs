@@ -8,6 +8,9 @@
 //!
 //! - `POST /intake/ugc` of [`crate::intake`], when the host has Kafka brokers;
 //! - `/analytics/*` of [`crate::analytics_api`].
+//!
+//! Everything but `/health` and `/metrics` needs the internal credential
+//! ([`crate::internal_auth`]); without it, 401.
 
 use std::sync::Arc;
 
@@ -27,8 +30,10 @@ pub struct InternalState {
     pub components: Arc<[String]>,
     pub metrics: RuntimeMetrics,
     pub search: crate::search_api::SearchState,
-    pub intake: Option<std::sync::Arc<crate::intake::Intake>>,
+    pub intake: Option<crate::intake::IntakeRoute>,
     pub analytics: crate::analytics_api::AnalyticsState,
+    /// The secret components present (every route but health and metrics).
+    pub credential: crate::internal_auth::InternalCredential,
 }
 
 #[derive(Serialize)]
@@ -58,14 +63,16 @@ async fn metrics(State(state): State<InternalState>) -> impl IntoResponse {
 
 /// The internal API's routes.
 pub fn router(state: InternalState) -> Router {
-    let search = crate::search_api::router(state.search.clone());
-    let intake = crate::intake::router(state.intake.clone());
-    let analytics = crate::analytics_api::router(state.analytics.clone());
+    let guarded = crate::search_api::router(state.search.clone())
+        .merge(crate::intake::router(state.intake.clone()))
+        .merge(crate::analytics_api::router(state.analytics.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.credential.clone(),
+            crate::internal_auth::require_credential,
+        ));
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state)
-        .merge(search)
-        .merge(intake)
-        .merge(analytics)
+        .merge(guarded)
 }

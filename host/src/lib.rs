@@ -5,7 +5,8 @@
 //! - [`cli`]: subcommands and their typed settings;
 //! - [`manifest`]: `spin.toml` parsing and validation;
 //! - [`runtime`]: the embedded Spin-compatible component runtime (`cinema up`);
-//! - [`internal_api`]: health and metrics on the internal port;
+//! - [`internal_api`]: health and metrics on the internal port; [`internal_auth`]:
+//!   the credential every other internal route needs, and user tokens for writes;
 //! - [`search_api`]: the catalog's search routes on the internal port, over the index
 //!   the ETL (`cinema-etl`) keeps; [`search_ops`]: the ETL under `cinema up`, `cinema reindex`;
 //! - [`migrate`]: `cinema migrate` for Postgres and ClickHouse;
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod imports;
 pub mod intake;
 pub mod internal_api;
+pub mod internal_auth;
 pub mod manifest;
 pub mod migrate;
 pub mod notify_ops;

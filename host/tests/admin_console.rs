@@ -114,6 +114,15 @@ impl Console {
                 .expect("client"),
             base: self.app.base.clone(),
             cookies: HashMap::new(),
+            forwarded_for: None,
+        }
+    }
+
+    /// A browser behind a trusted proxy that names it as `address`.
+    fn browser_at(&self, address: &str) -> Browser {
+        Browser {
+            forwarded_for: Some(address.to_owned()),
+            ..self.browser()
         }
     }
 }
@@ -123,6 +132,8 @@ struct Browser {
     http: reqwest::Client,
     base: String,
     cookies: HashMap<String, String>,
+    /// `X-Forwarded-For` sent with every request (a proxy in front naming the browser).
+    forwarded_for: Option<String>,
 }
 
 struct Page {
@@ -154,11 +165,20 @@ impl Browser {
             .join("; ")
     }
 
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(reqwest::header::COOKIE, self.cookie_header());
+        if let Some(address) = &self.forwarded_for {
+            request = request.header("x-forwarded-for", address);
+        }
+        request
+    }
+
     async fn get(&mut self, path: &str) -> Page {
         let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header(reqwest::header::COOKIE, self.cookie_header())
+            .request(reqwest::Method::GET, path)
             .send()
             .await
             .expect("GET reaches cinema");
@@ -170,9 +190,7 @@ impl Browser {
             .extend_pairs(fields)
             .finish();
         let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(reqwest::header::COOKIE, self.cookie_header())
+            .request(reqwest::Method::POST, path)
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
@@ -209,6 +227,11 @@ impl Browser {
 
     /// Signs in through the form; answers the page it ends on.
     async fn sign_in(&mut self, email: &str) -> Page {
+        self.sign_in_with(email, PASSWORD).await
+    }
+
+    /// Signs in through the form with `password`.
+    async fn sign_in_with(&mut self, email: &str, password: &str) -> Page {
         let form = self.get("/admin/login").await;
         assert_eq!(form.status, 200);
         let token = self
@@ -222,7 +245,7 @@ impl Browser {
             &[
                 ("csrf_token", &token),
                 ("email", email),
-                ("password", PASSWORD),
+                ("password", password),
                 ("next", "/admin/films"),
             ],
         )
@@ -919,6 +942,351 @@ async fn admins_block_users_and_impersonate_them() {
         .api(reqwest::Method::GET, "/api/v1/auth/me", &token, None)
         .await;
     assert_eq!(status, 401, "the impersonation session ended");
+}
+
+/// Issue 14, item 4: failed console sign-ins count against the browser's own address
+/// (passed through by the console, which calls auth over loopback), never against the
+/// console: one browser that exhausts its address's budget does not lock out another.
+#[tokio::test]
+async fn console_sign_ins_are_throttled_by_the_browsers_address_not_the_consoles() {
+    let console = start().await;
+    let manager = console.user("manager", Some(MANAGER_ROLE)).await;
+    let mut attacker = console.browser_at("203.0.113.5");
+    // 20 wrong passwords, each for another (unknown) account: the address's limit (20)
+    // is used up, no account's; the next attempt from it is refused.
+    for n in 0..20 {
+        let page = attacker
+            .sign_in_with(&format!("guess{n}@example.com"), "Wrong-pass-1")
+            .await;
+        assert_eq!(
+            page.status,
+            StatusCode::UNAUTHORIZED,
+            "attempt {n}: {}",
+            page.body
+        );
+    }
+    let locked = attacker.sign_in(&manager).await;
+    assert_eq!(
+        locked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        locked.body
+    );
+    assert!(
+        locked.body.contains("too many failed attempts"),
+        "{}",
+        locked.body
+    );
+
+    let mut colleague = console.browser_at("198.51.100.7");
+    let landed = colleague.sign_in(&manager).await;
+    assert_eq!(
+        landed.status,
+        StatusCode::SEE_OTHER,
+        "another browser signs in: {}",
+        landed.body
+    );
+    let mut direct = console.browser();
+    assert_eq!(
+        direct.sign_in(&manager).await.status,
+        StatusCode::SEE_OTHER,
+        "a browser on the console's own address is not throttled by the proxy's count"
+    );
+}
+
+/// Issue 14, item 12: a console write from a session whose CSRF cookie is gone is
+/// refused (the check fails closed), and the next page renews the cookie.
+#[tokio::test]
+async fn a_console_write_without_the_csrf_cookie_fails_closed() {
+    let console = start().await;
+    let manager = console.user("manager", Some(MANAGER_ROLE)).await;
+    let mut browser = console.browser();
+    assert_eq!(
+        browser.sign_in(&manager).await.status,
+        StatusCode::SEE_OTHER
+    );
+    browser.cookies.remove("cinema_admin_csrf");
+    for token in ["", "anything"] {
+        let refused = browser
+            .post(
+                "/admin/films",
+                &[("csrf_token", token), ("title", "Forged without a cookie")],
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "token {token:?}");
+    }
+    browser.cookies.remove("cinema_admin_csrf");
+    let api = browser
+        .request(reqwest::Method::POST, "/admin/api/films")
+        .json(&json!({"title": "Forged without a cookie"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(api.status(), StatusCode::FORBIDDEN);
+    browser.cookies.remove("cinema_admin_csrf");
+    let page = browser.get("/admin/films").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let renewed = browser.csrf();
+    assert!(
+        page.body.contains(&renewed),
+        "the form carries the new token"
+    );
+    let created = browser
+        .post(
+            "/admin/films",
+            &[
+                ("csrf_token", &renewed),
+                ("title", "Made with a renewed token"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let (token, _) = console.tokens(&manager).await;
+    let (_, films) = console
+        .api(
+            reqwest::Method::GET,
+            "/admin/api/films?query=Forged",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(films["total"], 0, "{films}");
+}
+
+/// The id of `email` in the console's user list.
+async fn user_id_of(console: &Console, admin_token: &str, email: &str) -> String {
+    let (_, users) = console
+        .api(
+            reqwest::Method::GET,
+            &format!("/admin/api/users?query={email}"),
+            admin_token,
+            None,
+        )
+        .await;
+    users["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|u| u["email"] == email))
+        .and_then(|u| u["id"].as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("{email} listed: {users}"))
+}
+
+/// Issue 14, item 10: an admin impersonating a manager holds a token that cannot use
+/// the console, nor change the manager's email or password, sessions, providers or
+/// roles; the impersonation itself is audited under the admin.
+#[tokio::test]
+async fn an_impersonation_token_cannot_enter_the_console_or_touch_account_security() {
+    let console = start().await;
+    let admin = console.user("admin", Some(ADMIN_ROLE)).await;
+    let manager = console.user("manager", Some(MANAGER_ROLE)).await;
+    let (admin_token, _) = console.tokens(&admin).await;
+    let manager_id = user_id_of(&console, &admin_token, &manager).await;
+    let admin_id = user_id_of(&console, &admin_token, &admin).await;
+    let (status, impersonation) = console
+        .api(
+            reqwest::Method::POST,
+            &format!("/admin/api/users/{manager_id}/impersonate"),
+            &admin_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{impersonation}");
+    let acting = impersonation["access_token"].as_str().expect("token");
+
+    let (status, body) = console
+        .api(reqwest::Method::GET, "/admin/api/films", acting, None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "console API as the manager: {body}"
+    );
+    let (status, _) = console
+        .api(
+            reqwest::Method::POST,
+            "/admin/api/films",
+            acting,
+            Some(json!({"title": "Made under another name"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let attempts: [(reqwest::Method, &str, Option<Value>); 7] = [
+        (
+            reqwest::Method::PATCH,
+            "/api/v1/auth/me",
+            Some(json!({"email": "taken.over@example.com", "current_password": PASSWORD})),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/auth/me/password",
+            Some(json!({"current_password": PASSWORD, "new_password": "Another-pass-9"})),
+        ),
+        (reqwest::Method::POST, "/api/v1/auth/logout_all", None),
+        (
+            reqwest::Method::DELETE,
+            &format!("/api/v1/auth/me/sessions/{}", uuid::Uuid::new_v4()),
+            None,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/auth/oauth/google/link",
+            None,
+        ),
+        (reqwest::Method::GET, "/api/v1/auth/roles", None),
+        (
+            reqwest::Method::POST,
+            &format!("/api/v1/auth/users/{admin_id}/roles/manager"),
+            None,
+        ),
+    ];
+    for (method, path, body) in attempts {
+        let (status, answer) = console.api(method.clone(), path, acting, body).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("impersonation_forbidden")),
+            "{method} {path}: {answer}"
+        );
+    }
+    // The manager's account is untouched: the password still works.
+    console.tokens(&manager).await;
+    let (_, log) = console
+        .api(
+            reqwest::Method::GET,
+            "/admin/api/audit?entity_type=user",
+            &admin_token,
+            None,
+        )
+        .await;
+    let impersonation_entry = log["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|e| e["action"] == "user.impersonate"))
+        .cloned()
+        .expect("audited");
+    assert_eq!(
+        impersonation_entry["actor_email"],
+        admin.as_str(),
+        "{impersonation_entry}"
+    );
+}
+
+/// Issue 14, item 11: role changes are audited with before and after, and a holder of
+/// `users:manage` alone grants ordinary roles but not a role that can hand out roles.
+#[tokio::test]
+async fn role_changes_are_audited_and_only_role_managers_grant_privileged_roles() {
+    let console = start().await;
+    let admin = console.user("admin", Some(ADMIN_ROLE)).await;
+    let (admin_token, _) = console.tokens(&admin).await;
+    let (status, support) = console
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/auth/roles",
+            &admin_token,
+            Some(json!({"name": "support", "description": "helps users", "permissions": ["users:manage"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{support}");
+    let support_id = support["id"].as_str().expect("id").to_owned();
+    let (status, updated) = console
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/auth/roles/{support_id}"),
+            &admin_token,
+            Some(json!({"description": "helps viewers", "permissions": ["users:manage", "analytics:read"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let (status, bad) = console
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/auth/roles/{support_id}"),
+            &admin_token,
+            Some(json!({"permissions": ["no:such"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+
+    let helper = console.user("support", None).await;
+    let viewer = console.user("viewer", None).await;
+    let helper_id = user_id_of(&console, &admin_token, &helper).await;
+    let viewer_id = user_id_of(&console, &admin_token, &viewer).await;
+    let (status, _) = console
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/auth/users/{helper_id}/roles/support"),
+            &admin_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (helper_token, _) = console.tokens(&helper).await;
+    for privileged in ["admin", "support"] {
+        let (status, body) = console
+            .api(
+                reqwest::Method::POST,
+                &format!("/api/v1/auth/users/{viewer_id}/roles/{privileged}"),
+                &helper_token,
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("privileged_role")),
+            "{privileged}: {body}"
+        );
+    }
+    let (status, body) = console
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/auth/users/{viewer_id}/roles/subscriber"),
+            &helper_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "ordinary roles: {body}");
+
+    let (status, _) = console
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/auth/roles/{support_id}"),
+            &admin_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, log) = console
+        .api(
+            reqwest::Method::GET,
+            "/admin/api/audit?entity_type=role",
+            &admin_token,
+            None,
+        )
+        .await;
+    let entries: Vec<&Value> = log["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .rev()
+        .collect();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        actions,
+        ["role.create", "role.update", "role.delete"],
+        "{log}"
+    );
+    assert_eq!(entries[0]["before"], Value::Null);
+    assert_eq!(entries[0]["after"]["permissions"], json!(["users:manage"]));
+    assert_eq!(entries[1]["before"]["description"], "helps users");
+    assert_eq!(
+        entries[1]["after"]["permissions"],
+        json!(["analytics:read", "users:manage"])
+    );
+    assert_eq!(entries[2]["before"]["name"], "support");
+    assert_eq!(entries[2]["after"], Value::Null);
+    assert!(entries.iter().all(|e| e["actor_email"] == admin.as_str()));
 }
 
 /// Headless Chromium (Debian's `chromium`) driven through chromedriver by a WebDriver

@@ -165,6 +165,7 @@ impl Catalog {
             .app
             .http
             .get(format!("{}{path}", self.app.internal))
+            .header(common::INTERNAL_TOKEN_HEADER, common::INTERNAL_TOKEN)
             .send()
             .await
             .expect("internal api");

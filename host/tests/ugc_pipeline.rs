@@ -1101,3 +1101,99 @@ async fn undecodable_messages_go_to_the_dead_letter_topic_with_their_reason() {
         letters[1].1
     );
 }
+
+/// Issue 14, item 8: the internal API refuses any caller without the platform's
+/// credential (search, reindex, analytics, intake; health and metrics stay open), and
+/// the intake takes the user behind events only from a verified access token: events
+/// naming another user in the body land under the token's user, and without a valid
+/// token nothing is accepted.
+#[tokio::test]
+async fn the_internal_api_needs_the_credential_and_intake_takes_the_user_from_the_token() {
+    let platform = Platform::new("127.0.0.1:9092").await;
+    let app = platform.start(&[]);
+    let (token, user) = user_token(&app).await;
+    let victim = uuid::Uuid::new_v4().to_string();
+    let internal = |method: reqwest::Method, path: &str| {
+        app.http.request(method, format!("{}{path}", app.internal))
+    };
+    let event = json!({"events": [{
+        "event_id": uuid::Uuid::new_v4().to_string(),
+        "user_id": victim,
+        "occurred_at_ms": 1_764_000_000_000_i64,
+        "type": "view_progress", "film_id": FILM, "position_s": 7, "duration_s": 60
+    }]});
+    let unauthenticated = [
+        internal(reqwest::Method::GET, "/search/films?query=x"),
+        internal(reqwest::Method::GET, "/search/version"),
+        internal(reqwest::Method::POST, "/etl/reindex"),
+        internal(
+            reqwest::Method::GET,
+            "/analytics/daily_viewers?from=2026-01-01&to=2026-01-02",
+        ),
+        internal(reqwest::Method::POST, "/intake/ugc").json(&event),
+        internal(reqwest::Method::POST, "/intake/ugc")
+            .header(common::INTERNAL_TOKEN_HEADER, "not-the-credential")
+            .bearer_auth(&token)
+            .json(&event),
+    ];
+    for request in unauthenticated {
+        let response = request.send().await.expect("internal api");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("internal_credential_required")),
+            "{body}"
+        );
+    }
+    for open in ["/health", "/metrics"] {
+        let status = internal(reqwest::Method::GET, open)
+            .send()
+            .await
+            .expect("open");
+        assert_eq!(status.status().as_u16(), 200, "{open}");
+    }
+
+    let with_credential = |request: reqwest::RequestBuilder| {
+        request.header(common::INTERNAL_TOKEN_HEADER, common::INTERNAL_TOKEN)
+    };
+    for (bearer, code) in [
+        (None, "missing_token"),
+        (Some("forged.token.here"), "invalid_token"),
+    ] {
+        let mut request =
+            with_credential(internal(reqwest::Method::POST, "/intake/ugc")).json(&event);
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        let response = request.send().await.expect("intake");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some(code)),
+            "{body}"
+        );
+    }
+    let response = with_credential(internal(reqwest::Method::POST, "/intake/ugc"))
+        .bearer_auth(&token)
+        .json(&event)
+        .send()
+        .await
+        .expect("intake");
+    assert_eq!(response.status().as_u16(), 202);
+    platform
+        .wait_for_rows(
+            &format!("user_id = toUUID('{user}')"),
+            1,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(
+        platform
+            .counts(&format!("user_id = toUUID('{victim}')"))
+            .await,
+        (0, 0),
+        "nothing lands under the user the body named"
+    );
+}

@@ -317,20 +317,26 @@ async fn sign_in(request: Request) -> AdminResult<Reply> {
         .cloned()
         .unwrap_or_else(|| "/admin/films".into());
     let settings = Settings::load().await?;
-    let pair = match session::sign_in(&settings, &email, &password).await? {
-        Ok(pair) => pair,
-        Err(refused) => {
-            let mut reply = html(
-                StatusCode::UNAUTHORIZED,
-                views::login_page(Some(refused.message()), &email, &next, &submitted),
-            );
-            set_cookie(
-                &mut reply,
-                &session::cookie(LOGIN_CSRF_COOKIE, &submitted, secure),
-            );
-            return Ok(reply);
-        }
-    };
+    let forwarded_for = cinema_edge::outbound::forwarded_for(&headers);
+    let pair =
+        match session::sign_in(&settings, &email, &password, forwarded_for.as_deref()).await? {
+            Ok(pair) => pair,
+            Err(refused) => {
+                let status = match refused {
+                    session::SignInRefused::Throttled => StatusCode::TOO_MANY_REQUESTS,
+                    _ => StatusCode::UNAUTHORIZED,
+                };
+                let mut reply = html(
+                    status,
+                    views::login_page(Some(refused.message()), &email, &next, &submitted),
+                );
+                set_cookie(
+                    &mut reply,
+                    &session::cookie(LOGIN_CSRF_COOKIE, &submitted, secure),
+                );
+                return Ok(reply);
+            }
+        };
     let mut reply = redirect(&next);
     set_cookie(
         &mut reply,

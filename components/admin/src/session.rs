@@ -53,7 +53,8 @@ pub struct Session {
     pub claims: AccessClaims,
     /// The access token, for calls to auth on the user's behalf.
     pub access_token: String,
-    /// The session's CSRF token (cookie sessions only).
+    /// The session's CSRF token: `Some` for cookie sessions (made afresh when the
+    /// cookie is missing, so a write without it fails), `None` for bearer callers.
     pub csrf: Option<String>,
     /// An impersonation token this admin holds, if any.
     pub impersonation: Option<String>,
@@ -184,8 +185,14 @@ pub fn check_csrf(
     }
 }
 
-/// Whether the token may use the console at all.
+/// Whether the token may use the console at all: a console role, and never an
+/// impersonation token (an admin acting as a manager would edit under their name).
 fn admit(claims: &AccessClaims) -> AdminResult<()> {
+    if claims.act.is_some() {
+        return Err(AdminError::Forbidden(
+            "an impersonation token cannot use the console; end the impersonation",
+        ));
+    }
     if CONSOLE_ROLES.iter().any(|role| claims.has_role(role)) {
         Ok(())
     } else {
@@ -228,7 +235,8 @@ pub async fn current(
         });
     }
     let jar = cookies(headers);
-    let csrf = jar.get(CSRF_COOKIE).cloned();
+    let secure = over_tls(headers, uri);
+    let mut csrf_cookie = jar.get(CSRF_COOKIE).filter(|t| !t.is_empty()).cloned();
     let impersonation = jar
         .get(IMPERSONATION_COOKIE)
         .filter(|t| !t.is_empty())
@@ -245,7 +253,6 @@ pub async fn current(
             let claims = cinema_edge::verify_token(&pair.access_token)
                 .await
                 .map_err(auth_error)?;
-            let secure = over_tls(headers, uri);
             let renewed = vec![
                 cookie(ACCESS_COOKIE, &pair.access_token, secure),
                 cookie(REFRESH_COOKIE, &pair.refresh_token, secure),
@@ -255,6 +262,24 @@ pub async fn current(
         Err(error) => return Err(auth_error(error)),
     };
     admit(&claims)?;
+    let mut renewed_cookies = renewed_cookies;
+    // The CSRF cookie lives as long as the session: renewed with the tokens, and made
+    // afresh when it is gone (a write in this very request then fails: the form
+    // cannot carry a token nobody has seen).
+    let csrf = match csrf_cookie.take() {
+        Some(token) => {
+            if !renewed_cookies.is_empty() {
+                renewed_cookies.push(cookie(CSRF_COOKIE, &token, secure));
+            }
+            token
+        }
+        None => {
+            let token = random_token();
+            renewed_cookies.push(cookie(CSRF_COOKIE, &token, secure));
+            token
+        }
+    };
+    let csrf = Some(csrf);
     Ok(Session {
         claims,
         access_token,
@@ -308,12 +333,19 @@ impl SignInRefused {
 }
 
 /// Signs in through auth; `Ok(Err(..))` is a refusal to show on the form.
+/// `forwarded_for` names the browser to auth (which trusts it from loopback only), so
+/// failed sign-ins count against the browser's address, never the console's.
 pub async fn sign_in(
     settings: &Settings,
     email: &str,
     password: &str,
+    forwarded_for: Option<&str>,
 ) -> AdminResult<Result<TokenPair, SignInRefused>> {
-    let answer = auth_api(settings)
+    let mut auth = auth_api(settings);
+    if let Some(chain) = forwarded_for {
+        auth = auth.with_forwarded_for(chain);
+    }
+    let answer = auth
         .post_json(
             "/api/v1/auth/login",
             serde_json::to_vec(&json!({ "email": email, "password": password }))

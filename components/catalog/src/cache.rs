@@ -1,5 +1,5 @@
-//! The response cache in the `default` key-value store, keyed by the search index
-//! version, and the ETags made from it.
+//! The response cache in the catalog's own key-value store (`catalog`), keyed by the
+//! search index version, and the ETags made from it.
 //!
 //! - `catalog:index-version` holds the last index version seen
 //!   ([`IndexVersionRecord`]); it is refreshed from the host's `/search/version` when
@@ -16,6 +16,9 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use spin_sdk::key_value::Store;
+
+/// The catalog's key-value store in `spin.toml`: no other component lists it.
+pub const STORE_LABEL: &str = "catalog";
 
 use crate::upstream::Upstream;
 
@@ -96,14 +99,15 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// The `default` store, or nothing when it cannot be opened.
+/// The catalog's own key-value store (label [`STORE_LABEL`]), or nothing when it
+/// cannot be opened.
 pub struct Cache {
     store: Option<Store>,
 }
 
 impl Cache {
     pub async fn open() -> Self {
-        match Store::open_default().await {
+        match Store::open(STORE_LABEL).await {
             Ok(store) => Self { store: Some(store) },
             Err(error) => {
                 eprintln!("catalog: key-value store unavailable, not caching: {error:?}");

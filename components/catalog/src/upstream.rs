@@ -58,7 +58,7 @@ impl Upstream {
     /// A client of `base` (`http://127.0.0.1:3001`); `request_id` is passed along.
     pub fn new(base: &str, request_id: Option<HeaderValue>) -> Self {
         Self {
-            host: HostApi::new(base, "catalog", request_id),
+            host: HostApi::internal(base, "catalog", request_id),
         }
     }
 

@@ -41,7 +41,7 @@ pub async fn report(
         Some(query) if !query.is_empty() => format!("/analytics/{}?{query}", report.name()),
         _ => format!("/analytics/{}", report.name()),
     };
-    let answer = HostApi::new(internal_api_url, "ugc", request_id)
+    let answer = HostApi::internal(internal_api_url, "ugc", request_id)
         .get(&path)
         .await
         .map_err(|e| ApiError::AnalyticsUnavailable(e.to_string()))?;

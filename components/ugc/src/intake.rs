@@ -43,11 +43,12 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// A client of the host at `base` (`http://127.0.0.1:3001`); `request_id` is
-    /// passed along.
-    pub fn new(base: &str, request_id: Option<HeaderValue>) -> Self {
+    /// A client of the host at `base` (`http://127.0.0.1:3001`) for the user whose
+    /// `access_token` it forwards (the host takes the events' user from it);
+    /// `request_id` is passed along.
+    pub fn new(base: &str, request_id: Option<HeaderValue>, access_token: &str) -> Self {
         Self {
-            host: HostApi::new(base, "ugc", request_id),
+            host: HostApi::internal(base, "ugc", request_id).with_bearer(access_token),
         }
     }
 

@@ -146,6 +146,10 @@ async fn serve_write(request: Request, write: Write<'_>) -> ApiResult<Reply> {
         .map_err(ApiError::Unauthenticated)?;
     let idempotency_key = input::idempotency_key(request.headers())?;
     let request_id = request.headers().get(REQUEST_ID_HEADER).cloned();
+    // The host takes the user behind the events from this token, not from the events.
+    let access_token = cinema_edge::bearer_token(request.headers())
+        .unwrap_or_default()
+        .to_owned();
     let body = if write.has_body() {
         read_body(request).await?
     } else {
@@ -176,7 +180,7 @@ async fn serve_write(request: Request, write: Write<'_>) -> ApiResult<Reply> {
         },
         || ids::fresh_event_id(user_id),
     );
-    Intake::new(&settings.internal_api_url, request_id)
+    Intake::new(&settings.internal_api_url, request_id, &access_token)
         .submit(&events)
         .await
         .map_err(|error| ApiError::IntakeUnavailable(error.to_string()))?;

@@ -5,10 +5,14 @@
 //! tokens expire). The JWKS comes from Spin variables, in this order:
 //! - `jwks`: the JWKS JSON itself (e.g. the output of `cinema keys jwks`), if not empty;
 //! - `jwks_url`: where auth publishes it (`/.well-known/jwks.json`), fetched over
-//!   outbound HTTP and cached in the `default` key-value store for
-//!   `jwks_cache_seconds` (default 300). When a fetch fails, a stale cached copy keeps
-//!   serving; a token signed by a key the cache does not know triggers one refetch
-//!   (at most every [`MIN_REFETCH_SECONDS`]).
+//!   outbound HTTP and held in the instance's memory for `jwks_cache_seconds` (default
+//!   300). When a fetch fails, the held keys keep verifying for at most
+//!   `jwks_max_stale_seconds` more (default 900), then requests get 503; a token signed
+//!   by a key the instance does not know triggers one refetch (at most every
+//!   [`MIN_REFETCH_SECONDS`]).
+//!
+//! Keys are never cached in key-value: a store is writable by whoever reaches Redis,
+//! and a planted key set would let anyone forge tokens.
 //!
 //! Issuer and audience come from `token_issuer` and `token_audience`.
 //!
@@ -20,14 +24,13 @@ pub mod pg;
 pub mod reply;
 
 use cinema_domain::token::{AccessClaims, Jwks, TokenError, TokenVerifier};
-use serde::{Deserialize, Serialize};
-use spin_sdk::key_value::Store;
 
-/// Key-value key of the cached JWKS.
-pub const JWKS_CACHE_KEY: &str = "edge:jwks";
-/// Shortest interval between two fetches triggered by unknown key ids.
+/// Shortest interval between two fetches (unknown key ids, or auth down).
 pub const MIN_REFETCH_SECONDS: i64 = 10;
 const DEFAULT_CACHE_SECONDS: i64 = 300;
+/// Held keys verify at most this long past their lifetime while auth is unreachable:
+/// one access-token lifetime.
+const DEFAULT_MAX_STALE_SECONDS: i64 = 900;
 
 /// Why a request is not authenticated; every variant has a status and a stable code.
 #[derive(Debug, thiserror::Error)]
@@ -74,10 +77,29 @@ impl AuthError {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct CachedJwks {
-    fetched_at: i64,
+/// The verification keys this instance holds, and since when.
+#[derive(Clone)]
+struct HeldKeys {
     jwks: Jwks,
+    /// When they were fetched (seconds); `None` for the inline `jwks` variable.
+    fetched_at: Option<i64>,
+    /// When the last fetch was tried, successful or not (throttles refetches).
+    tried_at: i64,
+}
+
+/// Keys live in this instance's memory only: never read back from a store another
+/// component (or anyone with access to Redis) could write. An instance that serves
+/// many requests parses them once; a fresh instance fetches them again.
+static HELD_KEYS: std::sync::Mutex<Option<HeldKeys>> = std::sync::Mutex::new(None);
+
+fn held() -> Option<HeldKeys> {
+    HELD_KEYS.lock().ok().and_then(|held| held.clone())
+}
+
+fn hold(keys: HeldKeys) {
+    if let Ok(mut held) = HELD_KEYS.lock() {
+        *held = Some(keys);
+    }
 }
 
 fn now() -> i64 {
@@ -91,6 +113,13 @@ async fn variable(name: &str) -> Option<String> {
         .await
         .ok()
         .filter(|v| !v.trim().is_empty())
+}
+
+async fn seconds_variable(name: &str, default: i64) -> i64 {
+    match variable(name).await {
+        Some(raw) => raw.trim().parse().unwrap_or(default),
+        None => default,
+    }
 }
 
 async fn fetch(url: &str) -> Result<Jwks, String> {
@@ -107,65 +136,70 @@ async fn fetch(url: &str) -> Result<Jwks, String> {
     serde_json::from_slice(&body).map_err(|e| format!("parse JWKS from {url}: {e}"))
 }
 
-/// Loads the JWKS; `force` skips a fresh cache (used for unknown key ids).
-async fn load_jwks(store: Option<&Store>, force: bool) -> Result<Jwks, AuthError> {
+/// Loads the JWKS; `force` skips fresh keys (used for unknown key ids), at most once
+/// every [`MIN_REFETCH_SECONDS`].
+async fn load_jwks(force: bool) -> Result<Jwks, AuthError> {
+    let held = held();
+    if let Some(HeldKeys {
+        jwks,
+        fetched_at: None,
+        ..
+    }) = &held
+    {
+        return Ok(jwks.clone());
+    }
     if let Some(inline) = variable("jwks").await {
-        return serde_json::from_str(&inline)
-            .map_err(|e| AuthError::KeysUnavailable(format!("variable jwks: {e}")));
+        let jwks: Jwks = serde_json::from_str(&inline)
+            .map_err(|e| AuthError::KeysUnavailable(format!("variable jwks: {e}")))?;
+        hold(HeldKeys {
+            jwks: jwks.clone(),
+            fetched_at: None,
+            tried_at: now(),
+        });
+        return Ok(jwks);
     }
     let url = variable("jwks_url")
         .await
         .ok_or_else(|| AuthError::KeysUnavailable("neither `jwks` nor `jwks_url` is set".into()))?;
-    let ttl = match variable("jwks_cache_seconds").await {
-        Some(raw) => raw.trim().parse().unwrap_or(DEFAULT_CACHE_SECONDS),
-        None => DEFAULT_CACHE_SECONDS,
-    };
-    let cached = match store {
-        Some(store) => match store.get(JWKS_CACHE_KEY).await {
-            Ok(Some(bytes)) => serde_json::from_slice::<CachedJwks>(&bytes)
-                .inspect_err(|e| eprintln!("edge: ignoring a corrupt cached JWKS: {e}"))
-                .ok(),
-            Ok(None) => None,
-            Err(error) => {
-                eprintln!("edge: could not read the cached JWKS: {error:?}");
-                None
-            }
-        },
-        None => None,
-    };
-    let age = cached.as_ref().map(|c| now() - c.fetched_at);
-    let fresh = age.is_some_and(|age| age < ttl);
-    let recently_fetched = age.is_some_and(|age| age < MIN_REFETCH_SECONDS);
-    if let Some(cached) = &cached
-        && fresh
-        && (!force || recently_fetched)
-    {
-        return Ok(cached.jwks.clone());
+    let ttl = seconds_variable("jwks_cache_seconds", DEFAULT_CACHE_SECONDS).await;
+    let usable_for = ttl + max_stale().await;
+    let now = now();
+    if let Some(keys) = &held {
+        let age = now - keys.fetched_at.unwrap_or(i64::MIN / 2);
+        let recently_tried = now - keys.tried_at < MIN_REFETCH_SECONDS;
+        if (age < ttl && !force) || (recently_tried && age < usable_for) {
+            return Ok(keys.jwks.clone());
+        }
     }
     match fetch(&url).await {
         Ok(jwks) => {
-            if let Some(store) = store {
-                let entry = CachedJwks {
-                    fetched_at: now(),
-                    jwks: jwks.clone(),
-                };
-                if let Ok(bytes) = serde_json::to_vec(&entry)
-                    && let Err(error) = store.set(JWKS_CACHE_KEY, &bytes).await
-                {
-                    eprintln!("edge: could not cache the JWKS: {error:?}");
-                }
-            }
+            hold(HeldKeys {
+                jwks: jwks.clone(),
+                fetched_at: Some(now),
+                tried_at: now,
+            });
             Ok(jwks)
         }
-        Err(error) => match cached {
-            // Auth (or the network) is down: the last known keys keep verifying.
-            Some(cached) => {
-                eprintln!("edge: using cached JWKS ({error})");
-                Ok(cached.jwks)
+        Err(error) => match held {
+            // Auth (or the network) is down: the last known keys keep verifying, for a
+            // bounded time past their lifetime.
+            Some(keys) if now - keys.fetched_at.unwrap_or(i64::MIN / 2) < usable_for => {
+                eprintln!("edge: using held JWKS ({error})");
+                hold(HeldKeys {
+                    tried_at: now,
+                    ..keys.clone()
+                });
+                Ok(keys.jwks)
             }
-            None => Err(AuthError::KeysUnavailable(error)),
+            _ => Err(AuthError::KeysUnavailable(error)),
         },
     }
+}
+
+/// How long past `jwks_cache_seconds` held keys may keep verifying while they cannot
+/// be fetched (`jwks_max_stale_seconds`).
+async fn max_stale() -> i64 {
+    seconds_variable("jwks_max_stale_seconds", DEFAULT_MAX_STALE_SECONDS).await
 }
 
 /// The bearer token of a request, if any.
@@ -191,18 +225,11 @@ pub async fn verify_token(token: &str) -> Result<AccessClaims, AuthError> {
     let audience = variable("token_audience")
         .await
         .unwrap_or_else(|| "cinema".into());
-    let store = match Store::open_default().await {
-        Ok(store) => Some(store),
-        Err(error) => {
-            eprintln!("edge: key-value store unavailable, JWKS not cached: {error:?}");
-            None
-        }
-    };
-    let jwks = load_jwks(store.as_ref(), false).await?;
+    let jwks = load_jwks(false).await?;
     let verifier = TokenVerifier::new(&jwks, issuer.clone(), audience.clone());
     match verifier.verify(token, now()) {
         Err(TokenError::UnknownKey) => {
-            let jwks = load_jwks(store.as_ref(), true).await?;
+            let jwks = load_jwks(true).await?;
             TokenVerifier::new(&jwks, issuer, audience)
                 .verify(token, now())
                 .map_err(AuthError::InvalidToken)

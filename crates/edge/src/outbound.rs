@@ -17,6 +17,24 @@ use spin_sdk::wasip3::http_compat::RequestOptionsExtension;
 
 /// Request header carrying the caller's request id to the host.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Request header carrying the internal API's credential (the host checks it).
+pub const INTERNAL_TOKEN_HEADER: &str = "x-cinema-internal-token";
+/// The Spin variable holding that credential.
+pub const INTERNAL_TOKEN_VARIABLE: &str = "internal_api_token";
+
+/// The internal credential, read once per instance.
+static INTERNAL_TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+async fn internal_token() -> Option<String> {
+    if let Some(token) = INTERNAL_TOKEN.get() {
+        return Some(token.clone());
+    }
+    let token = spin_sdk::variables::get(INTERNAL_TOKEN_VARIABLE)
+        .await
+        .ok()
+        .filter(|t| !t.is_empty())?;
+    Some(INTERNAL_TOKEN.get_or_init(|| token).clone())
+}
 /// Time allowed to connect to the host (it runs beside the components).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time allowed for the host to start answering.
@@ -88,6 +106,31 @@ pub struct HostApi {
     request_id: Option<HeaderValue>,
     /// Sent as `Authorization: Bearer` when set (calls made for a signed-in user).
     bearer: Option<String>,
+    /// Sent as `X-Forwarded-For` when set (calls made on behalf of a browser).
+    forwarded_for: Option<String>,
+    /// Send the internal credential: only to the host's internal API, never to a
+    /// public URL.
+    internal: bool,
+}
+
+/// The `X-Forwarded-For` chain to send when calling on behalf of this request: the
+/// chain it arrived with, then the address it came from (as any proxy appends it).
+/// `None` when the runtime gave no client address.
+pub fn forwarded_for(headers: &HeaderMap) -> Option<String> {
+    use cinema_domain::client_addr::{FORWARDED_FOR_HEADER, SPIN_CLIENT_ADDR_HEADER, parse_peer};
+    let peer = headers
+        .get(SPIN_CLIENT_ADDR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_peer)?;
+    let mut chain: Vec<String> = headers
+        .get_all(FORWARDED_FOR_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect();
+    chain.push(peer.to_string());
+    Some(chain.join(", "))
 }
 
 impl HostApi {
@@ -99,7 +142,24 @@ impl HostApi {
             component,
             request_id,
             bearer: None,
+            forwarded_for: None,
+            internal: false,
         }
+    }
+
+    /// A client of the host's internal API at `base`, presenting the internal
+    /// credential (`internal_api_token`).
+    pub fn internal(base: &str, component: &'static str, request_id: Option<HeaderValue>) -> Self {
+        Self {
+            internal: true,
+            ..Self::new(base, component, request_id)
+        }
+    }
+
+    /// The same client, naming the browser it calls for in `X-Forwarded-For`.
+    pub fn with_forwarded_for(mut self, chain: &str) -> Self {
+        self.forwarded_for = Some(chain.to_owned());
+        self
     }
 
     /// The same client, sending `token` as the bearer access token.
@@ -147,6 +207,18 @@ impl HostApi {
         }
         if let Some(token) = &self.bearer {
             builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if self.internal {
+            match internal_token().await {
+                Some(token) => builder = builder.header(INTERNAL_TOKEN_HEADER, token),
+                None => eprintln!(
+                    "{}: variable {INTERNAL_TOKEN_VARIABLE} is not set; the host will refuse",
+                    self.component
+                ),
+            }
+        }
+        if let Some(chain) = &self.forwarded_for {
+            builder = builder.header(cinema_domain::client_addr::FORWARDED_FOR_HEADER, chain);
         }
         let mut request = builder
             .body(Full::new(body.unwrap_or_default()))

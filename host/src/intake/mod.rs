@@ -336,27 +336,46 @@ impl IntoResponse for IntakeReply {
     }
 }
 
+/// What the intake route needs: the intake, and the keys that verify whose events
+/// they are.
+#[derive(Clone, Debug)]
+pub struct IntakeRoute {
+    pub intake: Arc<Intake>,
+    pub token_keys: Arc<crate::internal_auth::TokenKeys>,
+}
+
+/// `POST /intake/ugc`: the events of the user whose access token comes with them
+/// (`Authorization: Bearer`); every event's `user_id` is that token's subject, whatever
+/// the body said.
 async fn intake_ugc(
-    State(intake): State<Arc<Intake>>,
+    State(route): State<IntakeRoute>,
+    headers: axum::http::HeaderMap,
     Json(request): Json<IntakeRequest>,
-) -> IntakeReply {
-    for event in &request.events {
+) -> Response {
+    let claims = match route.token_keys.verify_bearer(&headers).await {
+        Ok(claims) => claims,
+        Err(error) => return error.reply(),
+    };
+    let mut events = request.events;
+    for event in &mut events {
         if let Err(error) = event.payload.validate() {
-            return IntakeReply::Invalid(error.to_string(), error.field);
+            return IntakeReply::Invalid(error.to_string(), error.field).into_response();
         }
+        event.user_id.clone_from(&claims.sub);
     }
-    match intake.accept(request.events).await {
+    match route.intake.accept(events).await {
         Ok(accepted) => IntakeReply::Accepted(accepted),
         Err(error) => IntakeReply::Unavailable(error),
     }
+    .into_response()
 }
 
 /// The intake route (absent when the host runs without `--kafka-brokers`).
-pub fn router(intake: Option<Arc<Intake>>) -> Router {
-    match intake {
-        Some(intake) => Router::new()
+pub fn router(route: Option<IntakeRoute>) -> Router {
+    match route {
+        Some(route) => Router::new()
             .route("/intake/ugc", post(intake_ugc))
-            .with_state(intake),
+            .with_state(route),
         None => Router::new(),
     }
 }

@@ -1,12 +1,14 @@
 //! `spin:key-value@3.0.0`: labelled key-value stores shared by all requests.
 //!
-//! Owns the stores and their backends. Store `default` lives in process memory unless
-//! the runtime-config file (Spin's `runtime-config.toml` format) maps it elsewhere:
+//! Owns the stores and their backends. Each label (`default`, and every label a
+//! component declares in `key_value_stores`) is a store of its own in process memory
+//! unless the runtime-config file (Spin's `runtime-config.toml` format) maps it
+//! elsewhere; give each Redis-backed label its own Redis database, as with Spin:
 //!
 //! ```toml
-//! [key_value_store.default]
+//! [key_value_store.catalog]
 //! type = "redis"
-//! url = "redis://127.0.0.1:6379"
+//! url = "redis://127.0.0.1:6379/1"
 //! ```
 //!
 //! A component may open only the labels in its `key_value_stores`; other labels answer
@@ -107,12 +109,20 @@ impl std::fmt::Debug for KeyValueStores {
 }
 
 impl KeyValueStores {
-    /// Builds the stores: `default` in memory, then the runtime-config entries.
+    /// Builds the stores: the runtime-config entries, and a memory store of its own
+    /// for `default` and every other label a component declares (`declared`) that the
+    /// runtime config does not map.
     pub fn from_config(
         config: &BTreeMap<String, StoreConfig>,
+        declared: impl IntoIterator<Item = String>,
     ) -> Result<Self, KeyValueConfigError> {
         let mut stores = BTreeMap::new();
         stores.insert("default".to_owned(), StoreBackend::Memory(Arc::default()));
+        for label in declared {
+            stores
+                .entry(label)
+                .or_insert_with(|| StoreBackend::Memory(Arc::default()));
+        }
         for (label, store) in config {
             let backend = match store.kind.as_str() {
                 "redis" => {

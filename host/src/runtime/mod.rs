@@ -228,7 +228,13 @@ impl App {
         let manifest = AppManifest::load(manifest_path)?;
         let app_variables = AppVariables::resolve(&manifest, env)?;
         let shared = SharedServices {
-            key_value: KeyValueStores::from_config(&runtime_config.key_value_store)?,
+            key_value: KeyValueStores::from_config(
+                &runtime_config.key_value_store,
+                manifest
+                    .components
+                    .values()
+                    .flat_map(|decl| decl.key_value_stores.iter().cloned()),
+            )?,
             postgres: PostgresPools::new(settings.postgres_pool_size),
         };
         let settings = Arc::new(settings);

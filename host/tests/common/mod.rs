@@ -177,6 +177,12 @@ pub fn rotate_keys(database_url: &str, args: &[&str]) -> String {
     stdout
 }
 
+/// The internal API's credential every test app runs with (tests query the internal
+/// API directly with it).
+pub const INTERNAL_TOKEN: &str = "test-internal-credential";
+/// The header it goes in.
+pub const INTERNAL_TOKEN_HEADER: &str = "x-cinema-internal-token";
+
 /// A running `cinema up`.
 pub struct TestApp {
     /// Behind a lock so a shared `&TestApp` can ask whether it still runs.
@@ -252,6 +258,7 @@ pub fn spawn_app(options: AppOptions) -> TestApp {
         ])
         .args(&options.args)
         .env("SPIN_VARIABLE_SECRET_TOKEN", "s3cret-value")
+        .env("CINEMA_INTERNAL_API_TOKEN", INTERNAL_TOKEN)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

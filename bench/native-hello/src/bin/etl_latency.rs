@@ -1,7 +1,8 @@
 //! Change-to-searchable latency of the ETL: renames a film in Postgres to a fresh word,
 //! then polls the host's search API until that word finds it; prints p50/p99/max.
 //!
-//! Usage: `etl_latency POSTGRES_URL INTERNAL_API_URL [ROUNDS]`
+//! Usage: `etl_latency POSTGRES_URL INTERNAL_API_URL [ROUNDS]`, with the internal API's
+//! credential in `CINEMA_INTERNAL_API_TOKEN`.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (db, connection) = tokio_postgres::connect(&postgres_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     let http = reqwest::Client::new();
+    let internal_token = std::env::var("CINEMA_INTERNAL_API_TOKEN").unwrap_or_default();
     let film: String = db
         .query_one("SELECT id::text FROM content.film ORDER BY id LIMIT 1", &[])
         .await?
@@ -33,7 +35,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
         loop {
             let url = format!("{internal}/search/films?query={word}&page_size=1");
-            let body: serde_json::Value = http.get(&url).send().await?.json().await?;
+            let body: serde_json::Value = http
+                .get(&url)
+                .header("x-cinema-internal-token", &internal_token)
+                .send()
+                .await?
+                .json()
+                .await?;
             if body["items"][0]["title"].as_str() == Some(word.as_str()) {
                 break;
             }
