@@ -5,10 +5,15 @@
 //! but signs only after `activate_after` (time for verifiers' JWKS caches to refresh);
 //! the old key signs until then and stays published until `token_ttl` later, when the
 //! last token it signed has expired. With no key yet, the first one signs at once.
+//!
+//! Private keys are sealed at rest ([`cinema_domain::key_seal`]) when a key-encryption
+//! key is given: `rotate` seals the new key, `seal` seals keys stored in clear, and
+//! `reencrypt` moves every key to a new key-encryption key in one transaction.
 
 use std::time::Duration;
 
 use cinema_domain::account::{normalize_email, validate_password};
+use cinema_domain::key_seal::{self, KeyEncryptionKey};
 use cinema_domain::token::{Jwk, Jwks, generate_ed25519_key};
 use tokio_postgres::NoTls;
 
@@ -49,6 +54,63 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, AuthOpsError> {
     Ok(client)
 }
 
+/// Seals every private key stored in clear with `kek`; answers how many.
+pub async fn seal_keys(url: &str, kek: &KeyEncryptionKey) -> Result<usize, AuthOpsError> {
+    reseal(url, None, kek).await
+}
+
+/// Opens every private key with `old` (keys in clear need none) and seals it with
+/// `new`, in one transaction; answers how many keys it rewrote.
+pub async fn reencrypt_keys(
+    url: &str,
+    old: &KeyEncryptionKey,
+    new: &KeyEncryptionKey,
+) -> Result<usize, AuthOpsError> {
+    reseal(url, Some(old), new).await
+}
+
+async fn reseal(
+    url: &str,
+    old: Option<&KeyEncryptionKey>,
+    new: &KeyEncryptionKey,
+) -> Result<usize, AuthOpsError> {
+    let mut client = connect(url).await?;
+    let transaction = client.transaction().await.map_err(query_error("begin"))?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock(7361627)", &[])
+        .await
+        .map_err(query_error("lock signing keys"))?;
+    let rows = transaction
+        .query(
+            "SELECT kid, private_key FROM auth.signing_keys FOR UPDATE",
+            &[],
+        )
+        .await
+        .map_err(query_error("read signing keys"))?;
+    let mut rewritten = 0;
+    for row in rows {
+        let kid: String = row.get(0);
+        let stored: Vec<u8> = row.get(1);
+        if old.is_none() && key_seal::is_sealed(&stored) {
+            continue;
+        }
+        let plain = key_seal::open(&stored, &kid, old)
+            .map_err(|e| AuthOpsError::Invalid(format!("key {kid}: {e}")))?;
+        let sealed = key_seal::seal(&plain, &kid, new)
+            .map_err(|e| AuthOpsError::Invalid(format!("key {kid}: {e}")))?;
+        transaction
+            .execute(
+                "UPDATE auth.signing_keys SET private_key = $2 WHERE kid = $1",
+                &[&kid, &sealed],
+            )
+            .await
+            .map_err(query_error("write a sealed key"))?;
+        rewritten += 1;
+    }
+    transaction.commit().await.map_err(query_error("commit"))?;
+    Ok(rewritten)
+}
+
 /// What a rotation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotation {
@@ -62,11 +124,17 @@ pub async fn rotate_keys(
     url: &str,
     activate_after: Duration,
     token_ttl: Duration,
+    kek: Option<&KeyEncryptionKey>,
 ) -> Result<Rotation, AuthOpsError> {
     let mut client = connect(url).await?;
     let (private_key, public_key) =
         generate_ed25519_key().map_err(|e| AuthOpsError::Invalid(e.to_string()))?;
     let new_kid = format!("ed25519-{}", uuid::Uuid::new_v4().simple());
+    let private_key = match kek {
+        Some(kek) => key_seal::seal(&private_key, &new_kid, kek)
+            .map_err(|e| AuthOpsError::Invalid(e.to_string()))?,
+        None => private_key,
+    };
     let transaction = client.transaction().await.map_err(query_error("begin"))?;
     transaction
         .execute("SELECT pg_advisory_xact_lock(7361627)", &[])

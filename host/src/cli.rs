@@ -69,7 +69,29 @@ pub enum KeysCommand {
         /// Lifetime of access tokens in seconds.
         #[arg(long, env = "CINEMA_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 900)]
         token_ttl_seconds: u64,
+        #[command(flatten)]
+        kek: KekArgs,
     },
+    /// Seal every private key still stored in clear with the key-encryption key.
+    Seal {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        kek: KekArgs,
+    },
+    /// Move every private key to a new key-encryption key (one transaction); then give
+    /// auth the new one (`SPIN_VARIABLE_SIGNING_KEY_ENCRYPTION_KEY`).
+    Reencrypt {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        kek: KekArgs,
+        /// File holding the new key-encryption key (64 hex digits).
+        #[arg(long)]
+        new_key_file: PathBuf,
+    },
+    /// Print a fresh key-encryption key (64 hex digits) to keep in a secret store.
+    NewKek,
     /// Show every signing key and its state.
     List {
         #[command(flatten)]
@@ -92,6 +114,52 @@ pub enum UsersCommand {
         #[arg(long)]
         email: String,
     },
+}
+
+/// The key-encryption key private signing keys are sealed with.
+#[derive(Debug, Args)]
+pub struct KekArgs {
+    /// The key-encryption key, 64 hex digits (a secret: never logged). Without it (and
+    /// without --key-encryption-key-file) new keys are stored in clear, with a warning.
+    #[arg(
+        long = "key-encryption-key",
+        env = "CINEMA_SIGNING_KEY_ENCRYPTION_KEY",
+        hide_env_values = true
+    )]
+    pub key_encryption_key: Option<String>,
+    /// A file holding the key-encryption key.
+    #[arg(long)]
+    pub key_encryption_key_file: Option<PathBuf>,
+}
+
+impl KekArgs {
+    /// The key, if one is given; a malformed one is an error naming where it came from.
+    pub fn load(&self) -> anyhow::Result<Option<cinema_domain::key_seal::KeyEncryptionKey>> {
+        let (raw, source) = match (&self.key_encryption_key_file, &self.key_encryption_key) {
+            (Some(path), _) => (
+                std::fs::read_to_string(path).with_context(|| {
+                    format!(
+                        "failed to read the key-encryption key from {}",
+                        path.display()
+                    )
+                })?,
+                format!("{}", path.display()),
+            ),
+            (None, Some(raw)) => (raw.clone(), "CINEMA_SIGNING_KEY_ENCRYPTION_KEY".to_owned()),
+            (None, None) => return Ok(None),
+        };
+        cinema_domain::key_seal::KeyEncryptionKey::from_hex(&raw)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{source}: {e} (make one with `cinema keys new-kek`)"))
+    }
+
+    fn require(&self) -> anyhow::Result<cinema_domain::key_seal::KeyEncryptionKey> {
+        self.load()?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "give the key-encryption key: CINEMA_SIGNING_KEY_ENCRYPTION_KEY or --key-encryption-key-file"
+            )
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -274,6 +342,10 @@ pub struct UpArgs {
     /// Audience of access tokens (auth's `token_audience`).
     #[arg(long, env = "CINEMA_TOKEN_AUDIENCE", default_value = "cinema")]
     pub token_audience: String,
+    /// Lifetime of access tokens in seconds (auth's `access_token_ttl_seconds`): how
+    /// long a revocation is served to the components.
+    #[arg(long, env = "CINEMA_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 900)]
+    pub access_token_ttl_seconds: u64,
 }
 
 /// Where the search index lives unless told otherwise.
@@ -396,9 +468,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             "internal api: made a credential for this run and handed it to the components"
         );
     }
+    // The key-encryption key of signing keys: one variable for the CLI and auth.
+    let kek_variable = "SPIN_VARIABLE_SIGNING_KEY_ENCRYPTION_KEY";
+    let kek_for_auth = std::env::var(kek_variable)
+        .ok()
+        .or_else(|| std::env::var("CINEMA_SIGNING_KEY_ENCRYPTION_KEY").ok());
     let app_env = std::env::vars()
-        .filter(|(name, _)| *name != credential_variable)
-        .chain([(credential_variable.clone(), credential.expose().to_owned())]);
+        .filter(|(name, _)| *name != credential_variable && name != kek_variable)
+        .chain([(credential_variable.clone(), credential.expose().to_owned())])
+        .chain(kek_for_auth.map(|kek| (kek_variable.to_owned(), kek)));
     let app = App::load(
         &args.manifest,
         &runtime_config,
@@ -430,6 +508,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let catalog = crate::search_ops::start(&args)?;
     let ugc = crate::ugc_ops::start(&args)?;
     let notify = crate::notify_ops::start(&args);
+    // Auth's tables (token keys, revocations) live in the platform database.
+    let auth_postgres_url = args
+        .auth_postgres_url
+        .clone()
+        .unwrap_or_else(|| args.ugc_postgres_url.clone());
+    let revocations =
+        crate::revocations::Revocations::new(Duration::from_secs(args.access_token_ttl_seconds));
+    tokio::spawn(revocations.clone().run(auth_postgres_url.clone()));
     let internal_state = InternalState {
         app_name: Arc::from(app.name.as_str()),
         components: app.component_ids().into(),
@@ -437,9 +523,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         search: catalog.search_state(),
         intake: ugc.intake().map(|intake| {
             let token_keys = Arc::new(crate::internal_auth::TokenKeys::new(
-                args.auth_postgres_url
-                    .as_deref()
-                    .unwrap_or(&args.ugc_postgres_url),
+                &auth_postgres_url,
                 &args.token_issuer,
                 &args.token_audience,
             ));
@@ -456,6 +540,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             &args.clickhouse_analytics_user,
         ),
         credential,
+        revocations,
     };
     let shutdown = tokio_util_shutdown();
     let internal_task = tokio::spawn({
@@ -559,11 +644,20 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
             database,
             activate_after_seconds,
             token_ttl_seconds,
+            kek,
         } => {
+            let kek = kek.load()?;
+            if kek.is_none() {
+                eprintln!(
+                    "warning: no key-encryption key given (CINEMA_SIGNING_KEY_ENCRYPTION_KEY): \
+                     the private key is stored in clear; seal it later with `cinema keys seal`"
+                );
+            }
             let rotation = rotate_keys(
                 &database.postgres_url,
                 Duration::from_secs(activate_after_seconds),
                 Duration::from_secs(token_ttl_seconds),
+                kek.as_ref(),
             )
             .await?;
             println!(
@@ -593,6 +687,34 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
                     key.expires_at.unwrap_or_else(|| "-".into())
                 );
             }
+        }
+        KeysCommand::Seal { database, kek } => {
+            let sealed =
+                crate::auth_ops::seal_keys(&database.postgres_url, &kek.require()?).await?;
+            println!("sealed {sealed} private key(s)");
+        }
+        KeysCommand::Reencrypt {
+            database,
+            kek,
+            new_key_file,
+        } => {
+            let new = KekArgs {
+                key_encryption_key: None,
+                key_encryption_key_file: Some(new_key_file),
+            }
+            .require()?;
+            let moved =
+                crate::auth_ops::reencrypt_keys(&database.postgres_url, &kek.require()?, &new)
+                    .await?;
+            println!(
+                "re-encrypted {moved} private key(s); give auth the new key-encryption key now"
+            );
+        }
+        KeysCommand::NewKek => {
+            println!(
+                "{}",
+                cinema_domain::key_seal::KeyEncryptionKey::generate_hex()
+            );
         }
         KeysCommand::Jwks { database } => {
             println!(

@@ -7,7 +7,8 @@
 //! - the search routes of [`crate::search_api`].
 //!
 //! - `POST /intake/ugc` of [`crate::intake`], when the host has Kafka brokers;
-//! - `/analytics/*` of [`crate::analytics_api`].
+//! - `/analytics/*` of [`crate::analytics_api`];
+//! - `GET /auth/revocations` of [`crate::revocations`].
 //!
 //! Everything but `/health` and `/metrics` needs the internal credential
 //! ([`crate::internal_auth`]); without it, 401.
@@ -34,6 +35,8 @@ pub struct InternalState {
     pub analytics: crate::analytics_api::AnalyticsState,
     /// The secret components present (every route but health and metrics).
     pub credential: crate::internal_auth::InternalCredential,
+    /// Recent revocations, for the components' token checks.
+    pub revocations: crate::revocations::Revocations,
 }
 
 #[derive(Serialize)]
@@ -66,6 +69,7 @@ pub fn router(state: InternalState) -> Router {
     let guarded = crate::search_api::router(state.search.clone())
         .merge(crate::intake::router(state.intake.clone()))
         .merge(crate::analytics_api::router(state.analytics.clone()))
+        .merge(crate::revocations::router(state.revocations.clone()))
         .layer(axum::middleware::from_fn_with_state(
             state.credential.clone(),
             crate::internal_auth::require_credential,

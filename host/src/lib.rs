@@ -15,7 +15,8 @@
 //! - [`seed`]: `cinema seed --films N`, a deterministic content data set;
 //! - [`intake`]: UGC event intake (Kafka, with a durable local spool) on the internal
 //!   port; [`ugc_ops`]: the intake and the ugc-loader under `cinema up`; [`notify_ops`]: mail;
-//! - [`analytics_api`]: UGC analytics over ClickHouse on the internal port.
+//! - [`analytics_api`]: UGC analytics over ClickHouse on the internal port;
+//! - [`revocations`]: recent session and user revocations, served to components.
 
 pub mod analytics_api;
 pub mod auth_ops;
@@ -27,6 +28,7 @@ pub mod internal_auth;
 pub mod manifest;
 pub mod migrate;
 pub mod notify_ops;
+pub mod revocations;
 pub mod runtime;
 pub mod search_api;
 pub mod search_ops;

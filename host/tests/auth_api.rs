@@ -1165,3 +1165,124 @@ async fn openapi_document_covers_the_contract() {
         );
     }
 }
+
+/// Issue 14, item 9: private signing keys are sealed at rest with the operator's
+/// key-encryption key: the row holds no usable key, auth without the KEK (or with
+/// another) cannot sign (503 `signing_key_locked`), and `cinema keys reencrypt` moves
+/// the keys to a new KEK that auth then signs with.
+#[tokio::test]
+async fn signing_keys_are_sealed_at_rest_and_move_to_a_new_key_encryption_key() {
+    let database_url = common::fresh_database().await;
+    common::migrate(&database_url).await;
+    common::rotate_keys(&database_url, &[]);
+    let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let (kid, stored): (String, Vec<u8>) = {
+        let row = db
+            .query_one("SELECT kid, private_key FROM auth.signing_keys", &[])
+            .await
+            .expect("key");
+        (row.get(0), row.get(1))
+    };
+    assert!(
+        cinema_domain::key_seal::is_sealed(&stored),
+        "the private key is sealed"
+    );
+    assert!(
+        cinema_domain::token::sign(&AccessClaimsForTest::now(), &kid, &stored).is_err(),
+        "what the database holds cannot sign"
+    );
+
+    let app_with = |kek: &str| {
+        let mut options = AppOptions::default()
+            .env("SPIN_VARIABLE_DATABASE_URL", database_url.clone())
+            .env("CINEMA_SIGNING_KEY_ENCRYPTION_KEY", kek);
+        options.manifest = Some(common::workspace_root().join("spin.toml"));
+        spawn_app(options)
+    };
+    let login = |app: &TestApp| {
+        let request = app
+            .http
+            .post(app.url("/api/v1/auth/login"))
+            .json(&json!({"email": "sealed@example.com", "password": "Sealed-pass1"}));
+        async move {
+            let response = request.send().await.expect("login");
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (status, body)
+        }
+    };
+    let other_kek = "1".repeat(64);
+    let wrong = app_with(&other_kek);
+    let (status, _) = wrong
+        .post_json(
+            "/api/v1/auth/signup",
+            json!({"email": "sealed@example.com", "password": "Sealed-pass1"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, body) = login(&wrong).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "signing_key_locked"),
+        "{body}"
+    );
+    drop(wrong);
+
+    let new_kek_file = std::env::temp_dir().join(format!("{}.kek", common::unique("kek")));
+    std::fs::write(&new_kek_file, &other_kek).expect("write kek");
+    let output = Command::new(env!("CARGO_BIN_EXE_cinema"))
+        .args([
+            "keys",
+            "reencrypt",
+            "--postgres-url",
+            &database_url,
+            "--new-key-file",
+        ])
+        .arg(&new_kek_file)
+        .env("CINEMA_SIGNING_KEY_ENCRYPTION_KEY", common::TEST_KEK)
+        .output()
+        .expect("reencrypt");
+    let _ = std::fs::remove_file(&new_kek_file);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let old = app_with(common::TEST_KEK);
+    let (status, body) = login(&old).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "signing_key_locked"),
+        "the old KEK no longer opens the key: {body}"
+    );
+    drop(old);
+    let new = app_with(&other_kek);
+    let (status, body) = login(&new).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Claims for a signing attempt.
+struct AccessClaimsForTest;
+
+impl AccessClaimsForTest {
+    fn now() -> cinema_domain::token::AccessClaims {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as i64;
+        cinema_domain::token::AccessClaims {
+            sub: uuid::Uuid::new_v4().to_string(),
+            sid: uuid::Uuid::new_v4().to_string(),
+            roles: Vec::new(),
+            permissions: Vec::new(),
+            iat: now,
+            exp: now + 60,
+            iss: "cinema-auth".into(),
+            aud: "cinema".into(),
+            act: None,
+        }
+    }
+}

@@ -183,10 +183,10 @@ async fn key_value_redis_store_from_runtime_config() {
         .expect("cleanup");
 }
 
-/// Stores not listed in the component's `key_value_stores` are denied; unknown ones
-/// do not exist.
+/// Stores not listed in the component's `key_value_stores` are denied; a listed label
+/// the runtime config does not map is a memory store of its own, apart from `default`.
 #[tokio::test]
-async fn key_value_denies_unlisted_and_unknown_stores() {
+async fn key_value_denies_unlisted_stores_and_keeps_labels_apart() {
     let app = spawn_app(AppOptions::default());
     let (status, body) = app.get_json("/limited/kv/default/x").await;
     assert_eq!(status, 403);
@@ -197,16 +197,20 @@ async fn key_value_denies_unlisted_and_unknown_stores() {
             .contains("AccessDenied"),
         "{body}"
     );
-    // `cache` is listed for probe but not configured in this run.
+    // `cache` is listed for probe but not configured in this run: a memory store of
+    // its own, which `default` does not see.
+    let put = app
+        .http
+        .put(app.url("/probe/kv/cache/x"))
+        .body("in the cache store")
+        .send()
+        .await
+        .expect("put");
+    assert!(put.status().is_success(), "{}", put.status());
     let (status, body) = app.get_json("/probe/kv/cache/x").await;
-    assert_eq!(status, 403);
-    assert!(
-        body["error"]["detail"]
-            .as_str()
-            .expect("detail")
-            .contains("NoSuchStore"),
-        "{body}"
-    );
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = app.get_json("/probe/kv/default/x").await;
+    assert_eq!(status, 404, "labels are apart");
 }
 
 /// Outgoing HTTP reaches allowed hosts; any other destination fails inside the guest

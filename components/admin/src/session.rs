@@ -205,7 +205,9 @@ fn admit(claims: &AccessClaims) -> AdminResult<()> {
 fn auth_error(error: AuthError) -> AdminError {
     match error {
         AuthError::KeysUnavailable(detail) => AdminError::AuthUnavailable(detail),
-        AuthError::MissingToken | AuthError::InvalidToken(_) => AdminError::NotSignedIn,
+        AuthError::MissingToken | AuthError::InvalidToken(_) | AuthError::Revoked => {
+            AdminError::NotSignedIn
+        }
     }
 }
 

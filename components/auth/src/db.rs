@@ -2,6 +2,7 @@
 //! protocol needs it (refresh rotation spends the old token and issues the new one in
 //! one statement), so no transaction spans requests or round trips.
 
+use cinema_domain::key_seal::{self, KeyEncryptionKey};
 use cinema_domain::token::Jwk;
 use spin_sdk::pg::{Connection, ParameterValue, Row};
 use uuid::Uuid;
@@ -42,6 +43,14 @@ pub struct Profile {
     pub locale: String,
     pub roles: Vec<String>,
     pub created: String,
+}
+
+/// What an access token of a user carries.
+pub struct Grants {
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
+    /// `iat`, never before the user's latest revocation (see [`Db::grants`]).
+    pub issued_at: i64,
 }
 
 /// What login needs to know about an account.
@@ -216,30 +225,45 @@ impl Db {
             .and_then(|row| row.get::<Option<String>>("password_hash").flatten()))
     }
 
-    /// Role names and the union of their permissions.
-    pub async fn grants(&self, user_id: Uuid) -> ApiResult<(Vec<String>, Vec<String>)> {
+    /// Role names, the union of their permissions, and the `iat` a token issued now
+    /// must carry: now, or the user's latest revocation's `not_before` when that is
+    /// later (it is rounded up to the next second, so a token issued just after a role
+    /// change is not mistaken for one issued before it).
+    pub async fn grants(&self, user_id: Uuid) -> ApiResult<Grants> {
         let rows = self
             .rows(
                 "SELECT coalesce(array_agg(DISTINCT r.name), '{}') AS roles, \
-                        coalesce(array_agg(DISTINCT rp.permission) FILTER (WHERE rp.permission IS NOT NULL), '{}') AS permissions \
-                 FROM auth.user_roles ur JOIN auth.roles r ON r.id = ur.role_id \
-                 LEFT JOIN auth.role_permissions rp ON rp.role_id = r.id WHERE ur.user_id = $1",
+                        coalesce(array_agg(DISTINCT rp.permission) FILTER (WHERE rp.permission IS NOT NULL), '{}') AS permissions, \
+                        greatest(floor(extract(epoch FROM now())), \
+                                 (SELECT max(ceil(extract(epoch FROM not_before))) FROM auth.revocations \
+                                  WHERE user_id = $1))::bigint AS issued_at \
+                 FROM (SELECT 1) AS one \
+                 LEFT JOIN auth.user_roles ur ON ur.user_id = $1 \
+                 LEFT JOIN auth.roles r ON r.id = ur.role_id \
+                 LEFT JOIN auth.role_permissions rp ON rp.role_id = r.id",
                 vec![uuid(user_id)],
             )
             .await?;
-        let Some(row) = rows.first() else {
-            return Ok((Vec::new(), Vec::new()));
-        };
+        let row = rows
+            .first()
+            .ok_or_else(|| ApiError::Internal("grants answered no row".into()))?;
         let roles: Vec<Option<String>> = required(row, "roles")?;
         let permissions: Vec<Option<String>> = required(row, "permissions")?;
-        Ok((
-            roles.into_iter().flatten().collect(),
-            permissions.into_iter().flatten().collect(),
-        ))
+        Ok(Grants {
+            roles: roles.into_iter().flatten().collect(),
+            permissions: permissions.into_iter().flatten().collect(),
+            issued_at: required(row, "issued_at")?,
+        })
     }
 
     /// The key that signs now: (kid, PKCS#8 private key).
-    pub async fn signing_key(&self) -> ApiResult<Option<(String, Vec<u8>)>> {
+    /// The key that signs now, opened with `kek` when it is sealed at rest. Answers
+    /// 503 `signing_key_missing` without one, `signing_key_locked` when it is sealed and
+    /// `kek` is absent or wrong.
+    pub async fn signing_key(
+        &self,
+        kek: Option<&KeyEncryptionKey>,
+    ) -> ApiResult<(String, Vec<u8>)> {
         let rows = self
             .rows(
                 "SELECT kid, private_key FROM auth.signing_keys \
@@ -248,9 +272,23 @@ impl Db {
                 vec![],
             )
             .await?;
-        rows.first()
-            .map(|row| Ok((required(row, "kid")?, required(row, "private_key")?)))
-            .transpose()
+        let row = rows.first().ok_or_else(|| {
+            ApiError::Unavailable(
+                "signing_key_missing",
+                "no token signing key is active: an operator must run `cinema keys rotate`".into(),
+            )
+        })?;
+        let kid: String = required(row, "kid")?;
+        let stored: Vec<u8> = required(row, "private_key")?;
+        let private_key = key_seal::open(&stored, &kid, kek).map_err(|error| {
+            ApiError::Unavailable(
+                "signing_key_locked",
+                format!(
+                    "signing key {kid}: {error}; set the auth component's signing_key_encryption_key"
+                ),
+            )
+        })?;
+        Ok((kid, private_key))
     }
 
     /// Every key that can still verify a live token.

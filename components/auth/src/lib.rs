@@ -494,19 +494,14 @@ async fn access_token(
     user_id: Uuid,
     session_id: Uuid,
 ) -> ApiResult<String> {
-    let (kid, private_key) = db.signing_key().await?.ok_or_else(|| {
-        ApiError::Unavailable(
-            "signing_key_missing",
-            "no token signing key is active: an operator must run `cinema keys rotate`".into(),
-        )
-    })?;
-    let (roles, permissions) = db.grants(user_id).await?;
-    let issued = now();
+    let (kid, private_key) = db.signing_key(settings.key_encryption_key.as_ref()).await?;
+    let grants = db.grants(user_id).await?;
+    let issued = grants.issued_at;
     let claims = AccessClaims {
         sub: user_id.to_string(),
         sid: session_id.to_string(),
-        roles,
-        permissions,
+        roles: grants.roles,
+        permissions: grants.permissions,
         iat: issued,
         exp: issued + settings.access_token_ttl_seconds,
         iss: settings.issuer.clone(),

@@ -1,6 +1,7 @@
 //! The component's settings, from Spin variables (see `spin.toml`).
 
 use cinema_domain::client_addr::TrustedProxies;
+use cinema_domain::key_seal::KeyEncryptionKey;
 
 use crate::error::{ApiError, ApiResult};
 
@@ -22,6 +23,9 @@ pub struct Settings {
     /// Proxies whose `X-Forwarded-For` names the client (`trusted_proxies`); the
     /// console calls auth over loopback, so loopback is trusted unless configured.
     pub trusted_proxies: TrustedProxies,
+    /// Opens private signing keys sealed at rest (`signing_key_encryption_key`, 64 hex
+    /// digits); `None` when unset (keys stored in clear still work).
+    pub key_encryption_key: Option<KeyEncryptionKey>,
 }
 
 async fn variable(name: &str) -> ApiResult<String> {
@@ -67,6 +71,7 @@ impl Settings {
             )
             .await?,
             trusted_proxies: trusted_proxies().await?,
+            key_encryption_key: key_encryption_key().await?,
         })
     }
 }
@@ -78,4 +83,14 @@ async fn trusted_proxies() -> ApiResult<TrustedProxies> {
         .unwrap_or_else(|_| DEFAULT_TRUSTED_PROXIES.to_owned());
     TrustedProxies::parse(&raw)
         .map_err(|e| ApiError::Internal(format!("variable trusted_proxies: {e}")))
+}
+
+/// `signing_key_encryption_key`, if set; a malformed one is a configuration error.
+async fn key_encryption_key() -> ApiResult<Option<KeyEncryptionKey>> {
+    match spin_sdk::variables::get("signing_key_encryption_key").await {
+        Ok(raw) if !raw.trim().is_empty() => KeyEncryptionKey::from_hex(&raw)
+            .map(Some)
+            .map_err(|e| ApiError::Internal(format!("variable signing_key_encryption_key: {e}"))),
+        _ => Ok(None),
+    }
 }

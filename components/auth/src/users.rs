@@ -16,10 +16,10 @@ use serde_json::json;
 use spin_sdk::pg::{ParameterValue, Row};
 use uuid::Uuid;
 
+use crate::Caller;
 use crate::error::{ApiError, ApiResult, Reply, empty, json};
 use crate::roles::USERS_MANAGE;
 use crate::settings::Settings;
-use crate::{Caller, now};
 
 /// Default and largest page of the user list.
 const DEFAULT_PAGE_SIZE: i64 = 50;
@@ -307,16 +307,17 @@ pub async fn impersonate(caller: Caller, settings: &Settings, raw_user: &str) ->
         ));
     }
     let email: String = column(row, "email")?;
-    let (kid, private_key) = caller.db.signing_key().await?.ok_or_else(|| {
-        ApiError::Unavailable("signing_key_missing", "no active signing key".into())
-    })?;
-    let (roles, permissions) = caller.db.grants(user).await?;
-    let issued = now();
+    let (kid, private_key) = caller
+        .db
+        .signing_key(settings.key_encryption_key.as_ref())
+        .await?;
+    let grants = caller.db.grants(user).await?;
+    let issued = grants.issued_at;
     let claims = AccessClaims {
         sub: user.to_string(),
         sid: session_id.to_string(),
-        roles,
-        permissions,
+        roles: grants.roles,
+        permissions: grants.permissions,
         iat: issued,
         exp: issued + ttl,
         iss: settings.issuer.clone(),

@@ -9,6 +9,7 @@
 //! - [`client_addr`]: the client address behind trusted proxies (`X-Forwarded-For`);
 //! - [`error`]: the JSON error body every HTTP surface of the platform answers with;
 //! - [`token`]: access-token claims, JWKS and the verifier every component uses;
+//! - [`key_seal`]: private signing keys sealed at rest with the operator's key;
 //! - [`password`]: argon2id password hashing;
 //! - [`platform`]: account and catalog events (what notify reacts to);
 //! - [`ugc`]: user-generated content events and their validation.
@@ -16,6 +17,7 @@
 pub mod account;
 pub mod client_addr;
 pub mod error;
+pub mod key_seal;
 pub mod password;
 pub mod platform;
 pub mod token;

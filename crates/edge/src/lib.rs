@@ -14,7 +14,9 @@
 //! Keys are never cached in key-value: a store is writable by whoever reaches Redis,
 //! and a planted key set would let anyone forge tokens.
 //!
-//! Issuer and audience come from `token_issuer` and `token_audience`.
+//! Issuer and audience come from `token_issuer` and `token_audience`. A token that
+//! checks out is still refused when [`revocation`] says its session or user was
+//! revoked after it was issued (401 `token_revoked`).
 //!
 //! Also: [`reply`] (JSON and empty responses), [`outbound`] (the client of the host's
 //! internal API) and [`pg`] (Postgres with errors classified as 503 or 500).
@@ -22,6 +24,7 @@
 pub mod outbound;
 pub mod pg;
 pub mod reply;
+pub mod revocation;
 
 use cinema_domain::token::{AccessClaims, Jwks, TokenError, TokenVerifier};
 
@@ -41,13 +44,15 @@ pub enum AuthError {
     InvalidToken(TokenError),
     #[error("token keys are unavailable: {0}")]
     KeysUnavailable(String),
+    #[error("this token was revoked (signed out, blocked or roles changed); sign in again")]
+    Revoked,
 }
 
 impl AuthError {
     /// HTTP status for this error.
     pub fn status(&self) -> u16 {
         match self {
-            Self::MissingToken | Self::InvalidToken(_) => 401,
+            Self::MissingToken | Self::InvalidToken(_) | Self::Revoked => 401,
             Self::KeysUnavailable(_) => 503,
         }
     }
@@ -73,6 +78,7 @@ impl AuthError {
             Self::MissingToken => "missing_token",
             Self::InvalidToken(error) => error.code(),
             Self::KeysUnavailable(_) => "auth_keys_unavailable",
+            Self::Revoked => "token_revoked",
         }
     }
 }
@@ -227,13 +233,17 @@ pub async fn verify_token(token: &str) -> Result<AccessClaims, AuthError> {
         .unwrap_or_else(|| "cinema".into());
     let jwks = load_jwks(false).await?;
     let verifier = TokenVerifier::new(&jwks, issuer.clone(), audience.clone());
-    match verifier.verify(token, now()) {
+    let claims = match verifier.verify(token, now()) {
         Err(TokenError::UnknownKey) => {
             let jwks = load_jwks(true).await?;
             TokenVerifier::new(&jwks, issuer, audience)
                 .verify(token, now())
-                .map_err(AuthError::InvalidToken)
+                .map_err(AuthError::InvalidToken)?
         }
-        other => other.map_err(AuthError::InvalidToken),
+        other => other.map_err(AuthError::InvalidToken)?,
+    };
+    if revocation::is_revoked(&claims).await {
+        return Err(AuthError::Revoked);
     }
+    Ok(claims)
 }

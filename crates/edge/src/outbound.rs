@@ -111,6 +111,8 @@ pub struct HostApi {
     /// Send the internal credential: only to the host's internal API, never to a
     /// public URL.
     internal: bool,
+    /// Connect and first-byte timeouts.
+    timeouts: (Duration, Duration),
 }
 
 /// The `X-Forwarded-For` chain to send when calling on behalf of this request: the
@@ -144,7 +146,14 @@ impl HostApi {
             bearer: None,
             forwarded_for: None,
             internal: false,
+            timeouts: (CONNECT_TIMEOUT, FIRST_BYTE_TIMEOUT),
         }
+    }
+
+    /// The same client with other connect and first-byte timeouts.
+    pub fn with_timeouts(mut self, connect: Duration, first_byte: Duration) -> Self {
+        self.timeouts = (connect, first_byte);
+        self
     }
 
     /// A client of the host's internal API at `base`, presenting the internal
@@ -227,8 +236,8 @@ impl HostApi {
             .extensions_mut()
             .insert(RequestOptionsExtension(request_options(
                 self.component,
-                CONNECT_TIMEOUT,
-                FIRST_BYTE_TIMEOUT,
+                self.timeouts.0,
+                self.timeouts.1,
             )));
         let response = spin_sdk::http::send(request)
             .await

@@ -166,6 +166,7 @@ pub fn rotate_keys(database_url: &str, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_cinema"))
         .args(["keys", "rotate", "--postgres-url", database_url])
         .args(args)
+        .env("CINEMA_SIGNING_KEY_ENCRYPTION_KEY", TEST_KEK)
         .output()
         .expect("run cinema keys rotate");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -176,6 +177,10 @@ pub fn rotate_keys(database_url: &str, args: &[&str]) -> String {
     );
     stdout
 }
+
+/// The key-encryption key test signing keys are sealed with (`rotate_keys`) and test
+/// apps open them with.
+pub const TEST_KEK: &str = "7e57000000000000000000000000000000000000000000000000000000005eed";
 
 /// The internal API's credential every test app runs with (tests query the internal
 /// API directly with it).
@@ -259,6 +264,7 @@ pub fn spawn_app(options: AppOptions) -> TestApp {
         .args(&options.args)
         .env("SPIN_VARIABLE_SECRET_TOKEN", "s3cret-value")
         .env("CINEMA_INTERNAL_API_TOKEN", INTERNAL_TOKEN)
+        .env("CINEMA_SIGNING_KEY_ENCRYPTION_KEY", TEST_KEK)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
