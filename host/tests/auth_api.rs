@@ -1286,3 +1286,44 @@ impl AccessClaimsForTest {
         }
     }
 }
+
+/// Someone holding only a user's access token cannot guess the password through the
+/// password change faster than at the login form: wrong current passwords count
+/// against the account like failed logins (429 after five), and lock its logins too.
+#[tokio::test]
+async fn wrong_current_passwords_are_throttled_like_logins() {
+    let auth = start().await;
+    auth.signup("guessed@example.com", "Right-pass1").await;
+    let (token, _) = auth.login("guessed@example.com", "Right-pass1").await;
+    let change = |guess: String| {
+        let request = auth
+            .app
+            .http
+            .post(auth.app.url("/api/v1/auth/me/password"))
+            .bearer_auth(&token)
+            .json(&json!({"current_password": guess, "new_password": "Stolen-pass-9"}));
+        async move { request.send().await.expect("request").status() }
+    };
+    for n in 0..5 {
+        assert_eq!(
+            change(format!("Guess-{n}")).await,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
+    assert_eq!(
+        change("Right-pass1".into()).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right password waits out the window"
+    );
+    let (status, body) = auth
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "guessed@example.com", "password": "Right-pass1"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
+    );
+}

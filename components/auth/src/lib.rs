@@ -161,12 +161,12 @@ async fn route(request: Request) -> ApiResult<Reply> {
         (Method::PATCH, ["api", "v1", "auth", "me"]) => {
             let caller = authenticate(&settings, bearer).await?;
             caller.refuse_while_impersonating()?;
-            update_me(caller, &body).await
+            update_me(caller, &body, &client).await
         }
         (Method::POST, ["api", "v1", "auth", "me", "password"]) => {
             let caller = authenticate(&settings, bearer).await?;
             caller.refuse_while_impersonating()?;
-            change_password(caller, &body).await
+            change_password(caller, &body, &client).await
         }
         (Method::GET, ["api", "v1", "auth", "me", "history"]) => {
             history(authenticate(&settings, bearer).await?, &query).await
@@ -751,7 +751,7 @@ struct ProfileUpdate {
 /// an account without one) and does not change yet: the answer is the profile with
 /// `pending_email`, and the account moves once the link mailed to the new address is
 /// followed. The same email as now is no change and needs no password.
-async fn update_me(caller: Caller, body: &[u8]) -> ApiResult<Reply> {
+async fn update_me(caller: Caller, body: &[u8], client: &Client) -> ApiResult<Reply> {
     let input: ProfileUpdate = parse(body)?;
     let email = input
         .email
@@ -776,7 +776,13 @@ async fn update_me(caller: Caller, body: &[u8]) -> ApiResult<Reply> {
         .ok_or(ApiError::NotFound("user"))?;
     let new_email = email.filter(|email| *email != current.email);
     if new_email.is_some() {
-        check_current_password(&caller, input.current_password.as_deref()).await?;
+        check_current_password(
+            &caller,
+            &current.email,
+            input.current_password.as_deref(),
+            client,
+        )
+        .await?;
     }
     if !caller
         .db
@@ -803,8 +809,32 @@ async fn update_me(caller: Caller, body: &[u8]) -> ApiResult<Reply> {
     Ok(json(StatusCode::OK, &answer))
 }
 
+/// Checks `given` against the account's password `stored`, counted like a login
+/// attempt on the account (`email`) and the client's address: someone holding only an
+/// access token guesses the password no faster than at the login form (429 past the
+/// limit, and the account's logins are throttled with it).
+async fn password_matches(
+    caller: &Caller,
+    email: &str,
+    stored: &str,
+    given: &str,
+    client: &Client,
+) -> ApiResult<bool> {
+    let attempt = throttle::count_attempt(&caller.db, email, client.throttle_ip.as_deref()).await?;
+    let matches = verify_password(given, stored).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if matches {
+        throttle::succeeded(&caller.db, attempt).await?;
+    }
+    Ok(matches)
+}
+
 /// Refuses an email change the caller did not prove with the account's password.
-async fn check_current_password(caller: &Caller, given: Option<&str>) -> ApiResult<()> {
+async fn check_current_password(
+    caller: &Caller,
+    email: &str,
+    given: Option<&str>,
+    client: &Client,
+) -> ApiResult<()> {
     let Some(stored) = caller.db.password_hash(caller.user_id).await? else {
         return Err(ApiError::Conflict(
             "password_required",
@@ -817,7 +847,7 @@ async fn check_current_password(caller: &Caller, given: Option<&str>) -> ApiResu
             "is required to change the email",
         ));
     };
-    if verify_password(given, &stored).map_err(|e| ApiError::Internal(e.to_string()))? {
+    if password_matches(caller, email, &stored, given, client).await? {
         Ok(())
     } else {
         Err(ApiError::invalid(
@@ -833,12 +863,19 @@ struct PasswordChange {
     new_password: String,
 }
 
-async fn change_password(caller: Caller, body: &[u8]) -> ApiResult<Reply> {
+async fn change_password(caller: Caller, body: &[u8], client: &Client) -> ApiResult<Reply> {
     let input: PasswordChange = parse(body)?;
     let stored = caller.db.password_hash(caller.user_id).await?;
     let matches = match &stored {
-        Some(hash) => verify_password(&input.current_password, hash)
-            .map_err(|e| ApiError::Internal(e.to_string()))?,
+        Some(hash) => {
+            let email = caller
+                .db
+                .profile(caller.user_id)
+                .await?
+                .ok_or(ApiError::NotFound("user"))?
+                .email;
+            password_matches(&caller, &email, hash, &input.current_password, client).await?
+        }
         None => false,
     };
     if !matches {
