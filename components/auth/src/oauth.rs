@@ -623,21 +623,14 @@ async fn finish(
                 "this account is linked to another user".into(),
             ));
         }
-        db.execute(
-            "INSERT INTO auth.social_accounts (provider, subject, user_id, email) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (provider, subject) DO NOTHING",
-            vec![
-                subject_params[0].clone(),
-                subject_params[1].clone(),
-                ParameterValue::Uuid(link_user.to_string()),
-                identity.email.clone().map_or(ParameterValue::DbNull, ParameterValue::Str),
-            ],
+        record_link(
+            &db,
+            subject_params,
+            link_user,
+            identity.email.clone(),
+            format!("another {} account is already linked", provider.name()),
         )
-        .await
-        .map_err(|e| match e {
-            ApiError::UniqueViolation(_) => ApiError::Conflict("provider_already_linked", format!("another {} account is already linked", provider.name())),
-            other => other,
-        })?;
+        .await?;
         return Ok(json(StatusCode::OK, &json!({ "linked": provider.name() })));
     }
 
@@ -646,6 +639,32 @@ async fn finish(
         None => link_or_create(&db, provider, &identity, &subject_params).await?,
     };
     crate::sign_in(&db, settings, user_id, client, provider.name()).await
+}
+
+/// Links the provider identity (`subject_params`: provider, subject) to `user_id`; a
+/// user who already has another account of that provider is 409
+/// `provider_already_linked` with `taken_message`.
+async fn record_link(
+    db: &Db,
+    subject_params: Vec<ParameterValue>,
+    user_id: Uuid,
+    email: Option<String>,
+    taken_message: String,
+) -> ApiResult<()> {
+    let mut params = subject_params;
+    params.push(ParameterValue::Uuid(user_id.to_string()));
+    params.push(email.map_or(ParameterValue::DbNull, ParameterValue::Str));
+    db.execute(
+        "INSERT INTO auth.social_accounts (provider, subject, user_id, email) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (provider, subject) DO NOTHING",
+        params,
+    )
+    .await
+    .map_err(|e| match e {
+        ApiError::UniqueViolation(_) => ApiError::Conflict("provider_already_linked", taken_message),
+        other => other,
+    })?;
+    Ok(())
 }
 
 /// A provider identity seen for the first time: the account with the same email when
@@ -732,23 +751,13 @@ async fn link_or_create(
             id
         }
     };
-    db.execute(
-        "INSERT INTO auth.social_accounts (provider, subject, user_id, email) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (provider, subject) DO NOTHING",
-        vec![
-            subject_params[0].clone(),
-            subject_params[1].clone(),
-            ParameterValue::Uuid(user_id.to_string()),
-            ParameterValue::Str(email),
-        ],
+    record_link(
+        db,
+        subject_params.to_vec(),
+        user_id,
+        Some(email),
+        format!("this user has another {} account linked", provider.name()),
     )
-    .await
-    .map_err(|e| match e {
-        ApiError::UniqueViolation(_) => ApiError::Conflict(
-            "provider_already_linked",
-            format!("this user has another {} account linked", provider.name()),
-        ),
-        other => other,
-    })?;
+    .await?;
     Ok(user_id)
 }

@@ -127,35 +127,15 @@ async fn record(
             let Ok(user) = uuid::Uuid::parse_str(user_id) else {
                 return Ok(());
             };
+            let context = serde_json::json!({ "first_name": first_name });
             if *email_confirmed {
-                let context = serde_json::json!({ "first_name": first_name });
                 return add_delivery(client, event_id, user, "welcome", email, locale, &context)
                     .await;
             }
-            let (token, hash) = confirmation_token();
-            let context = serde_json::json!({
-                "first_name": first_name,
-                "confirm_url": format!("{}/api/v1/auth/confirm?token={token}", settings.public_base_url.trim_end_matches('/')),
-                "confirm_hours": settings.confirmation_ttl.as_secs() / 3600,
-            });
-            client
-                .execute(
-                    "WITH d AS ( \
-                         INSERT INTO notify.deliveries (event_id, user_id, template, recipient, locale, context) \
-                         VALUES ($1, $2, 'welcome', $3, $4, $5) ON CONFLICT DO NOTHING RETURNING user_id) \
-                     INSERT INTO auth.email_confirmations (token_hash, user_id, email, expires_at) \
-                     SELECT $6, user_id, $3, now() + make_interval(secs => $7) FROM d",
-                    &[
-                        &event_id,
-                        &user,
-                        email,
-                        locale,
-                        &context,
-                        &hash,
-                        &(settings.confirmation_ttl.as_secs() as f64),
-                    ],
-                )
-                .await?;
+            add_confirming_delivery(
+                client, settings, event_id, user, "welcome", email, locale, context, None,
+            )
+            .await?;
         }
         PlatformEventKind::EmailChangeRequested {
             user_id,
@@ -166,31 +146,19 @@ async fn record(
             let Ok(user) = uuid::Uuid::parse_str(user_id) else {
                 return Ok(());
             };
-            let (token, hash) = confirmation_token();
-            let context = serde_json::json!({
-                "new_email": new_email,
-                "confirm_url": format!("{}/api/v1/auth/confirm?token={token}", settings.public_base_url.trim_end_matches('/')),
-                "confirm_hours": settings.confirmation_ttl.as_secs() / 3600,
-            });
-            client
-                .execute(
-                    "WITH d AS ( \
-                         INSERT INTO notify.deliveries (event_id, user_id, template, recipient, locale, context) \
-                         VALUES ($1, $2, 'email_change', $3, $4, $5) ON CONFLICT DO NOTHING RETURNING user_id) \
-                     INSERT INTO auth.email_confirmations (token_hash, user_id, email, expires_at, previous_email) \
-                     SELECT $6, user_id, $3, now() + make_interval(secs => $7), $8 FROM d",
-                    &[
-                        &event_id,
-                        &user,
-                        new_email,
-                        locale,
-                        &context,
-                        &hash,
-                        &(settings.confirmation_ttl.as_secs() as f64),
-                        email,
-                    ],
-                )
-                .await?;
+            let context = serde_json::json!({ "new_email": new_email });
+            add_confirming_delivery(
+                client,
+                settings,
+                event_id,
+                user,
+                "email_change",
+                new_email,
+                locale,
+                context,
+                Some(email.as_str()),
+            )
+            .await?;
             let notice = serde_json::json!({
                 "reason": "email_change_requested",
                 "email": email,
@@ -231,6 +199,51 @@ async fn record(
                 .await?;
         }
     }
+    Ok(())
+}
+
+/// Records one mail of `template` to `recipient` that carries an email-confirmation
+/// link (`confirm_url`, `confirm_hours` added to `context`), and the link's token in
+/// `auth.email_confirmations` (hashed; `previous_email` set for an email change), in
+/// one statement and only when the delivery is new (a redelivered event writes nothing).
+#[allow(clippy::too_many_arguments)]
+async fn add_confirming_delivery(
+    client: &tokio_postgres::Client,
+    settings: &NotifySettings,
+    event_id: uuid::Uuid,
+    user: uuid::Uuid,
+    template: &str,
+    recipient: &str,
+    locale: &str,
+    mut context: serde_json::Value,
+    previous_email: Option<&str>,
+) -> Result<(), tokio_postgres::Error> {
+    let (token, hash) = confirmation_token();
+    context["confirm_url"] = serde_json::Value::String(format!(
+        "{}/api/v1/auth/confirm?token={token}",
+        settings.public_base_url.trim_end_matches('/')
+    ));
+    context["confirm_hours"] = (settings.confirmation_ttl.as_secs() / 3600).into();
+    client
+        .execute(
+            "WITH d AS ( \
+                 INSERT INTO notify.deliveries (event_id, user_id, template, recipient, locale, context) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING user_id) \
+             INSERT INTO auth.email_confirmations (token_hash, user_id, email, expires_at, previous_email) \
+             SELECT $7, user_id, $4, now() + make_interval(secs => $8), $9 FROM d",
+            &[
+                &event_id,
+                &user,
+                &template,
+                &recipient,
+                &locale,
+                &context,
+                &hash,
+                &(settings.confirmation_ttl.as_secs() as f64),
+                &previous_email,
+            ],
+        )
+        .await?;
     Ok(())
 }
 
