@@ -32,7 +32,8 @@ pid=""
 cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
 [ -f build/components/fixture_guarded.wasm ] || { echo "build/components/fixture_guarded.wasm missing: run 'make components'" >&2; exit 1; }
-SPIN_VARIABLE_DATABASE_URL="$DB_URL" SPIN_VARIABLE_JWKS_URL="http://$ADDR/.well-known/jwks.json" RUST_LOG=warn \
+export_component_databases "$DB_URL"
+SPIN_VARIABLE_JWKS_URL="http://$ADDR/.well-known/jwks.json" RUST_LOG=warn \
   "$CINEMA" up --from host/tests/fixtures/platform-guarded.spin.toml --listen "$ADDR" \
   --internal-listen 127.0.0.1:38091 >/dev/null 2>&1 &
 pid=$!

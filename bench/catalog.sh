@@ -41,7 +41,8 @@ cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
 # The internal API's credential, so this script may query it directly.
 export CINEMA_INTERNAL_API_TOKEN="bench-internal-$$-$RANDOM"
-SPIN_VARIABLE_DATABASE_URL="$DB_URL" SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
+export_component_databases "$DB_URL"
+SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
   SPIN_VARIABLE_INTERNAL_API_URL="http://$INTERNAL" RUST_LOG=warn \
   "$CINEMA" up --from spin.toml --listen "$ADDR" --internal-listen "$INTERNAL" \
   --index-dir "$INDEX_DIR" --etl-postgres-url "$DB_URL" >/dev/null 2>&1 &

@@ -5,6 +5,16 @@ ensure_wrk() {
   command -v wrk >/dev/null 2>&1 || { echo "installing wrk..."; apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 }
 
+# export_component_databases DB_URL: the components reach the database at DB_URL
+# (postgres://user@host:port/db) each as its own role, as in spin.toml.
+export_component_databases() {
+  local address=${1#*://}
+  address=${address#*@}
+  export SPIN_VARIABLE_AUTH_DATABASE_URL="postgres://cinema_auth@$address"
+  export SPIN_VARIABLE_ADMIN_DATABASE_URL="postgres://cinema_admin@$address"
+  export SPIN_VARIABLE_UGC_DATABASE_URL="postgres://cinema_ugc@$address"
+}
+
 # measure NAME WRK-ARGS... -> prints "NAME req/s R  p50 X  p99 Y" (and any errors)
 measure() {
   local name=$1 out
@@ -20,7 +30,8 @@ measure() {
 # no mail), sets $pid and waits until its internal API answers.
 start_platform() {
   local db_url=$1 ch_url=$2 ch_db=$3 topics=$4 index_dir=$5 spool=$6 addr=$7 internal=$8 log=$9
-  SPIN_VARIABLE_DATABASE_URL="$db_url" SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$db_url")" \
+  export_component_databases "$db_url"
+  SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$db_url")" \
     SPIN_VARIABLE_INTERNAL_API_URL="http://$internal" SPIN_VARIABLE_AUTH_API_URL="http://$addr" RUST_LOG=warn \
     "$CINEMA" up --from spin.toml --listen "$addr" --internal-listen "$internal" \
     --index-dir "$index_dir" --etl-postgres-url "$db_url" \

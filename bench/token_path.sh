@@ -42,7 +42,8 @@ export CINEMA_INTERNAL_API_TOKEN="bench-internal-$$-$RANDOM"
 # run_with CHECK_MS: starts the platform with that revocation_check_ms, measures, stops.
 run_with() {
   local check_ms=$1 label=$2
-  SPIN_VARIABLE_DATABASE_URL="$DB_URL" SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
+  export_component_databases "$DB_URL"
+  SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
     SPIN_VARIABLE_INTERNAL_API_URL="http://$INTERNAL" SPIN_VARIABLE_REVOCATION_CHECK_MS="$check_ms" RUST_LOG=warn \
     "$CINEMA" up --from spin.toml --listen "$ADDR" --internal-listen "$INTERNAL" \
     --index-dir "$INDEX_DIR" --etl-postgres-url "$DB_URL" --auth-postgres-url "$DB_URL" >/dev/null 2>&1 &

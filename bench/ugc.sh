@@ -41,7 +41,8 @@ clickhouse() { curl -fsS "$CH_URL/?database=$CH_DB" --data-binary "$1"; }
 pid=""
 cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
-SPIN_VARIABLE_DATABASE_URL="$DB_URL" SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
+export_component_databases "$DB_URL"
+SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
   SPIN_VARIABLE_INTERNAL_API_URL="http://$INTERNAL" RUST_LOG=warn \
   "$CINEMA" up --from spin.toml --listen "$ADDR" --internal-listen "$INTERNAL" \
   --kafka-brokers 127.0.0.1:9092 --ugc-topic "$TOPIC" --ugc-loader-group "bench-$TOPIC" \
@@ -92,7 +93,8 @@ kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 echo "loader alone: a new consumer group re-reads the topic into a fresh database..."
 curl -fsS "$CH_URL" --data-binary "DROP DATABASE IF EXISTS ${CH_DB}_reload" >/dev/null
 "$CINEMA" migrate --postgres-url "$DB_URL" --clickhouse-url "$CH_URL" --clickhouse-database "${CH_DB}_reload" >/dev/null
-SPIN_VARIABLE_DATABASE_URL="$DB_URL" RUST_LOG=warn \
+export_component_databases "$DB_URL"
+RUST_LOG=warn \
   "$CINEMA" up --from spin.toml --listen "$ADDR" --internal-listen "$INTERNAL" \
   --kafka-brokers 127.0.0.1:9092 --ugc-topic "$TOPIC" --ugc-loader-group "reload-$TOPIC" \
   --spool-dir "$SPOOL" --clickhouse-url "$CH_URL" --clickhouse-database "${CH_DB}_reload" >/dev/null 2>&1 &

@@ -32,7 +32,7 @@ async fn start() -> Console {
     let internal_port = free_port();
     let index = TempDir::new("admin_index");
     let mut options = AppOptions::default()
-        .env("SPIN_VARIABLE_DATABASE_URL", &database_url)
+        .component_databases(&database_url)
         .env("SPIN_VARIABLE_JWKS", &jwks)
         .env(
             "SPIN_VARIABLE_AUTH_API_URL",

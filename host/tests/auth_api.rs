@@ -35,7 +35,7 @@ async fn start_with(with_key: bool, runtime_config: Option<String>) -> Auth {
         .await
         .expect("connect");
     tokio::spawn(connection);
-    let mut options = AppOptions::default().env("SPIN_VARIABLE_DATABASE_URL", database_url.clone());
+    let mut options = AppOptions::default().component_databases(&database_url);
     options.manifest = Some(common::workspace_root().join("spin.toml"));
     options.runtime_config = runtime_config;
     Auth {
@@ -883,7 +883,7 @@ async fn a_forwarded_address_from_an_untrusted_client_is_ignored() {
     common::migrate(&database_url).await;
     common::rotate_keys(&database_url, &[]);
     let mut options = AppOptions::default()
-        .env("SPIN_VARIABLE_DATABASE_URL", database_url.clone())
+        .component_databases(&database_url)
         .env("SPIN_VARIABLE_TRUSTED_PROXIES", "192.0.2.1");
     options.manifest = Some(common::workspace_root().join("spin.toml"));
     let app = spawn_app(options);
@@ -1197,7 +1197,7 @@ async fn signing_keys_are_sealed_at_rest_and_move_to_a_new_key_encryption_key() 
 
     let app_with = |kek: &str| {
         let mut options = AppOptions::default()
-            .env("SPIN_VARIABLE_DATABASE_URL", database_url.clone())
+            .component_databases(&database_url)
             .env("CINEMA_SIGNING_KEY_ENCRYPTION_KEY", kek);
         options.manifest = Some(common::workspace_root().join("spin.toml"));
         spawn_app(options)

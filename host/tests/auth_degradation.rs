@@ -32,7 +32,7 @@ async fn held_keys_outlive_an_auth_outage_only_for_a_bounded_time() {
         CuttableProxy::start(format!("127.0.0.1:{port}").parse().expect("address")).await;
     let jwks_url = format!("http://127.0.0.1:{}/.well-known/jwks.json", auth_link.port);
     let mut options = AppOptions::default()
-        .env("SPIN_VARIABLE_DATABASE_URL", database_url.clone())
+        .component_databases(&database_url)
         .env("SPIN_VARIABLE_JWKS_URL", jwks_url)
         .env("SPIN_VARIABLE_JWKS_CACHE_SECONDS", "2")
         .env("SPIN_VARIABLE_JWKS_MAX_STALE_SECONDS", "3");
@@ -135,7 +135,7 @@ async fn a_key_set_planted_in_the_key_value_store_cannot_forge_tokens() {
 
     let port = common::free_port();
     let mut options = AppOptions::default()
-        .env("SPIN_VARIABLE_DATABASE_URL", database_url.clone())
+        .component_databases(&database_url)
         .env(
             "SPIN_VARIABLE_JWKS_URL",
             format!("http://127.0.0.1:{port}/.well-known/jwks.json"),

@@ -152,7 +152,7 @@ async fn start() -> Harness {
     common::rotate_keys(&database_url, &[]);
     let port = common::free_port();
     let mut options = AppOptions::default()
-        .env("SPIN_VARIABLE_DATABASE_URL", database_url.clone())
+        .component_databases(&database_url)
         .env(
             "SPIN_VARIABLE_OAUTH_REDIRECT_BASE",
             format!("http://127.0.0.1:{port}"),

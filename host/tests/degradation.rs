@@ -170,7 +170,7 @@ impl Whole {
         let database_url = self.proxied_database_url();
         let name = |what: &str| format!("{}_{what}", self.names);
         let mut options = AppOptions::default()
-            .env("SPIN_VARIABLE_DATABASE_URL", &database_url)
+            .component_databases(&database_url)
             .env(
                 "SPIN_VARIABLE_DATABASE_HOST",
                 format!("postgres://127.0.0.1:{}", self.postgres.port),

@@ -43,7 +43,7 @@ impl Platform {
     fn start(&self, smtp: &Smtp, group: &str) -> TestApp {
         let base = format!("http://127.0.0.1:{}", self.port);
         let mut options = AppOptions::default()
-            .env("SPIN_VARIABLE_DATABASE_URL", &self.database_url)
+            .component_databases(&self.database_url)
             .env("SPIN_VARIABLE_JWKS", &self.jwks)
             .env("SPIN_VARIABLE_AUTH_API_URL", &base);
         for arg in [

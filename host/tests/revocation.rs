@@ -28,7 +28,7 @@ async fn start() -> Platform {
     let internal_port = free_port();
     let index = TempDir::new("revocation_index");
     let mut options = AppOptions::default()
-        .env("SPIN_VARIABLE_DATABASE_URL", &database_url)
+        .component_databases(&database_url)
         .env("SPIN_VARIABLE_JWKS", &jwks)
         .env(
             "SPIN_VARIABLE_AUTH_API_URL",

@@ -51,7 +51,7 @@ impl Platform {
 
     fn start(&self, extra_args: &[&str]) -> TestApp {
         let mut options = AppOptions::default()
-            .env("SPIN_VARIABLE_DATABASE_URL", &self.database_url)
+            .component_databases(&self.database_url)
             .env("SPIN_VARIABLE_JWKS", &self.jwks)
             .env(
                 "SPIN_VARIABLE_INTERNAL_API_URL",
@@ -898,14 +898,14 @@ async fn unreachable_dependencies_answer_503_with_their_codes_then_recover() {
     )
     .await;
     platform.loader_clickhouse_url = clickhouse_url;
-    platform.component_overrides = vec![
-        ("SPIN_VARIABLE_DATABASE_URL", component_database_url),
+    platform.component_overrides = common::component_database_variables(&component_database_url);
+    platform.component_overrides.extend([
         (
             "SPIN_VARIABLE_DATABASE_HOST",
             format!("postgres://127.0.0.1:{}", postgres.port),
         ),
         ("SPIN_VARIABLE_INTERNAL_API_URL", internal_api_url),
-    ];
+    ]);
     let app = platform.start(&[]);
     let (token, _) = user_token(&app).await;
     let analyst = analyst_token(&app, &platform.database_url).await;

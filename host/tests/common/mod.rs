@@ -39,6 +39,33 @@ pub fn postgres_url(database: &str) -> String {
     format!("{base}/{database}")
 }
 
+/// The Postgres role each edge component connects as (migration 0010) and the
+/// `spin.toml` variable holding its URL.
+pub const COMPONENT_DATABASE_ROLES: [(&str, &str); 3] = [
+    ("SPIN_VARIABLE_AUTH_DATABASE_URL", "cinema_auth"),
+    ("SPIN_VARIABLE_ADMIN_DATABASE_URL", "cinema_admin"),
+    ("SPIN_VARIABLE_UGC_DATABASE_URL", "cinema_ugc"),
+];
+
+/// `database_url` (any `postgres://[user[:password]@]host…` URL) with `role` as its user
+/// and no password: the component roles log in where pg_hba.conf trusts loopback.
+pub fn as_role(database_url: &str, role: &str) -> String {
+    let (scheme, rest) = database_url.split_once("://").expect("a postgres:// URL");
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let address = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    format!("{scheme}://{role}@{address}{path}")
+}
+
+/// The components' database variables for the platform database at `database_url`:
+/// each component connects as its own least-privilege role, as in production.
+pub fn component_database_variables(database_url: &str) -> Vec<(&'static str, String)> {
+    COMPONENT_DATABASE_ROLES
+        .iter()
+        .map(|(variable, role)| (*variable, as_role(database_url, role)))
+        .collect()
+}
+
 pub fn redis_url() -> String {
     std::env::var("CINEMA_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
@@ -224,6 +251,14 @@ pub struct AppOptions {
 impl AppOptions {
     pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
         self.env.push((key.to_owned(), value.into()));
+        self
+    }
+    /// Points every component at the platform database `database_url`, each as its
+    /// own role ([`component_database_variables`]).
+    pub fn component_databases(mut self, database_url: &str) -> Self {
+        for (variable, url) in component_database_variables(database_url) {
+            self.env.push((variable.to_owned(), url));
+        }
         self
     }
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
