@@ -16,6 +16,8 @@ if ! command -v wrk >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
 [ -f build/components/hello.wasm ] || { echo "build/components/hello.wasm missing: run 'make components'" >&2; exit 1; }
+# CINEMA_BIN: another `cinema` binary to measure (an older build, say).
+CINEMA="${CINEMA_BIN:-$CARGO_TARGET_DIR/release/cinema}"
 echo "building release binaries..."
 cargo build --release -q -p cinema-host -p cinema-bench-native-hello
 
@@ -34,7 +36,7 @@ wait_for() {
 }
 
 # shellcheck disable=SC2086  # BENCH_CINEMA_ARGS is a list of extra flags
-RUST_LOG=warn "$CARGO_TARGET_DIR/release/cinema" up --from spin.toml --listen "$COMPONENT_ADDR" \
+RUST_LOG=warn "$CINEMA" up --from spin.toml --listen "$COMPONENT_ADDR" \
   --internal-listen 127.0.0.1:38082 ${BENCH_CINEMA_ARGS:-} >/dev/null &
 pids+=($!)
 "$CARGO_TARGET_DIR/release/cinema-bench-native-hello" "$NATIVE_ADDR" >/dev/null &

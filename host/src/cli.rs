@@ -198,15 +198,21 @@ pub struct UpArgs {
     /// Largest memory a component instance may use, in MiB.
     #[arg(long, env = "CINEMA_MEMORY_LIMIT_MIB", default_value_t = 128)]
     pub memory_limit_mib: usize,
-    /// Requests one instance serves before it is replaced.
-    #[arg(long, env = "CINEMA_MAX_INSTANCE_REUSE", default_value_t = 128)]
+    /// Requests one instance serves before it is replaced. Its memory (held keys,
+    /// verified tokens, settings) lives that long; a leak stays within the memory limit.
+    #[arg(long, env = "CINEMA_MAX_INSTANCE_REUSE", default_value_t = 10_000)]
     pub max_instance_reuse: usize,
     /// Requests one instance serves at the same time (1 keeps a trap to its own request).
     #[arg(long, env = "CINEMA_MAX_CONCURRENT_PER_INSTANCE", default_value_t = 1)]
     pub max_concurrent_per_instance: usize,
-    /// Requests in flight at once across all components (more wait in line).
+    /// Requests in flight at once across all components, shared equally unless the
+    /// runtime config's `[component_limits.<id>]` says otherwise (more wait in line).
     #[arg(long, env = "CINEMA_MAX_INSTANCES", default_value_t = 256)]
     pub max_instances: u32,
+    /// How long a request waits for its component's share before a 503
+    /// (`component_busy`, `Retry-After: 1`), in milliseconds.
+    #[arg(long, env = "CINEMA_QUEUE_TIMEOUT_MS", default_value_t = 2_000)]
+    pub queue_timeout_ms: u64,
     /// Postgres connections per distinct address guests connect to.
     #[arg(long, env = "CINEMA_POSTGRES_POOL_SIZE", default_value_t = 16)]
     pub postgres_pool_size: usize,
@@ -446,6 +452,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         max_concurrent_requests_per_instance: args.max_concurrent_per_instance.max(1),
         idle_instance_timeout: RuntimeSettings::default().idle_instance_timeout,
         max_instances: args.max_instances.max(1),
+        queue_timeout: Duration::from_millis(args.queue_timeout_ms),
         postgres_pool_size: args.postgres_pool_size.max(1),
     };
     tracing::info!(?settings, manifest = %args.manifest.display(), "starting");
@@ -618,7 +625,8 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
 
 fn check_imports(args: CheckImportsArgs) -> anyhow::Result<()> {
     let allowed = crate::imports::AllowedImports::load(&args.wit, &args.world)?;
-    let engine = crate::runtime::build_engine(&RuntimeSettings::default())?;
+    let settings = RuntimeSettings::default();
+    let engine = crate::runtime::build_engine(&settings, settings.max_instances)?;
     let mut failures = 0;
     for path in &args.components {
         match allowed.check_component(&engine, path) {

@@ -118,7 +118,7 @@ fn start_app(
 ) -> TestApp {
     let internal_port = free_port();
     let mut options = AppOptions::default()
-        .component_databases(&database_url)
+        .component_databases(database_url)
         .env("SPIN_VARIABLE_JWKS", jwks)
         .env(
             "SPIN_VARIABLE_INTERNAL_API_URL",

@@ -97,7 +97,12 @@ async fn component_roles_are_refused_outside_their_own_tables() {
     ] {
         refused(&auth, "cinema_auth", statement).await;
     }
-    allowed(&auth, "cinema_auth", "SELECT count(*) FROM auth.signing_keys").await;
+    allowed(
+        &auth,
+        "cinema_auth",
+        "SELECT count(*) FROM auth.signing_keys",
+    )
+    .await;
 }
 
 /// A second database of the same cluster migrates cleanly although the roles exist
@@ -148,7 +153,10 @@ async fn components_serve_requests_connected_as_their_own_roles() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let token = body["access_token"].as_str().expect("access token").to_owned();
+    let token = body["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
 
     let (status, body) = app
         .call(
@@ -158,7 +166,10 @@ async fn components_serve_requests_connected_as_their_own_roles() {
             Some(json!({"name": common::unique("Role genre"), "description": ""})),
         )
         .await;
-    assert_eq!(status, 201, "the admin API creates a genre as cinema_admin: {body}");
+    assert_eq!(
+        status, 201,
+        "the admin API creates a genre as cinema_admin: {body}"
+    );
     let (status, body) = app
         .call(
             reqwest::Method::GET,
@@ -167,7 +178,10 @@ async fn components_serve_requests_connected_as_their_own_roles() {
             None,
         )
         .await;
-    assert_eq!(status, 200, "ugc reads its read models as cinema_ugc: {body}");
+    assert_eq!(
+        status, 200,
+        "ugc reads its read models as cinema_ugc: {body}"
+    );
 
     let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
         .await

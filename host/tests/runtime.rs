@@ -420,3 +420,256 @@ async fn key_value_errors_cleanly_when_redis_is_unreachable() {
     let (status, _) = app.get_json("/probe/kv/default/anything").await;
     assert_eq!(status, 404, "the in-memory store still answers");
 }
+
+/// An upstream that answers after `delay`, so guests calling it stay in flight (waiting
+/// on I/O) that long. Answers its address.
+async fn slow_upstream(delay: Duration) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let app = axum::Router::new().fallback(move || async move {
+        tokio::time::sleep(delay).await;
+        "slow"
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}")
+}
+
+/// Three copies of the probe (`/a`, `/b`, `/c`), each allowed to call `upstream`.
+fn three_probes(upstream: &str) -> common::TempDir {
+    let dir = common::TempDir::new("three_probes");
+    let wasm = common::workspace_root().join("build/components/fixture_probe.wasm");
+    let mut manifest = String::from(
+        "spin_manifest_version = 2\n[application]\nname = \"three-probes\"\n\
+         [variables]\ngreeting = { default = \"hello\" }\n",
+    );
+    for id in ["a", "b", "c"] {
+        manifest.push_str(&format!(
+            "[[trigger.http]]\nroute = \"/{id}/...\"\ncomponent = \"{id}\"\n\
+             [component.{id}]\nsource = \"{wasm}\"\nallowed_outbound_hosts = [\"{upstream}\"]\n\
+             [component.{id}.variables]\ngreeting = \"{{{{ greeting }}}}\"\n",
+            wasm = wasm.display()
+        ));
+    }
+    std::fs::write(std::path::Path::new(dir.path()).join("spin.toml"), manifest)
+        .expect("write manifest");
+    dir
+}
+
+/// Each component has its own share of the instance pool: a burst that fills the
+/// shares of two components makes their extra requests wait, then answer 503
+/// `component_busy` with `Retry-After` (never 500), while a third component answers
+/// at once.
+#[tokio::test]
+async fn a_burst_on_two_components_leaves_a_third_answering() {
+    let upstream = slow_upstream(Duration::from_secs(3)).await;
+    let dir = three_probes(&upstream);
+    let mut options = AppOptions::default()
+        .arg("--max-instances")
+        .arg("6")
+        .arg("--queue-timeout-ms")
+        .arg("300");
+    options.manifest = Some(std::path::Path::new(dir.path()).join("spin.toml"));
+    let app = spawn_app(options);
+
+    let burst = ["a", "b"].into_iter().flat_map(|id| {
+        let client = app.http.clone();
+        let url = app.url(&format!("/{id}/outbound?url={upstream}/hold"));
+        (0..8).map(move |_| {
+            let client = client.clone();
+            let url = url.clone();
+            async move {
+                let response = client.get(&url).send().await.expect("burst request");
+                let status = response.status().as_u16();
+                let retry_after = response.headers().get("retry-after").cloned();
+                let body: serde_json::Value = response.json().await.unwrap_or_default();
+                (status, retry_after, body)
+            }
+        })
+    });
+    let burst = tokio::spawn(futures::future::join_all(burst));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let started = std::time::Instant::now();
+    let (status, body) = app.get_json("/c/vars/greeting").await;
+    assert_eq!(
+        status, 200,
+        "the third component answers during the burst: {body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the third component waited {:?} behind the burst",
+        started.elapsed()
+    );
+
+    let answers = burst.await.expect("burst");
+    let busy = answers.iter().filter(|(status, ..)| *status == 503).count();
+    for (status, retry_after, body) in &answers {
+        match status {
+            200 => {}
+            503 => {
+                assert_eq!(body["error"]["code"], "component_busy", "{body}");
+                assert_eq!(
+                    retry_after.as_ref().and_then(|v| v.to_str().ok()),
+                    Some("1")
+                );
+            }
+            other => panic!("a burst request answered {other}: {body}"),
+        }
+    }
+    assert!(
+        busy >= 8,
+        "16 requests on two shares of 2 should turn most away, {busy} were"
+    );
+}
+
+/// A component allowed many concurrent requests per instance serves them on few
+/// instances, and every request sees only its own data (its headers, its id).
+#[tokio::test]
+async fn concurrent_requests_on_one_instance_each_see_their_own_data() {
+    let upstream = slow_upstream(Duration::from_millis(600)).await;
+    let dir = three_probes(&upstream);
+    let mut options = AppOptions::default()
+        .runtime_config("[component_limits.a]\nmax_concurrent_requests_per_instance = 32\n");
+    options.manifest = Some(std::path::Path::new(dir.path()).join("spin.toml"));
+    let app = spawn_app(options);
+
+    // Requests waiting on I/O, arriving a little apart: each finds the instance idle
+    // in its event loop and joins it. Echoes in between must each see their own
+    // request.
+    let holds = (0..16u64).map(|i| {
+        let client = app.http.clone();
+        let url = app.url(&format!("/a/outbound?url={upstream}/hold"));
+        async move {
+            tokio::time::sleep(Duration::from_millis(20 * i)).await;
+            client
+                .get(&url)
+                .send()
+                .await
+                .expect("hold")
+                .status()
+                .as_u16()
+        }
+    });
+    let echoes = (0..48u64).map(|i| {
+        let client = app.http.clone();
+        let url = app.url(&format!("/a/headers?n={i}"));
+        async move {
+            tokio::time::sleep(Duration::from_millis(7 * i)).await;
+            let response = client
+                .get(&url)
+                .header("x-request-id", format!("echo-{i}"))
+                .header("x-probe-marker", format!("marker-{i}"))
+                .send()
+                .await
+                .expect("echo");
+            let body: serde_json::Value = response.json().await.expect("json");
+            (i, body)
+        }
+    });
+    let (holds, echoes) = tokio::join!(
+        futures::future::join_all(holds),
+        futures::future::join_all(echoes)
+    );
+    assert!(holds.iter().all(|s| *s == 200), "{holds:?}");
+    for (i, body) in echoes {
+        assert_eq!(body["x-request-id"], format!("echo-{i}"), "{body}");
+        assert_eq!(body["x-probe-marker"], format!("marker-{i}"), "{body}");
+        assert!(
+            body["spin-full-url"]
+                .as_str()
+                .is_some_and(|url| url.ends_with(&format!("/a/headers?n={i}"))),
+            "{body}"
+        );
+    }
+    let metrics = metrics_text(&app).await;
+    let created: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"cinema_component_instances_created_total{component="a"}"#))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("instances created metric");
+    // One instance per request would be 16 at least (the holds overlap for 300 ms).
+    assert!(
+        created <= 6,
+        "overlapping requests on a component taking 32 at a time made {created} instances"
+    );
+}
+
+/// With several requests on one instance, a trap fails the requests that instance was
+/// serving and no others: the host, the other instances and the next requests go on.
+#[tokio::test]
+async fn a_trap_in_a_shared_instance_fails_only_that_instance() {
+    let upstream = slow_upstream(Duration::from_millis(500)).await;
+    let dir = three_probes(&upstream);
+    let mut options = AppOptions::default()
+        .runtime_config("[component_limits.a]\nmax_concurrent_requests_per_instance = 8\n");
+    options.manifest = Some(std::path::Path::new(dir.path()).join("spin.toml"));
+    let mut app = spawn_app(options);
+
+    let holds = (0..4).map(|_| {
+        let client = app.http.clone();
+        let url = app.url(&format!("/a/outbound?url={upstream}/hold"));
+        async move {
+            client
+                .get(&url)
+                .send()
+                .await
+                .expect("hold")
+                .status()
+                .as_u16()
+        }
+    });
+    let holds = tokio::spawn(futures::future::join_all(holds));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, body) = app.get_json("/a/trap").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (500, Some("component_trapped"))
+    );
+    for status in holds.await.expect("holds") {
+        // Served by the trapped instance (500) or by another one (200); never a hang.
+        assert!(status == 200 || status == 500, "{status}");
+    }
+    assert!(app.is_running());
+    let (status, _) = app.get_json("/a/vars/greeting").await;
+    assert_eq!(status, 200);
+    let (status, _) = app.get_json("/b/vars/greeting").await;
+    assert_eq!(status, 200);
+}
+
+/// `[component_limits]` naming a component the application does not have stops the
+/// start with a clear message.
+#[tokio::test]
+async fn component_limits_for_an_unknown_component_are_refused() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cinema"))
+        .args(["up", "--from"])
+        .arg(common::workspace_root().join("host/tests/fixtures/spin.toml"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--internal-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--runtime-config-file")
+        .arg({
+            let path = std::env::temp_dir().join(format!("{}.toml", common::unique("limits")));
+            std::fs::write(
+                &path,
+                "[component_limits.nope]\nmax_requests_in_flight = 4\n",
+            )
+            .expect("write");
+            path
+        })
+        .env("SPIN_VARIABLE_SECRET_TOKEN", "x")
+        .env("CINEMA_INTERNAL_API_TOKEN", common::INTERNAL_TOKEN)
+        .output()
+        .expect("run cinema");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`nope` is not a component of this application"),
+        "{stderr}"
+    );
+}

@@ -1,18 +1,26 @@
 //! The response cache in the catalog's own key-value store (`catalog`), keyed by the
 //! search index version, and the ETags made from it.
 //!
-//! - `catalog:index-version` holds the last index version seen
-//!   ([`IndexVersionRecord`]); it is refreshed from the host's `/search/version` when
-//!   older than `index_version_check_ms`. A failed refresh keeps the stale version.
-//! - `catalog:v{version}:{canonical request}` holds one response ([`Entry`]). A new
-//!   index version makes every older key unreachable, which is the invalidation; old
-//!   keys are never deleted (the store is expected to evict or be flushed).
+//! - The index version is held in the instance's memory ([`IndexVersionRecord`]) and
+//!   asked of the host's `/search/version` when older than `index_version_check_ms`
+//!   (a failed check keeps the stale version); a search answer at a newer version
+//!   moves it on at once.
+//! - `catalog:v{version}:{canonical request}` holds one response ([`Entry`]), stored as
+//!   a small JSON header line and the body exactly as served, so a hit is one
+//!   key-value read and no JSON work on the body. A new index version makes every
+//!   older key unreachable, which is the invalidation; old keys are never deleted (the
+//!   store is expected to evict or be flushed).
 //!
 //! The cache is best effort: a store that cannot be opened, read or written only
 //! means a miss (logged to stderr); it never fails a request. Without any known
 //! version nothing is cached. Entries are not authorization decisions: they carry the
 //! film's `access` so the paid-content rule runs on every hit.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Mutex, PoisonError};
+
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use spin_sdk::key_value::Store;
@@ -22,16 +30,14 @@ pub const STORE_LABEL: &str = "catalog";
 
 use crate::upstream::Upstream;
 
-/// Key of the last known index version.
-pub const INDEX_VERSION_KEY: &str = "catalog:index-version";
 /// Prefix of every key this component writes.
 pub const KEY_PREFIX: &str = "catalog:";
 /// Canonical requests longer than this are hashed in the key, so keys stay short
 /// enough for every key-value backend.
 pub const MAX_CANONICAL_IN_KEY: usize = 200;
 
-/// The value at [`INDEX_VERSION_KEY`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The index version this instance knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexVersionRecord {
     pub version: u64,
     /// When the version was last confirmed, milliseconds since the epoch.
@@ -39,21 +45,62 @@ pub struct IndexVersionRecord {
 }
 
 /// One cached response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// `"v{version}-{hash}"`, quotes included.
     pub etag: String,
     /// The JSON body exactly as served (the ETag hashes these bytes).
-    pub body: String,
+    pub body: Bytes,
     /// Lists: `X-Total-Count`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,
     /// Lists: `X-Page-Count`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_count: Option<u64>,
     /// Film detail: the film's `access`, so the paid rule is checked on hits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<String>,
+}
+
+/// What an [`Entry`] stores besides its body (its first line).
+#[derive(Serialize, Deserialize)]
+struct EntryHeader {
+    etag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    total: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    page_count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    access: Option<String>,
+}
+
+impl Entry {
+    /// `{header JSON}\n{body}`: the header is one line (compact JSON has no raw
+    /// newline), the body follows untouched.
+    pub fn encode(&self) -> Vec<u8> {
+        let header = EntryHeader {
+            etag: self.etag.clone(),
+            total: self.total,
+            page_count: self.page_count,
+            access: self.access.clone(),
+        };
+        let mut bytes = serde_json::to_vec(&header).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+
+    /// The entry [`Entry::encode`] made, or `None` for anything else (an older format,
+    /// a corrupt value).
+    pub fn decode(bytes: Vec<u8>) -> Option<Self> {
+        let newline = bytes.iter().position(|&b| b == b'\n')?;
+        let header: EntryHeader = serde_json::from_slice(&bytes[..newline]).ok()?;
+        let body = Bytes::from(bytes).slice(newline + 1..);
+        Some(Self {
+            etag: header.etag,
+            body,
+            total: header.total,
+            page_count: header.page_count,
+            access: header.access,
+        })
+    }
 }
 
 /// The strong ETag of a body served at an index version:
@@ -99,16 +146,43 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// The index version this instance knows, and when it was confirmed.
+static INDEX_VERSION: Mutex<Option<IndexVersionRecord>> = Mutex::new(None);
+
+fn known_version() -> Option<IndexVersionRecord> {
+    *INDEX_VERSION.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn remember_version(record: IndexVersionRecord) {
+    let mut known = INDEX_VERSION.lock().unwrap_or_else(PoisonError::into_inner);
+    // Never go back to an older version (a slow check answering after a newer one).
+    if known.is_none_or(|k| record.version >= k.version) {
+        *known = Some(record);
+    }
+}
+
+thread_local! {
+    /// The store, opened once per instance (components are single-threaded).
+    static STORE: RefCell<Option<Rc<Store>>> = const { RefCell::new(None) };
+}
+
 /// The catalog's own key-value store (label [`STORE_LABEL`]), or nothing when it
 /// cannot be opened.
 pub struct Cache {
-    store: Option<Store>,
+    store: Option<Rc<Store>>,
 }
 
 impl Cache {
     pub async fn open() -> Self {
+        if let Some(store) = STORE.with_borrow(Clone::clone) {
+            return Self { store: Some(store) };
+        }
         match Store::open(STORE_LABEL).await {
-            Ok(store) => Self { store: Some(store) },
+            Ok(store) => {
+                let store = Rc::new(store);
+                STORE.with_borrow_mut(|held| *held = Some(store.clone()));
+                Self { store: Some(store) }
+            }
             Err(error) => {
                 eprintln!("catalog: key-value store unavailable, not caching: {error:?}");
                 Self { store: None }
@@ -116,58 +190,29 @@ impl Cache {
         }
     }
 
-    async fn read<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Option<T> {
-        let store = self.store.as_ref()?;
-        match store.get(key).await {
-            Ok(Some(bytes)) => serde_json::from_slice(&bytes)
-                .inspect_err(|error| {
-                    eprintln!("catalog: ignoring corrupt cache key {key}: {error}")
-                })
-                .ok(),
-            Ok(None) => None,
-            Err(error) => {
-                eprintln!("catalog: cache read of {key} failed: {error:?}");
-                None
-            }
-        }
-    }
-
-    async fn write<T: Serialize>(&self, key: &str, value: &T) {
-        let Some(store) = &self.store else {
-            return;
-        };
-        let Ok(bytes) = serde_json::to_vec(value) else {
-            return;
-        };
-        if let Err(error) = store.set(key, &bytes).await {
-            eprintln!("catalog: cache write of {key} failed: {error:?}");
-        }
-    }
-
-    /// The current index version: the stored one while fresh, else asked of the host
-    /// (and stored); a stale one when the host does not answer; `None` when the store
-    /// is down or no version is known at all.
+    /// The current index version: the known one while fresh, else asked of the host; a
+    /// stale one when the host does not answer; `None` when the store is down or no
+    /// version is known at all.
     pub async fn index_version(&self, upstream: &Upstream, check_ms: i64) -> Option<u64> {
         // Without a store nothing can be cached: skip the extra round trip.
         self.store.as_ref()?;
-        let stored: Option<IndexVersionRecord> = self.read(INDEX_VERSION_KEY).await;
+        let known = known_version();
         let now = now_ms();
-        if let Some(record) = &stored
+        if let Some(record) = &known
             && is_fresh(record, now, check_ms)
         {
             return Some(record.version);
         }
         match upstream.index_version().await {
             Ok(version) => {
-                let record = IndexVersionRecord {
+                remember_version(IndexVersionRecord {
                     version,
                     checked_at_ms: now,
-                };
-                self.write(INDEX_VERSION_KEY, &record).await;
+                });
                 Some(version)
             }
             Err(error) => {
-                let stale = stored.map(|record| record.version);
+                let stale = known.map(|record| record.version);
                 eprintln!(
                     "catalog: index version check failed ({error}); using {}",
                     stale.map_or_else(|| "no cache".to_owned(), |v| format!("stale v{v}"))
@@ -177,24 +222,39 @@ impl Cache {
         }
     }
 
-    /// Records a version newer than `known`, learned from a search answer, so other
-    /// requests stop reading the older entries before the next check.
-    pub async fn saw_version(&self, known: u64, seen: u64) {
+    /// Records a version newer than `known`, learned from a search answer, so this
+    /// instance stops reading the older entries before the next check.
+    pub fn saw_version(&self, known: u64, seen: u64) {
         if seen > known {
-            let record = IndexVersionRecord {
+            remember_version(IndexVersionRecord {
                 version: seen,
                 checked_at_ms: now_ms(),
-            };
-            self.write(INDEX_VERSION_KEY, &record).await;
+            });
         }
     }
 
     pub async fn get(&self, key: &str) -> Option<Entry> {
-        self.read(key).await
+        let store = self.store.as_ref()?;
+        match store.get(key).await {
+            Ok(Some(bytes)) => Entry::decode(bytes).or_else(|| {
+                eprintln!("catalog: ignoring unreadable cache key {key}");
+                None
+            }),
+            Ok(None) => None,
+            Err(error) => {
+                eprintln!("catalog: cache read of {key} failed: {error:?}");
+                None
+            }
+        }
     }
 
     pub async fn put(&self, key: &str, entry: &Entry) {
-        self.write(key, entry).await;
+        let Some(store) = &self.store else {
+            return;
+        };
+        if let Err(error) = store.set(key, &entry.encode()).await {
+            eprintln!("catalog: cache write of {key} failed: {error:?}");
+        }
     }
 }
 
@@ -231,6 +291,22 @@ mod tests {
         assert!(key.starts_with("catalog:v3:sha256:"));
         assert_eq!(key.len(), "catalog:v3:sha256:".len() + 64);
         assert_ne!(key, entry_key(4, &long));
+    }
+
+    /// An entry reads back as written, its body byte for byte (newlines and all); other
+    /// values (an older JSON format, garbage) read as a miss.
+    #[test]
+    fn entries_round_trip_and_other_values_are_misses() {
+        let entry = Entry {
+            etag: "\"v3-0011223344556677\"".into(),
+            body: Bytes::from_static(b"{\"title\":\"line\\none\"}\n[1,2]"),
+            total: Some(12),
+            page_count: Some(2),
+            access: Some("subscription".into()),
+        };
+        assert_eq!(Entry::decode(entry.encode()), Some(entry));
+        assert_eq!(Entry::decode(br#"{"etag":"x","body":"[]"}"#.to_vec()), None);
+        assert_eq!(Entry::decode(b"not json\n[]".to_vec()), None);
     }
 
     /// A version record is fresh for check_ms after it was confirmed, not longer, and

@@ -89,9 +89,9 @@ async fn serve(request: Request) -> ApiResult<Reply> {
         .map_err(ApiError::Unauthenticated)?;
     let query = request.uri().query().unwrap_or_default();
     let resource = Resource::validate(route, query)?.ok_or(ApiError::RouteNotFound)?;
-    let settings = Settings::load().await?;
+    let settings = Settings::get().await?;
     let request_id = request.headers().get(REQUEST_ID_HEADER).cloned();
-    let (entry, status) = load(&resource, &settings, request_id).await?;
+    let (entry, status) = load(&resource, settings, request_id).await?;
     if entry.access.as_deref() == Some(SUBSCRIPTION_ACCESS) && !may_watch_subscription(&claims) {
         return Err(ApiError::SubscriptionRequired);
     }
@@ -142,7 +142,7 @@ async fn load(
     let version = answer.version.or(known);
     let entry = Entry {
         etag: etag(version.unwrap_or(0), presented.body.as_bytes()),
-        body: presented.body,
+        body: presented.body.into(),
         total: presented.total,
         page_count: presented.page_count,
         access: presented.access,
@@ -150,7 +150,7 @@ async fn load(
     // Without a known version there is nothing to invalidate by: do not cache.
     if let (Some(known), Some(version)) = (known, version) {
         cache.put(&entry_key(version, &canonical), &entry).await;
-        cache.saw_version(known, version).await;
+        cache.saw_version(known, version);
     }
     Ok((entry, CacheStatus::Miss))
 }

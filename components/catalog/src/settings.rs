@@ -17,11 +17,24 @@ pub struct Settings {
     pub index_version_check_ms: i64,
 }
 
+/// The settings of this instance, read at its first request (variables do not change
+/// while an application runs).
+static LOADED: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+
 impl Settings {
-    /// Reads the variables. An undefined `index_version_check_ms` takes its default;
-    /// a defined but malformed one, like a missing `internal_api_url`, is an internal
-    /// error naming the variable.
-    pub async fn load() -> ApiResult<Self> {
+    /// The settings, read once per instance. An undefined `index_version_check_ms`
+    /// takes its default; a defined but malformed one, like a missing
+    /// `internal_api_url`, is an internal error naming the variable (and is read again
+    /// at the next request).
+    pub async fn get() -> ApiResult<&'static Self> {
+        if let Some(settings) = LOADED.get() {
+            return Ok(settings);
+        }
+        let settings = Self::read().await?;
+        Ok(LOADED.get_or_init(|| settings))
+    }
+
+    async fn read() -> ApiResult<Self> {
         let internal_api_url = spin_sdk::variables::get("internal_api_url")
             .await
             .map_err(|e| ApiError::Internal(format!("variable internal_api_url: {e:?}")))?;

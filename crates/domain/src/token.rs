@@ -174,12 +174,26 @@ impl TokenVerifier {
 
     /// Verifies `token` at time `now` (seconds since the epoch).
     pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
+        self.verify_keyed(token, now).map(|(claims, _kid)| claims)
+    }
+
+    /// Verifies `token` at time `now` and also answers the id of the key that signed it
+    /// (callers that remember verified tokens check later that the key is still
+    /// published).
+    pub fn verify_keyed(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(AccessClaims, String), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::WrongAlgorithm);
         }
         let kid = header.kid.ok_or(TokenError::MissingKeyId)?;
         let key = self.keys.get(&kid).ok_or(TokenError::UnknownKey)?;
+        // Lifetime first, from the claims as sent: an expired token is refused for
+        // what it says without paying for the signature (it would be refused anyway).
+        check_lifetime(&unverified_claims(token)?, now)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         // Time and audience are checked below against the caller's clock and settings.
         validation.validate_exp = false;
@@ -198,14 +212,35 @@ impl TokenVerifier {
         if claims.aud != self.audience {
             return Err(TokenError::WrongAudience);
         }
-        if now >= claims.exp + CLOCK_SKEW_LEEWAY_SECONDS {
-            return Err(TokenError::Expired);
-        }
-        if claims.iat > now + CLOCK_SKEW_LEEWAY_SECONDS {
-            return Err(TokenError::NotYetValid);
-        }
-        Ok(claims)
+        check_lifetime(&claims, now)?;
+        Ok((claims, kid))
     }
+}
+
+/// The claims of `token` as sent, signature not checked: only for refusing early.
+fn unverified_claims(token: &str) -> Result<AccessClaims, TokenError> {
+    let payload = token.split('.').nth(1).ok_or(TokenError::Malformed)?;
+    let json = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TokenError::Malformed)?;
+    serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)
+}
+
+/// The `kid` of a token's header, if the header decodes and names one.
+pub fn key_id(token: &str) -> Option<String> {
+    jsonwebtoken::decode_header(token).ok()?.kid
+}
+
+/// Whether claims already verified are within their lifetime at `now` (with the clock
+/// skew leeway): [`TokenError::Expired`] or [`TokenError::NotYetValid`] otherwise.
+pub fn check_lifetime(claims: &AccessClaims, now: i64) -> Result<(), TokenError> {
+    if now >= claims.exp + CLOCK_SKEW_LEEWAY_SECONDS {
+        return Err(TokenError::Expired);
+    }
+    if claims.iat > now + CLOCK_SKEW_LEEWAY_SECONDS {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(())
 }
 
 /// Signs claims with an Ed25519 private key (PKCS#8 DER) under key id `kid`.

@@ -3,14 +3,16 @@
 //!
 //! An instance is created from the component's pre-instance, serves up to
 //! `max_instance_reuse` requests (at most `max_concurrent_requests_per_instance` at a
-//! time, 1 by default so that a trap only ever fails the request that caused it), and
-//! is dropped after `idle_instance_timeout` without work. Every request has a deadline:
-//! the epoch callback traps a guest still computing past it, and a guest that is
-//! waiting (on I/O) past it has its request expired.
+//! time: with 1 a trap only ever fails the request that caused it, with more it fails
+//! the requests that instance is serving), and is dropped after
+//! `idle_instance_timeout` without work. Every request has a deadline, kept per request
+//! ([`InFlight`]): the epoch callback traps a guest still computing once its oldest
+//! request is past it, and a guest that is waiting (on I/O) past it has that request
+//! expired. A failed instance is logged with the ids of every request it was serving.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -21,11 +23,11 @@ use wasmtime_wasi_http::handler::{
 };
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
-use super::RuntimeSettings;
 use super::component::ComponentContext;
 use super::http_outbound::OutboundHttpHooks;
 use super::metrics::RuntimeMetrics;
-use super::state::{InstanceState, SharedServices};
+use super::state::{InFlight, InstanceState, SharedServices};
+use super::{ResolvedLimits, RuntimeSettings};
 
 /// Per-request data threaded into the worker.
 pub struct RequestData {
@@ -39,6 +41,7 @@ pub struct ComponentInstances {
     pub component: Arc<ComponentContext>,
     pub shared: SharedServices,
     pub settings: Arc<RuntimeSettings>,
+    pub limits: ResolvedLimits,
     pub metrics: RuntimeMetrics,
     /// Set once the host is shutting down: instances dropped then are not failures.
     pub shutting_down: Arc<AtomicBool>,
@@ -74,8 +77,7 @@ impl HandlerState for ComponentInstances {
                 policy: self.component.outbound.clone(),
             },
             limits,
-            request_started: None,
-            request_id: None,
+            in_flight: InFlight::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
@@ -84,7 +86,8 @@ impl HandlerState for ComponentInstances {
         store.epoch_deadline_callback(move |store| {
             let overdue = store
                 .data()
-                .request_started
+                .in_flight
+                .oldest_start()
                 .is_some_and(|started| started.elapsed() > deadline);
             if overdue {
                 Err(DeadlineExceeded(deadline).into())
@@ -106,11 +109,12 @@ impl HandlerState for ComponentInstances {
             },
             state: InstanceWorker {
                 max_reuse: self.settings.max_instance_reuse,
-                max_concurrent: self.settings.max_concurrent_requests_per_instance,
+                max_concurrent: self.limits.max_concurrent_requests_per_instance,
                 deadline,
                 component_id: self.component.id.clone(),
                 metrics: self.metrics.clone(),
                 shutting_down: self.shutting_down.clone(),
+                served: AtomicU64::new(0),
             },
         })
     }
@@ -157,6 +161,8 @@ pub struct InstanceWorker {
     component_id: Arc<str>,
     metrics: RuntimeMetrics,
     shutting_down: Arc<AtomicBool>,
+    /// Requests this instance accepted so far (numbers them in [`InFlight`]).
+    served: AtomicU64,
 }
 
 impl WorkerState for InstanceWorker {
@@ -175,14 +181,20 @@ impl WorkerState for InstanceWorker {
 
     fn on_request_start(
         &self,
-        mut store: StoreContextMut<'_, InstanceState>,
+        store: StoreContextMut<'_, InstanceState>,
         data: RequestData,
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        let state = store.data_mut();
-        state.request_started = Some(Instant::now());
-        state.request_id = Some(data.request_id);
-        Box::pin(tokio::time::sleep(self.deadline))
+        // The expiration future lives exactly as long as the request is waited for
+        // (dropped when the guest answers or the deadline passes), so its guard keeps
+        // the request in flight for that long.
+        let serial = self.served.fetch_add(1, Ordering::Relaxed);
+        let guard = store.data().in_flight.start(data.request_id, serial);
+        let deadline = self.deadline;
+        Box::pin(async move {
+            let _in_flight = guard;
+            tokio::time::sleep(deadline).await;
+        })
     }
 
     fn drop(&self, store: Store<InstanceState>, result: wasmtime::Result<()>) {
@@ -192,10 +204,10 @@ impl WorkerState for InstanceWorker {
                 tracing::debug!(component = %self.component_id, "instance dropped at shutdown");
                 return;
             }
-            let request_id = store.data().request_id.clone();
+            let request_ids = store.data().in_flight.request_ids().join(",");
             tracing::error!(
                 component = %self.component_id,
-                request_id = request_id.as_deref().unwrap_or("-"),
+                request_id = if request_ids.is_empty() { "-" } else { request_ids.as_str() },
                 error = format!("{error:#}"),
                 "component instance failed and was discarded"
             );

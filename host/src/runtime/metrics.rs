@@ -66,6 +66,8 @@ pub enum RequestErrorKind {
     Deadline,
     Instantiation,
     GuestError,
+    /// The component's share of the instance pool stayed full past the queue timeout.
+    Busy,
 }
 
 impl StatusClass {
@@ -87,6 +89,7 @@ impl RequestErrorKind {
             Self::Deadline => "deadline",
             Self::Instantiation => "instantiation",
             Self::GuestError => "guest_error",
+            Self::Busy => "busy",
         }
     }
 }

@@ -57,14 +57,20 @@ pub struct RuntimeSettings {
     pub memory_limit_bytes: usize,
     /// Requests one instance serves before it is replaced.
     pub max_instance_reuse: usize,
-    /// Requests one instance serves at the same time.
+    /// Requests one instance serves at the same time, unless its component's
+    /// [`ComponentLimits`] say otherwise.
     pub max_concurrent_requests_per_instance: usize,
     /// How long an idle instance is kept for reuse.
     pub idle_instance_timeout: Duration,
-    /// Requests in flight at once across all components (each needs an instance);
-    /// more wait in line. The pooling allocator reserves twice as many instance slots,
-    /// so instances kept idle for reuse never starve a busy component.
+    /// Requests in flight at once across all components, shared out between them: each
+    /// component gets an equal share unless its [`ComponentLimits`] name one, so a
+    /// burst on some components never leaves another without instances. The pooling
+    /// allocator reserves twice as many instance slots (instances kept idle for reuse,
+    /// instances retiring while their successor starts).
     pub max_instances: u32,
+    /// How long a request waits for its component's share before it is answered 503
+    /// (`component_busy`, with `Retry-After`).
+    pub queue_timeout: Duration,
     /// Postgres connections per distinct address.
     pub postgres_pool_size: usize,
 }
@@ -74,13 +80,65 @@ impl Default for RuntimeSettings {
         Self {
             request_deadline: Duration::from_secs(10),
             memory_limit_bytes: 128 << 20,
-            max_instance_reuse: 128,
+            max_instance_reuse: 10_000,
             max_concurrent_requests_per_instance: 1,
             idle_instance_timeout: Duration::from_secs(10),
             max_instances: 256,
+            queue_timeout: Duration::from_secs(2),
             postgres_pool_size: 16,
         }
     }
+}
+
+/// One component's own limits (`[component_limits.<id>]` in the runtime config; Spin
+/// has no such table, so keep it out of a file Spin reads).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentLimits {
+    /// Requests one instance of this component serves at the same time (stateless
+    /// async components can take many; a trap then fails the requests it was serving).
+    pub max_concurrent_requests_per_instance: Option<usize>,
+    /// Requests of this component in flight at once: its share of the instance pool.
+    pub max_requests_in_flight: Option<usize>,
+}
+
+/// The limits one component runs with, resolved from the settings and its
+/// [`ComponentLimits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResolvedLimits {
+    pub max_concurrent_requests_per_instance: usize,
+    pub max_requests_in_flight: usize,
+}
+
+/// Each component's limits: its own where the runtime config names them, else the
+/// per-instance default and an equal share of `max_instances`.
+pub fn resolve_limits<'a>(
+    settings: &RuntimeSettings,
+    configured: &BTreeMap<String, ComponentLimits>,
+    component_ids: impl ExactSizeIterator<Item = &'a String>,
+) -> Result<BTreeMap<String, ResolvedLimits>, LoadError> {
+    let ids: Vec<&String> = component_ids.collect();
+    if let Some(unknown) = configured.keys().find(|id| !ids.contains(id)) {
+        return Err(LoadError::RuntimeConfig {
+            path: "component_limits".into(),
+            message: format!("`{unknown}` is not a component of this application"),
+        });
+    }
+    let equal_share = (settings.max_instances as usize / ids.len().max(1)).max(1);
+    Ok(ids
+        .into_iter()
+        .map(|id| {
+            let own = configured.get(id).cloned().unwrap_or_default();
+            let limits = ResolvedLimits {
+                max_concurrent_requests_per_instance: own
+                    .max_concurrent_requests_per_instance
+                    .unwrap_or(settings.max_concurrent_requests_per_instance)
+                    .max(1),
+                max_requests_in_flight: own.max_requests_in_flight.unwrap_or(equal_share).max(1),
+            };
+            (id.clone(), limits)
+        })
+        .collect())
 }
 
 /// Why an application could not be loaded.
@@ -118,6 +176,9 @@ pub enum LoadError {
 pub struct RuntimeConfig {
     #[serde(default)]
     pub key_value_store: BTreeMap<String, StoreConfig>,
+    /// Cinema's own: per-component limits (not a Spin table).
+    #[serde(default)]
+    pub component_limits: BTreeMap<String, ComponentLimits>,
 }
 
 impl RuntimeConfig {
@@ -136,10 +197,11 @@ pub struct App {
     pub name: String,
     router: Router<usize>,
     components: Vec<ProxyHandler<ComponentInstances>>,
+    /// Each component's share of requests in flight (same order as `components`).
+    shares: Vec<tokio::sync::Semaphore>,
+    queue_timeout: Duration,
     metrics: RuntimeMetrics,
     engine: Engine,
-    /// Bounds requests in flight to what the instance pool can hold.
-    in_flight: Arc<tokio::sync::Semaphore>,
     shutting_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -151,20 +213,29 @@ impl std::fmt::Debug for App {
     }
 }
 
-/// Builds the one `Engine` of the process.
-pub fn build_engine(settings: &RuntimeSettings) -> Result<Engine, LoadError> {
+/// Virtual address space reserved per guest memory: 4 GiB, all a 32-bit memory can
+/// address.
+const GUEST_MEMORY_RESERVATION: u64 = 1 << 32;
+
+/// Builds the one `Engine` of the process, its instance pool sized for `instances`
+/// requests in flight.
+pub fn build_engine(settings: &RuntimeSettings, instances: u32) -> Result<Engine, LoadError> {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
     config.wasm_component_model_async(true);
     config.epoch_interruption(true);
     let mut pool = PoolingAllocationConfig::default();
-    let instances = settings.max_instances.saturating_mul(2);
+    let instances = instances.saturating_mul(2);
     pool.total_component_instances(instances);
     pool.total_core_instances(instances * 8);
     pool.total_memories(instances * 4);
     pool.total_tables(instances * 8);
     pool.max_memory_size(settings.memory_limit_bytes);
-    config.memory_reservation(settings.memory_limit_bytes as u64);
+    // Reserve the whole 32-bit address space per memory (virtual only; what a guest may
+    // use stays `memory_limit_bytes`): compiled code then needs no bounds check on
+    // guest memory accesses, which a smaller reservation forces on every load and
+    // store.
+    config.memory_reservation(GUEST_MEMORY_RESERVATION);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))
 }
@@ -237,13 +308,25 @@ impl App {
             )?,
             postgres: PostgresPools::new(settings.postgres_pool_size),
         };
+        let limits = resolve_limits(
+            &settings,
+            &runtime_config.component_limits,
+            manifest.components.keys(),
+        )?;
+        let total_in_flight: usize = limits.values().map(|l| l.max_requests_in_flight).sum();
         let settings = Arc::new(settings);
-        let engine = build_engine(&settings)?;
+        let engine = build_engine(
+            &settings,
+            u32::try_from(total_in_flight)
+                .unwrap_or(u32::MAX)
+                .max(settings.max_instances),
+        )?;
         let linker = build_linker(&engine).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
         let shutting_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut index_of = BTreeMap::new();
         let mut components = Vec::new();
+        let mut shares = Vec::new();
         for (id, decl) in &manifest.components {
             let context = ComponentContext::resolve(decl, &app_variables).map_err(|source| {
                 LoadError::Outbound {
@@ -264,12 +347,18 @@ impl App {
             };
             let pre = linker.instantiate_pre(&component).map_err(link_error)?;
             let pre = wasmtime_wasi_http::p3::bindings::ServicePre::new(pre).map_err(link_error)?;
+            let own_limits = limits[id];
             tracing::info!(
                 component = %id,
                 compile_ms = started.elapsed().as_millis() as u64,
                 outbound = %context.outbound,
+                concurrent_per_instance = own_limits.max_concurrent_requests_per_instance,
+                in_flight = own_limits.max_requests_in_flight,
                 "component ready"
             );
+            shares.push(tokio::sync::Semaphore::new(
+                own_limits.max_requests_in_flight,
+            ));
             index_of.insert(id.clone(), components.len());
             components.push(ProxyHandler::new(ComponentInstances {
                 engine: engine.clone(),
@@ -277,6 +366,7 @@ impl App {
                 component: Arc::new(context),
                 shared: shared.clone(),
                 settings: settings.clone(),
+                limits: own_limits,
                 metrics: metrics.clone(),
                 shutting_down: shutting_down.clone(),
             }));
@@ -291,9 +381,10 @@ impl App {
             name: manifest.name,
             router,
             components,
+            shares,
+            queue_timeout: settings.queue_timeout,
             metrics,
             engine,
-            in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_instances as usize)),
             shutting_down,
         })
     }

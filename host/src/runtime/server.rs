@@ -123,9 +123,32 @@ impl App {
             }
         }
         let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
-        // Waits (instead of failing) when every instance slot is busy; the semaphore is
-        // never closed, so the error case cannot happen.
-        let _permit = self.in_flight.acquire().await;
+        // The component's share of the instance pool: a request waits for it at most
+        // `queue_timeout`, then is told to come back (other components are unaffected).
+        let Ok(Ok(_permit)) =
+            tokio::time::timeout(self.queue_timeout, self.shares[index].acquire()).await
+        else {
+            self.metrics
+                .request_failed(&component_id, &route, RequestErrorKind::Busy);
+            let mut response = json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &ErrorBody::new(
+                    "component_busy",
+                    "the component is serving as many requests as it may; retry shortly",
+                ),
+                &request_id,
+            );
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            self.metrics.request_served(
+                &component_id,
+                &route,
+                response.status(),
+                started.elapsed().as_secs_f64(),
+            );
+            return response;
+        };
         let outcome = handler
             .handle(
                 RequestData {
@@ -162,6 +185,10 @@ impl App {
                     RequestErrorKind::Trap => (
                         "component_trapped",
                         "the component failed while handling the request",
+                    ),
+                    RequestErrorKind::Busy => (
+                        "component_busy",
+                        "the component is serving as many requests as it may; retry shortly",
                     ),
                     RequestErrorKind::GuestError => (
                         "component_error",

@@ -53,7 +53,9 @@ pub fn as_role(database_url: &str, role: &str) -> String {
     let (scheme, rest) = database_url.split_once("://").expect("a postgres:// URL");
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
-    let address = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let address = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     format!("{scheme}://{role}@{address}{path}")
 }
 
