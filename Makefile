@@ -74,13 +74,15 @@ fmt:
 	$(CARGO) fmt --all
 
 ## bench: component runtime vs native axum, logins vs argon2 alone, catalog on 100k films, the token path
-## (revocation check on and off), UGC intake,
+## (revocation check on and off), the token check alone, catalog side by side with the FastAPI peer, UGC intake,
 ## then the load report (a mixed load on 100k films and a 10-minute soak) into bench/results/
 bench: services components
 	bench/runtime.sh
 	bench/auth.sh
 	bench/catalog.sh
 	bench/token_path.sh
+	bench/token_check.sh
+	bench/compare.sh
 	bench/ugc.sh
 	bench/load.sh
 

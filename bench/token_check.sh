@@ -9,11 +9,13 @@
 #   GUARDED_WASM: another build of the fixture to compare (default: the current one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Ports below the ephemeral range (32768+), so a client socket lingering in TIME_WAIT
+# never holds them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/cinema-target}"
 DURATION="${1:-10s}"
 WASM="$(realpath "${2:-build/components/fixture_guarded.wasm}")"
-ADDR=127.0.0.1:38295
-INTERNAL=127.0.0.1:38296
+ADDR=127.0.0.1:28295
+INTERNAL=127.0.0.1:28296
 # CINEMA_BIN: another `cinema` binary to measure (an older build, say); not rebuilt.
 CINEMA="${CINEMA_BIN:-$CARGO_TARGET_DIR/release/cinema}"
 WORK=$(mktemp -d /tmp/cinema-token-check.XXXXXX)

@@ -14,7 +14,8 @@ DB_BASE="${CINEMA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 DB_NAME=cinema_bench_token
 DB_URL="$DB_BASE/$DB_NAME"
 INDEX_DIR=/var/tmp/cinema-bench-token-index
-CINEMA="$CARGO_TARGET_DIR/release/cinema"
+# CINEMA_BIN: another `cinema` binary to measure (an older build, say); not rebuilt.
+CINEMA="${CINEMA_BIN:-$CARGO_TARGET_DIR/release/cinema}"
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
@@ -22,8 +23,10 @@ ensure_wrk
 for c in auth catalog; do
   [ -f "build/components/$c.wasm" ] || { echo "build/components/$c.wasm missing: run 'make components'" >&2; exit 1; }
 done
-echo "building release binaries..."
-cargo build --release -q -p cinema-host
+if [ -z "${CINEMA_BIN:-}" ]; then
+  echo "building release binaries..."
+  cargo build --release -q -p cinema-host
+fi
 
 echo "preparing database $DB_NAME..."
 psql -q "$DB_BASE/postgres" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1

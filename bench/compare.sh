@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# The platform side by side with the FastAPI stack it replaces (../shared/peers), on the
+# same rows, with the same wrk scripts, in one run: the catalog reads with the answer
+# cache warm on both sides. Prints one table with req/s, p99 and the ratio per route.
+#
+#   bench/compare.sh [DURATION] [CONNECTIONS]        (defaults 10s, 32)
+#   ROUTES="films_page film_detail" limits the routes; REUSE=1 keeps the data of the last
+#   run (no seeding, copying or indexing); CINEMA_RUNTIME_CONFIG=FILE is passed to
+#   `cinema up --runtime-config-file`; CINEMA_BIN=FILE measures another build.
+#
+# What it does: copies the peers to a scratch folder (CINEMA_PEERS_DIR, default
+# ../shared/peers; never changed in place), makes their virtualenv, seeds the peer's
+# database with FILMS films (default 100000), copies those rows into a platform
+# database of its own (same ids), builds the search index, starts the peer (uvicorn, 2
+# workers, Redis cache) and `cinema up`, then drives both with the peer's wrk scripts.
+# The platform's token belongs to a subscriber, so every film answers on both sides.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# Ports below the ephemeral range (32768+), so a client socket lingering in TIME_WAIT
+# never holds them.
+ROOT=$(pwd)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/cinema-target}"
+DURATION="${1:-10s}"
+CONNECTIONS="${2:-32}"
+FILMS="${FILMS:-100000}"
+PEERS_SOURCE="${CINEMA_PEERS_DIR:-$ROOT/../shared/peers}"
+SCRATCH="${CINEMA_COMPARE_DIR:-/var/tmp/cinema-compare}"
+PEERS="$SCRATCH/peers"
+ADDR=127.0.0.1:28400
+INTERNAL=127.0.0.1:28401
+PEER_PORT=28410
+DB_BASE="${CINEMA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
+DB_NAME=cinema_compare
+DB_URL="$DB_BASE/$DB_NAME"
+INDEX_DIR="$SCRATCH/index"
+CINEMA="${CINEMA_BIN:-$CARGO_TARGET_DIR/release/cinema}"
+ROUTES="${ROUTES:-films_page film_detail films_search persons_search}"
+
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+ensure_wrk
+[ -d "$PEERS_SOURCE" ] || { echo "peers not found at $PEERS_SOURCE: set CINEMA_PEERS_DIR" >&2; exit 1; }
+for c in auth catalog; do
+  [ -f "build/components/$c.wasm" ] || { echo "build/components/$c.wasm missing: run 'make components'" >&2; exit 1; }
+done
+if [ -z "${CINEMA_BIN:-}" ]; then
+  echo "building release binaries..."
+  cargo build --release -q -p cinema-host
+fi
+
+if [ "${REUSE:-}" = 1 ] && [ -d "$INDEX_DIR" ] && [ -d "$PEERS/load/data" ]; then
+  echo "reusing the data of the last run in $SCRATCH"
+  PY="$("$PEERS/venv.sh")/bin/python"
+  CINEMA_SIGNING_KEY_ENCRYPTION_KEY=$(cat "$SCRATCH/kek")
+  export CINEMA_SIGNING_KEY_ENCRYPTION_KEY
+else
+  echo "copying the peers to $PEERS..."
+  mkdir -p "$SCRATCH"
+  rm -rf "$PEERS"
+  cp -r "$PEERS_SOURCE" "$PEERS"
+  rm -rf "$PEERS/results" "$PEERS/load/data"
+  echo "peer services and virtualenv (first run installs them)..."
+  "$PEERS/services.sh" up >/dev/null
+  PY="$("$PEERS/venv.sh")/bin/python"
+
+  echo "seeding the peer with $FILMS films..."
+  (cd "$PEERS" && "$PY" catalog-fastapi/seed.py --films "$FILMS" >/dev/null)
+
+  echo "copying the peer's rows into $DB_NAME..."
+  psql -q "$DB_BASE/postgres" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1
+  "$CINEMA" migrate --postgres-url "$DB_URL" --clickhouse-database "$DB_NAME" >/dev/null
+  sed "s/-d cinema /-d $DB_NAME /g" "$PEERS/tools/copy-into-cinema.sh" >"$SCRATCH/copy-into-cinema.sh"
+  bash "$SCRATCH/copy-into-cinema.sh"
+  export CINEMA_SIGNING_KEY_ENCRYPTION_KEY
+  CINEMA_SIGNING_KEY_ENCRYPTION_KEY=$("$CINEMA" keys new-kek)
+  "$CINEMA" keys rotate --postgres-url "$DB_URL" >/dev/null
+  rm -rf "$INDEX_DIR"
+  echo "building the platform's search index..."
+  "$CINEMA" reindex --postgres-url "$DB_URL" --index-dir "$INDEX_DIR" | tr '\r' '\n' | tail -1
+  echo "$CINEMA_SIGNING_KEY_ENCRYPTION_KEY" >"$SCRATCH/kek"
+fi
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+if curl -fs -o /dev/null "http://127.0.0.1:$PEER_PORT/health"; then
+  echo "port $PEER_PORT already answers: stop what runs there first" >&2
+  exit 1
+fi
+echo "starting the peer (uvicorn, 2 workers, Redis cache) on :$PEER_PORT..."
+(cd "$PEERS" && CACHE_TTL_S=300 WORKERS=2 PORT=$PEER_PORT exec catalog-fastapi/run.sh >"$SCRATCH/peer.log" 2>&1) &
+pids+=($!)
+export CINEMA_INTERNAL_API_TOKEN="compare-$$-$RANDOM"
+export_component_databases "$DB_URL"
+echo "starting cinema up on $ADDR..."
+SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
+  SPIN_VARIABLE_INTERNAL_API_URL="http://$INTERNAL" RUST_LOG=warn \
+  "$CINEMA" up --from spin.toml --listen "$ADDR" --internal-listen "$INTERNAL" \
+  --index-dir "$INDEX_DIR" --etl-postgres-url "$DB_URL" --auth-postgres-url "$DB_URL" \
+  ${CINEMA_RUNTIME_CONFIG:+--runtime-config-file "$CINEMA_RUNTIME_CONFIG"} \
+  >"$SCRATCH/cinema.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 300); do
+  curl -fs -o /dev/null "http://127.0.0.1:$PEER_PORT/health" &&
+    curl -fs -o /dev/null -H "x-cinema-internal-token: $CINEMA_INTERNAL_API_TOKEN" "http://$INTERNAL/search/version" && break
+  sleep 0.2
+done
+
+curl -fsS -o /dev/null -X POST "http://$ADDR/api/v1/auth/signup" -H 'content-type: application/json' \
+  -d '{"email":"compare@example.com","password":"Compare-pass1"}' 2>/dev/null || true
+psql -q "$DB_URL" -c "INSERT INTO auth.user_roles (user_id, role_id)
+  SELECT id, '00000000-0000-4000-8000-000000000003' FROM auth.users WHERE email = 'compare@example.com'
+  ON CONFLICT DO NOTHING"
+CINEMA_TOKEN=$(curl -fsS -X POST "http://$ADDR/api/v1/auth/login" -H 'content-type: application/json' \
+  -d '{"email":"compare@example.com","password":"Compare-pass1"}' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+PEER_TOKEN=$(cd "$PEERS" && "$PY" catalog-fastapi/mkjwt.py)
+
+# result SERVICE BASE TOKEN SCRIPT -> "rps p99_ms errors" (after a warm-up that fills the
+# caches; errors: non-2xx answers and socket errors)
+result() {
+  BASE_URL="$2" TOKEN="$3" DATA_DIR="$PEERS/load/data" PEERS_DIR="$PEERS" \
+    "$PEERS/load/run_wrk.sh" "$4" 5s "$CONNECTIONS" >/dev/null 2>&1 || true
+  BASE_URL="$2" TOKEN="$3" DATA_DIR="$PEERS/load/data" PEERS_DIR="$PEERS" \
+    "$PEERS/load/run_wrk.sh" "$4" "$DURATION" "$CONNECTIONS" 2>&1 | tee "$SCRATCH/$1-$4.txt" |
+    awk '/^RESULT/ {sub(/^RESULT /, ""); print}' |
+    python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["rps"], r["p99_ms"], sum(r["errors"].values()))'
+}
+
+echo
+echo "catalog reads, answer caches warm, wrk -t2 -c$CONNECTIONS -d$DURATION, $(nproc) cores, $FILMS films ($(date -u +%F), $(git rev-parse --short HEAD)):"
+printf '| %-15s | %12s | %12s | %14s | %14s | %6s |\n' route "peer req/s" "peer p99 ms" "cinema req/s" "cinema p99 ms" ratio
+printf '|%s|%s|%s|%s|%s|%s|\n' "-----------------" "--------------" "--------------" "----------------" "----------------" "--------"
+for route in $ROUTES; do
+  read -r peer_rps peer_p99 peer_errors <<<"$(result peer "http://127.0.0.1:$PEER_PORT" "$PEER_TOKEN" "$route")"
+  read -r cinema_rps cinema_p99 cinema_errors <<<"$(result cinema "http://$ADDR" "$CINEMA_TOKEN" "$route")"
+  [ "$peer_errors" = 0 ] || echo "  warning: the peer answered $route with $peer_errors errors (see $SCRATCH/peer-$route.txt)" >&2
+  [ "$cinema_errors" = 0 ] || echo "  warning: cinema answered $route with $cinema_errors errors (see $SCRATCH/cinema-$route.txt)" >&2
+  ratio=$(python3 -c "print(f'{float(\"$cinema_rps\") / float(\"$peer_rps\"):.1f}x')")
+  printf '| %-15s | %12s | %12s | %14s | %14s | %6s |\n' "$route" "$peer_rps" "$peer_p99" "$cinema_rps" "$cinema_p99" "$ratio"
+done
