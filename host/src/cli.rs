@@ -209,6 +209,16 @@ pub struct UpArgs {
     /// runtime config's `[component_limits.<id>]` says otherwise (more wait in line).
     #[arg(long, env = "CINEMA_MAX_INSTANCES", default_value_t = 256)]
     pub max_instances: u32,
+    /// Connections the public listener keeps open at once (more wait in the backlog).
+    #[arg(long, env = "CINEMA_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, in milliseconds.
+    #[arg(long, env = "CINEMA_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// How long shutdown waits for in-flight requests, in milliseconds (a second
+    /// SIGTERM or Ctrl-C exits at once).
+    #[arg(long, env = "CINEMA_DRAIN_TIMEOUT_MS", default_value_t = 30_000)]
+    pub drain_timeout_ms: u64,
     /// How long a request waits for its component's share before a 503
     /// (`component_busy`, `Retry-After: 1`), in milliseconds.
     #[arg(long, env = "CINEMA_QUEUE_TIMEOUT_MS", default_value_t = 2_000)]
@@ -565,15 +575,26 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     );
     let serve_shutdown = shutdown.clone();
     let signalled_app = app.clone();
+    let mut signals = ShutdownSignals::listen();
     tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down: finishing in-flight requests");
+        signals.next().await;
+        tracing::info!("shutting down: finishing in-flight requests (signal again to exit now)");
         signalled_app.begin_shutdown();
         serve_shutdown.notify_waiters();
+        signals.next().await;
+        tracing::warn!("second signal: exiting without waiting for in-flight requests");
+        std::process::exit(130);
     });
     let public_shutdown = shutdown.clone();
-    crate::runtime::server::serve(public, app, async move { public_shutdown.notified().await })
-        .await?;
+    let limits = crate::runtime::server::ListenerLimits {
+        max_connections: args.max_connections,
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        drain_timeout: Duration::from_millis(args.drain_timeout_ms),
+    };
+    crate::runtime::server::serve(public, app, limits, async move {
+        public_shutdown.notified().await
+    })
+    .await?;
     internal_task.await??;
     ugc.stop().await;
     notify.stop().await;
@@ -586,18 +607,32 @@ fn tokio_util_shutdown() -> Arc<tokio::sync::Notify> {
     Arc::new(tokio::sync::Notify::new())
 }
 
-async fn wait_for_signal() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+/// SIGTERM and Ctrl-C, listened to for the life of the process (a signal sent while
+/// shutdown is under way is still seen).
+struct ShutdownSignals {
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn listen() -> Self {
+        Self {
+            terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .ok(),
+        }
+    }
+
+    async fn next(&mut self) {
+        match &mut self.terminate {
+            Some(terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
             }
-        };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     }
 }
 

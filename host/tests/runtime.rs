@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{AppOptions, spawn_app};
+use common::{AppOptions, TestApp, spawn_app};
 use serde_json::json;
 
 /// The internal API's Prometheus text.
@@ -671,5 +671,117 @@ async fn component_limits_for_an_unknown_component_are_refused() {
     assert!(
         stderr.contains("`nope` is not a component of this application"),
         "{stderr}"
+    );
+}
+
+/// A client that opens a connection and sends its headers too slowly is cut off after
+/// `--header-read-timeout-ms`; the listener keeps serving others.
+#[tokio::test]
+async fn a_client_slow_to_send_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(
+        AppOptions::default()
+            .arg("--header-read-timeout-ms")
+            .arg("300"),
+    );
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /probe/vars/greeting HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("partial headers");
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer)).await;
+    assert!(
+        closed.is_ok(),
+        "a connection with unfinished headers was still open after 5 s"
+    );
+    let (status, _) = app.get_json("/probe/vars/greeting").await;
+    assert_eq!(status, 200);
+}
+
+/// At `--max-connections`, a new connection waits until an open one closes, then is
+/// served.
+#[tokio::test]
+async fn connections_past_the_cap_wait_for_a_free_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(AppOptions::default().arg("--max-connections").arg("1"));
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let request = b"GET /probe/vars/greeting HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut first = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    first.write_all(request).await.expect("first request");
+    let mut buffer = [0u8; 4096];
+    let read = first.read(&mut buffer).await.expect("first answer");
+    assert!(
+        buffer[..read].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buffer[..read])
+    );
+
+    let mut second = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("the kernel accepts into the backlog");
+    second.write_all(request).await.expect("second request");
+    let early = tokio::time::timeout(Duration::from_millis(500), second.read(&mut buffer)).await;
+    assert!(
+        early.is_err(),
+        "a connection past the cap was served while the first was open"
+    );
+    drop(first);
+    let read = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buffer))
+        .await
+        .expect("served once the first connection closed")
+        .expect("read");
+    assert!(
+        buffer[..read].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buffer[..read])
+    );
+}
+
+/// SIGTERM lets a request in flight finish (and the process then exits); a second
+/// signal exits at once without waiting for it.
+#[tokio::test]
+async fn shutdown_drains_in_flight_requests_and_a_second_signal_exits() {
+    let send_term = |app: &common::TestApp| {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &app.pid().to_string()])
+            .status();
+    };
+
+    let upstream = slow_upstream(Duration::from_millis(1500)).await;
+    let mut app = spawn_app(AppOptions::default().env("SPIN_VARIABLE_OUTBOUND_ALLOWED", &upstream));
+    let url = app.url(&format!("/probe/outbound?url={upstream}/hold"));
+    let client = app.http.clone();
+    let in_flight =
+        tokio::spawn(async move { client.get(&url).send().await.map(|r| r.status().as_u16()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send_term(&app);
+    assert_eq!(in_flight.await.expect("task").expect("answered"), 200);
+    let exited = TestApp::eventually(Duration::from_secs(10), || async {
+        app.exit_status().map(|_| ())
+    })
+    .await;
+    assert!(exited.is_some(), "cinema did not exit after draining");
+    assert!(!app.is_running());
+
+    let upstream = slow_upstream(Duration::from_secs(60)).await;
+    let app = spawn_app(AppOptions::default().env("SPIN_VARIABLE_OUTBOUND_ALLOWED", &upstream));
+    let url = app.url(&format!("/probe/outbound?url={upstream}/hold"));
+    let client = app.http.clone();
+    let _stuck =
+        tokio::spawn(async move { client.get(&url).send().await.map(|r| r.status().as_u16()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send_term(&app);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send_term(&app);
+    let status = TestApp::eventually(Duration::from_secs(5), || async { app.exit_status() }).await;
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(130),
+        "a second signal must end cinema at once"
     );
 }

@@ -10,7 +10,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -233,15 +233,48 @@ fn classify(error: &wasmtime::Error, past_deadline: bool) -> RequestErrorKind {
     }
 }
 
-/// Accepts connections until `shutdown` resolves, then lets in-flight requests finish.
+/// Limits of the public listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerLimits {
+    /// Connections open at once; more wait in the kernel's backlog until one closes.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers (slow clients holding
+    /// connections open are cut off).
+    pub header_read_timeout: Duration,
+    /// How long shutdown waits for in-flight requests before it gives up on them.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` resolves, then lets in-flight requests finish
+/// for at most `limits.drain_timeout`.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
+    limits: ListenerLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // A free connection slot first: at the cap, new clients wait in the backlog.
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, client) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -259,6 +292,8 @@ pub async fn serve(
             async move { Ok::<_, Infallible>(app.handle(request, client).await) }
         });
         let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
@@ -266,8 +301,17 @@ pub async fn serve(
             if let Err(error) = connection.await {
                 tracing::debug!(error = %error, "connection ended with an error");
             }
+            drop(permit);
         });
     }
-    graceful.shutdown().await;
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            drain_timeout_ms = limits.drain_timeout.as_millis() as u64,
+            "shutdown: requests still in flight after the drain timeout are dropped"
+        );
+    }
     Ok(())
 }
