@@ -48,11 +48,11 @@ services:
 components:
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	@echo "building components: $(COMPONENTS) $(FIXTURES)"
-	$(CARGO) build --release --target $(WASM_TARGET) $(foreach c,$(COMPONENTS) $(FIXTURES),-p $(c))
+	$(CARGO) build --profile wasm-release --target $(WASM_TARGET) $(foreach c,$(COMPONENTS) $(FIXTURES),-p $(c))
 	@mkdir -p $(COMPONENT_DIR)
 	@for c in $(COMPONENTS) $(FIXTURES); do \
 		f=$$(echo $$c | tr - _); \
-		cp $(CARGO_TARGET_DIR)/$(WASM_TARGET)/release/$$f.wasm $(COMPONENT_DIR)/$$f.wasm; \
+		cp $(CARGO_TARGET_DIR)/$(WASM_TARGET)/wasm-release/$$f.wasm $(COMPONENT_DIR)/$$f.wasm; \
 	done
 	@ls -l $(COMPONENT_DIR)
 
