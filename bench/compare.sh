@@ -43,10 +43,7 @@ ensure_wrk
 for c in auth catalog; do
   [ -f "build/components/$c.wasm" ] || { echo "build/components/$c.wasm missing: run 'make components'" >&2; exit 1; }
 done
-if [ -z "${CINEMA_BIN:-}" ]; then
-  echo "building release binaries..."
-  cargo build --release -q -p cinema-host
-fi
+build_cinema
 
 if [ "${REUSE:-}" = 1 ] && [ -d "$INDEX_DIR" ] && [ -d "$PEERS/load/data" ]; then
   echo "reusing the data of the last run in $SCRATCH"

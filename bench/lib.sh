@@ -5,6 +5,15 @@ ensure_wrk() {
   command -v wrk >/dev/null 2>&1 || { echo "installing wrk..."; apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 }
 
+# build_cinema: builds the release `cinema` unless CINEMA_BIN names another build to
+# measure (an older one, say), which is then used as it is.
+build_cinema() {
+  if [ -z "${CINEMA_BIN:-}" ]; then
+    echo "building release binaries..."
+    cargo build --release -q -p cinema-host
+  fi
+}
+
 # export_component_databases DB_URL: the components reach the database at DB_URL
 # (postgres://user@host:port/db) each as its own role, as in spin.toml.
 export_component_databases() {

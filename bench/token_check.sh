@@ -25,10 +25,7 @@ WORK=$(mktemp -d /tmp/cinema-token-check.XXXXXX)
 ensure_wrk
 [ -f "$WASM" ] || { echo "$WASM missing: run 'make components'" >&2; exit 1; }
 python3 -c "import jwt, cryptography" 2>/dev/null || { echo "PyJWT missing: run 'make test-tools'" >&2; exit 1; }
-if [ -z "${CINEMA_BIN:-}" ]; then
-  echo "building release binaries..."
-  cargo build --release -q -p cinema-host
-fi
+build_cinema
 
 pid=""
 cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; rm -rf "$WORK"; }

@@ -23,10 +23,7 @@ ensure_wrk
 for c in auth catalog; do
   [ -f "build/components/$c.wasm" ] || { echo "build/components/$c.wasm missing: run 'make components'" >&2; exit 1; }
 done
-if [ -z "${CINEMA_BIN:-}" ]; then
-  echo "building release binaries..."
-  cargo build --release -q -p cinema-host
-fi
+build_cinema
 
 echo "preparing database $DB_NAME..."
 psql -q "$DB_BASE/postgres" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1

@@ -146,17 +146,7 @@ async fn components_serve_requests_connected_as_their_own_roles() {
     let email = format!("{}@example.com", common::unique("roles_admin"));
     app.sign_up_and_log_in(&email, PASSWORD).await;
     common::grant_role(&database_url, &email, ADMIN_ROLE).await;
-    let (status, body) = app
-        .post_json(
-            "/api/v1/auth/login",
-            json!({"email": email, "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let token = body["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_owned();
+    let token = app.log_in(&email, PASSWORD).await;
 
     let (status, body) = app
         .call(

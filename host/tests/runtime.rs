@@ -20,6 +20,18 @@ async fn metrics_text(app: &common::TestApp) -> String {
         .expect("text")
 }
 
+/// How many instances of `component` the app has created so far (its metric).
+async fn instances_created(app: &common::TestApp, component: &str) -> u64 {
+    let prefix = format!(r#"cinema_component_instances_created_total{{component="{component}"}}"#);
+    metrics_text(app)
+        .await
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("instances created metric")
+}
+
 /// Every response carries an `x-request-id`, a client's own id is kept, and the guest
 /// sees Spin's request headers.
 #[tokio::test]
@@ -353,13 +365,7 @@ async fn instances_are_reused_across_requests() {
         let (status, _) = app.get_json("/probe/vars/greeting").await;
         assert_eq!(status, 200);
     }
-    let metrics = metrics_text(&app).await;
-    let created: u64 = metrics
-        .lines()
-        .find(|l| l.starts_with(r#"cinema_component_instances_created_total{component="probe"}"#))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .expect("instances created metric");
+    let created = instances_created(&app, "probe").await;
     assert!(
         created <= 3,
         "30 sequential requests created {created} instances"
@@ -436,8 +442,9 @@ async fn slow_upstream(delay: Duration) -> String {
     format!("http://{address}")
 }
 
-/// Three copies of the probe (`/a`, `/b`, `/c`), each allowed to call `upstream`.
-fn three_probes(upstream: &str) -> common::TempDir {
+/// Serves three copies of the probe (`/a`, `/b`, `/c`), each allowed to call
+/// `upstream`, with `options`; the folder holds the manifest while the app runs.
+fn spawn_three_probes(upstream: &str, mut options: AppOptions) -> (TestApp, common::TempDir) {
     let dir = common::TempDir::new("three_probes");
     let wasm = common::workspace_root().join("build/components/fixture_probe.wasm");
     let mut manifest = String::from(
@@ -452,9 +459,10 @@ fn three_probes(upstream: &str) -> common::TempDir {
             wasm = wasm.display()
         ));
     }
-    std::fs::write(std::path::Path::new(dir.path()).join("spin.toml"), manifest)
-        .expect("write manifest");
-    dir
+    let path = std::path::Path::new(dir.path()).join("spin.toml");
+    std::fs::write(&path, manifest).expect("write manifest");
+    options.manifest = Some(path);
+    (spawn_app(options), dir)
 }
 
 /// Each component has its own share of the instance pool: a burst that fills the
@@ -464,14 +472,14 @@ fn three_probes(upstream: &str) -> common::TempDir {
 #[tokio::test]
 async fn a_burst_on_two_components_leaves_a_third_answering() {
     let upstream = slow_upstream(Duration::from_secs(3)).await;
-    let dir = three_probes(&upstream);
-    let mut options = AppOptions::default()
-        .arg("--max-instances")
-        .arg("6")
-        .arg("--queue-timeout-ms")
-        .arg("300");
-    options.manifest = Some(std::path::Path::new(dir.path()).join("spin.toml"));
-    let app = spawn_app(options);
+    let (app, _dir) = spawn_three_probes(
+        &upstream,
+        AppOptions::default()
+            .arg("--max-instances")
+            .arg("6")
+            .arg("--queue-timeout-ms")
+            .arg("300"),
+    );
 
     let burst = ["a", "b"].into_iter().flat_map(|id| {
         let client = app.http.clone();
@@ -529,11 +537,11 @@ async fn a_burst_on_two_components_leaves_a_third_answering() {
 #[tokio::test]
 async fn concurrent_requests_on_one_instance_each_see_their_own_data() {
     let upstream = slow_upstream(Duration::from_millis(600)).await;
-    let dir = three_probes(&upstream);
-    let mut options = AppOptions::default()
-        .runtime_config("[component_limits.a]\nmax_concurrent_requests_per_instance = 32\n");
-    options.manifest = Some(std::path::Path::new(dir.path()).join("spin.toml"));
-    let app = spawn_app(options);
+    let (app, _dir) = spawn_three_probes(
+        &upstream,
+        AppOptions::default()
+            .runtime_config("[component_limits.a]\nmax_concurrent_requests_per_instance = 32\n"),
+    );
 
     // Requests waiting on I/O, arriving a little apart: each finds the instance idle
     // in its event loop and joins it. Echoes in between must each see their own
@@ -583,13 +591,7 @@ async fn concurrent_requests_on_one_instance_each_see_their_own_data() {
             "{body}"
         );
     }
-    let metrics = metrics_text(&app).await;
-    let created: u64 = metrics
-        .lines()
-        .find(|l| l.starts_with(r#"cinema_component_instances_created_total{component="a"}"#))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .expect("instances created metric");
+    let created = instances_created(&app, "a").await;
     // One instance per request would be 16 at least (the holds overlap for 300 ms).
     assert!(
         created <= 6,
@@ -602,11 +604,11 @@ async fn concurrent_requests_on_one_instance_each_see_their_own_data() {
 #[tokio::test]
 async fn a_trap_in_a_shared_instance_fails_only_that_instance() {
     let upstream = slow_upstream(Duration::from_millis(500)).await;
-    let dir = three_probes(&upstream);
-    let mut options = AppOptions::default()
-        .runtime_config("[component_limits.a]\nmax_concurrent_requests_per_instance = 8\n");
-    options.manifest = Some(std::path::Path::new(dir.path()).join("spin.toml"));
-    let mut app = spawn_app(options);
+    let (mut app, _dir) = spawn_three_probes(
+        &upstream,
+        AppOptions::default()
+            .runtime_config("[component_limits.a]\nmax_concurrent_requests_per_instance = 8\n"),
+    );
 
     let holds = (0..4).map(|_| {
         let client = app.http.clone();

@@ -422,16 +422,18 @@ impl TestApp {
             .await
             .expect("signup");
         assert_eq!(signup.status(), 201, "{:?}", signup.text().await);
-        let login: serde_json::Value = self
-            .http
-            .post(self.url("/api/v1/auth/login"))
-            .json(&credentials)
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
+        self.log_in(email, password).await
+    }
+
+    /// Logs `email` in (200 expected); returns the access token.
+    pub async fn log_in(&self, email: &str, password: &str) -> String {
+        let (status, login) = self
+            .post_json(
+                "/api/v1/auth/login",
+                serde_json::json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(status, 200, "login of {email}: {login}");
         login["access_token"]
             .as_str()
             .expect("access token")
