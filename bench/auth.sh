@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/cinema-target}"
 DURATION="${1:-10s}"
-ADDR=127.0.0.1:38090
+ADDR=127.0.0.1:28090
 DB_BASE="${CINEMA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 DB_NAME=cinema_bench_auth
 DB_URL="$DB_BASE/$DB_NAME"
@@ -35,7 +35,7 @@ trap cleanup EXIT
 export_component_databases "$DB_URL"
 SPIN_VARIABLE_JWKS_URL="http://$ADDR/.well-known/jwks.json" RUST_LOG=warn \
   "$CINEMA" up --from host/tests/fixtures/platform-guarded.spin.toml --listen "$ADDR" \
-  --internal-listen 127.0.0.1:38091 >/dev/null 2>&1 &
+  --internal-listen 127.0.0.1:28091 >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do curl -fsS "http://$ADDR/.well-known/jwks.json" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS -X POST "http://$ADDR/api/v1/auth/signup" -H 'content-type: application/json' \

@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/cinema-target}"
 FILMS="${1:-100000}"
 DURATION="${2:-10s}"
-ADDR=127.0.0.1:38190
-INTERNAL=127.0.0.1:38191
+ADDR=127.0.0.1:28190
+INTERNAL=127.0.0.1:28191
 DB_BASE="${CINEMA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 DB_NAME=cinema_bench_catalog
 DB_URL="$DB_BASE/$DB_NAME"

@@ -4,7 +4,8 @@
 # cache warm on both sides. Prints one table with req/s, p99 and the ratio per route.
 #
 #   bench/compare.sh [DURATION] [CONNECTIONS]        (defaults 10s, 32)
-#   ROUTES="films_page film_detail" limits the routes; REUSE=1 keeps the data of the last
+#   ROUTES="films_page film_detail" limits the routes (film_detail: 1,000 films, cached;
+#   film_detail_any: any of the films, mostly cache misses on both sides); REUSE=1 keeps the data of the last
 #   run (no seeding, copying or indexing); CINEMA_RUNTIME_CONFIG=FILE is passed to
 #   `cinema up --runtime-config-file`; CINEMA_BIN=FILE measures another build.
 #
@@ -34,7 +35,7 @@ DB_NAME=cinema_compare
 DB_URL="$DB_BASE/$DB_NAME"
 INDEX_DIR="$SCRATCH/index"
 CINEMA="${CINEMA_BIN:-$CARGO_TARGET_DIR/release/cinema}"
-ROUTES="${ROUTES:-films_page film_detail films_search persons_search}"
+ROUTES="${ROUTES:-films_page film_detail films_search persons_search film_detail_any}"
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
@@ -117,19 +118,29 @@ CINEMA_TOKEN=$(curl -fsS -X POST "http://$ADDR/api/v1/auth/login" -H 'content-ty
   python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 PEER_TOKEN=$(cd "$PEERS" && "$PY" catalog-fastapi/mkjwt.py)
 
-# result SERVICE BASE TOKEN SCRIPT -> "rps p99_ms errors" (after a warm-up that fills the
+# `film_detail` asks for the first DETAIL_IDS films (default 1000), so the warm-up fills
+# both caches; `film_detail_any` asks for any of the films (the peer's own choice), so
+# most answers are cache misses on both sides.
+DETAIL_IDS="${DETAIL_IDS:-1000}"
+head -n "$DETAIL_IDS" "$PEERS/load/data/film_ids.txt" >"$PEERS/load/data/film_ids_cached.txt"
+
+# result SERVICE BASE TOKEN ROUTE -> "rps p99_ms errors" (after a warm-up that fills the
 # caches; errors: non-2xx answers and socket errors)
 result() {
-  BASE_URL="$2" TOKEN="$3" DATA_DIR="$PEERS/load/data" PEERS_DIR="$PEERS" \
-    "$PEERS/load/run_wrk.sh" "$4" 5s "$CONNECTIONS" >/dev/null 2>&1 || true
-  BASE_URL="$2" TOKEN="$3" DATA_DIR="$PEERS/load/data" PEERS_DIR="$PEERS" \
-    "$PEERS/load/run_wrk.sh" "$4" "$DURATION" "$CONNECTIONS" 2>&1 | tee "$SCRATCH/$1-$4.txt" |
+  local script=$4 ids=film_ids_cached.txt
+  case $4 in
+    film_detail_any) script=film_detail ids=film_ids.txt ;;
+  esac
+  BASE_URL="$2" TOKEN="$3" DATA_DIR="$PEERS/load/data" PEERS_DIR="$PEERS" IDS_FILE="$ids" \
+    "$PEERS/load/run_wrk.sh" "$script" 5s "$CONNECTIONS" >/dev/null 2>&1 || true
+  BASE_URL="$2" TOKEN="$3" DATA_DIR="$PEERS/load/data" PEERS_DIR="$PEERS" IDS_FILE="$ids" \
+    "$PEERS/load/run_wrk.sh" "$script" "$DURATION" "$CONNECTIONS" 2>&1 | tee "$SCRATCH/$1-$4.txt" |
     awk '/^RESULT/ {sub(/^RESULT /, ""); print}' |
     python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["rps"], r["p99_ms"], sum(r["errors"].values()))'
 }
 
 echo
-echo "catalog reads, answer caches warm, wrk -t2 -c$CONNECTIONS -d$DURATION, $(nproc) cores, $FILMS films ($(date -u +%F), $(git rev-parse --short HEAD)):"
+echo "catalog reads, answer caches warm (film_detail_any: any film, mostly misses), wrk -t2 -c$CONNECTIONS -d$DURATION, $(nproc) cores, $FILMS films ($(date -u +%F), $(git rev-parse --short HEAD)):"
 printf '| %-15s | %12s | %12s | %14s | %14s | %6s |\n' route "peer req/s" "peer p99 ms" "cinema req/s" "cinema p99 ms" ratio
 printf '|%s|%s|%s|%s|%s|%s|\n' "-----------------" "--------------" "--------------" "----------------" "----------------" "--------"
 for route in $ROUTES; do

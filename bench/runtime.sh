@@ -8,8 +8,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/cinema-target}"
 DURATION="${1:-10s}"
 THREADS="${BENCH_THREADS:-2}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32}"
-COMPONENT_ADDR=127.0.0.1:38080
-NATIVE_ADDR=127.0.0.1:38081
+COMPONENT_ADDR=127.0.0.1:28080
+NATIVE_ADDR=127.0.0.1:28081
 
 if ! command -v wrk >/dev/null 2>&1; then
   echo "installing wrk (Debian package)..."
@@ -37,7 +37,7 @@ wait_for() {
 
 # shellcheck disable=SC2086  # BENCH_CINEMA_ARGS is a list of extra flags
 RUST_LOG=warn "$CINEMA" up --from spin.toml --listen "$COMPONENT_ADDR" \
-  --internal-listen 127.0.0.1:38082 ${BENCH_CINEMA_ARGS:-} >/dev/null &
+  --internal-listen 127.0.0.1:28082 ${BENCH_CINEMA_ARGS:-} >/dev/null &
 pids+=($!)
 "$CARGO_TARGET_DIR/release/cinema-bench-native-hello" "$NATIVE_ADDR" >/dev/null &
 pids+=($!)

@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/cinema-target}"
 DURATION="${1:-10s}"
-ADDR=127.0.0.1:38290
-INTERNAL=127.0.0.1:38291
+ADDR=127.0.0.1:28290
+INTERNAL=127.0.0.1:28291
 DB_BASE="${CINEMA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 DB_NAME=cinema_bench_token
 DB_URL="$DB_BASE/$DB_NAME"

@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/cinema-target}"
 EXAMPLES="${1:-100}"
-ADDR=127.0.0.1:38490
-INTERNAL=127.0.0.1:38491
+ADDR=127.0.0.1:28590
+INTERNAL=127.0.0.1:28591
 DB_BASE="${CINEMA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 DB_NAME=cinema_fuzz
 DB_URL="$DB_BASE/$DB_NAME"

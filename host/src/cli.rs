@@ -226,6 +226,14 @@ pub struct UpArgs {
     /// Postgres connections per distinct address guests connect to.
     #[arg(long, env = "CINEMA_POSTGRES_POOL_SIZE", default_value_t = 16)]
     pub postgres_pool_size: usize,
+    /// Threads serving the public listener, each with its own component instances
+    /// (0: one per core).
+    #[arg(long, env = "CINEMA_SERVING_THREADS", default_value_t = 0)]
+    pub serving_threads: usize,
+    /// Write /tmp/perf-<pid>.map so `perf report` names compiled guest functions
+    /// (profiling only).
+    #[arg(long, env = "CINEMA_GUEST_PERF_MAP")]
+    pub guest_perf_map: bool,
     /// Folder of the catalog search index; without it this host serves no search and
     /// runs no ETL.
     #[arg(long, env = "CINEMA_INDEX_DIR")]
@@ -464,6 +472,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         max_instances: args.max_instances.max(1),
         queue_timeout: Duration::from_millis(args.queue_timeout_ms),
         postgres_pool_size: args.postgres_pool_size.max(1),
+        serving_threads: match args.serving_threads {
+            0 => crate::runtime::default_serving_threads(),
+            threads => threads,
+        },
+        guest_perf_map: args.guest_perf_map,
     };
     tracing::info!(?settings, manifest = %args.manifest.display(), "starting");
     let runtime_config = match &args.runtime_config_file {

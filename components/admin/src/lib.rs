@@ -53,10 +53,10 @@ async fn handle(request: Request) -> impl IntoResponse {
         Surface::Api => api::serve(request).await,
         Surface::Console => console::serve(request).await,
     };
-    match answer {
+    cinema_edge::reply::sized(match answer {
         Ok(reply) => reply,
         Err(error) => error.into_reply(surface, &path),
-    }
+    })
 }
 
 /// The whole body, refused past [`MAX_BODY_BYTES`].

@@ -44,10 +44,10 @@ const MAX_NAME_CHARS: usize = 100;
 
 #[http_service]
 async fn handle(request: Request) -> impl IntoResponse {
-    match route(request).await {
+    cinema_edge::reply::sized(match route(request).await {
         Ok(reply) => reply,
         Err(error) => error.into_reply(),
-    }
+    })
 }
 
 /// What a handler knows about the caller's connection.

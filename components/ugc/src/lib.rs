@@ -75,10 +75,10 @@ const OPENAPI: &str = include_str!("../openapi.json");
 
 #[http_service]
 async fn handle(request: Request) -> impl IntoResponse {
-    match serve(request).await {
+    cinema_edge::reply::sized(match serve(request).await {
         Ok(reply) => reply,
         Err(error) => error.into_reply(),
-    }
+    })
 }
 
 /// The answer to an accepted write.

@@ -65,14 +65,26 @@ pub struct RuntimeSettings {
     /// Requests in flight at once across all components, shared out between them: each
     /// component gets an equal share unless its [`ComponentLimits`] name one, so a
     /// burst on some components never leaves another without instances. The pooling
-    /// allocator reserves twice as many instance slots (instances kept idle for reuse,
-    /// instances retiring while their successor starts).
+    /// allocator reserves `serving_threads + 1` times as many instance slots (instances
+    /// each serving thread keeps idle for reuse, instances retiring while their
+    /// successor starts).
     pub max_instances: u32,
     /// How long a request waits for its component's share before it is answered 503
     /// (`component_busy`, with `Retry-After`).
     pub queue_timeout: Duration,
     /// Postgres connections per distinct address.
     pub postgres_pool_size: usize,
+    /// Threads serving the public listener, each with its own instances of every
+    /// component (see [`server`]): a request never leaves the thread its connection
+    /// lives on.
+    pub serving_threads: usize,
+    /// Write `/tmp/perf-<pid>.map` so `perf` names the compiled guest functions.
+    pub guest_perf_map: bool,
+}
+
+/// One serving thread per core (at least one).
+pub fn default_serving_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 impl Default for RuntimeSettings {
@@ -86,6 +98,8 @@ impl Default for RuntimeSettings {
             max_instances: 256,
             queue_timeout: Duration::from_secs(2),
             postgres_pool_size: 16,
+            serving_threads: default_serving_threads(),
+            guest_perf_map: false,
         }
     }
 }
@@ -196,7 +210,10 @@ impl RuntimeConfig {
 pub struct App {
     pub name: String,
     router: Router<usize>,
-    components: Vec<ProxyHandler<ComponentInstances>>,
+    /// Per serving thread, the instance handler of every component (in router order):
+    /// instances live and serve on the thread their requests arrive on, so a request
+    /// never waits for a wake-up from another thread.
+    lanes: Vec<Vec<ProxyHandler<ComponentInstances>>>,
     /// Each component's share of requests in flight (same order as `components`).
     shares: Vec<tokio::sync::Semaphore>,
     queue_timeout: Duration,
@@ -218,14 +235,19 @@ impl std::fmt::Debug for App {
 const GUEST_MEMORY_RESERVATION: u64 = 1 << 32;
 
 /// Builds the one `Engine` of the process, its instance pool sized for `instances`
-/// requests in flight.
+/// requests in flight: room for those, for the instances each serving thread keeps
+/// idle for reuse (a thread keeps its own), and for instances retiring while their
+/// successors start.
 pub fn build_engine(settings: &RuntimeSettings, instances: u32) -> Result<Engine, LoadError> {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
     config.wasm_component_model_async(true);
     config.epoch_interruption(true);
     let mut pool = PoolingAllocationConfig::default();
-    let instances = instances.saturating_mul(2);
+    let copies = u32::try_from(settings.serving_threads.max(1))
+        .unwrap_or(u32::MAX)
+        .saturating_add(1);
+    let instances = instances.saturating_mul(copies);
     pool.total_component_instances(instances);
     pool.total_core_instances(instances * 8);
     pool.total_memories(instances * 4);
@@ -237,6 +259,9 @@ pub fn build_engine(settings: &RuntimeSettings, instances: u32) -> Result<Engine
     // store.
     config.memory_reservation(GUEST_MEMORY_RESERVATION);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if settings.guest_perf_map {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Engine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))
 }
 
@@ -324,8 +349,10 @@ impl App {
         let linker = build_linker(&engine).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
         let shutting_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let lane_count = settings.serving_threads.max(1);
         let mut index_of = BTreeMap::new();
-        let mut components = Vec::new();
+        let mut lanes: Vec<Vec<ProxyHandler<ComponentInstances>>> =
+            (0..lane_count).map(|_| Vec::new()).collect();
         let mut shares = Vec::new();
         for (id, decl) in &manifest.components {
             let context = ComponentContext::resolve(decl, &app_variables).map_err(|source| {
@@ -359,17 +386,20 @@ impl App {
             shares.push(tokio::sync::Semaphore::new(
                 own_limits.max_requests_in_flight,
             ));
-            index_of.insert(id.clone(), components.len());
-            components.push(ProxyHandler::new(ComponentInstances {
-                engine: engine.clone(),
-                pre: ProxyPre::P3(pre),
-                component: Arc::new(context),
-                shared: shared.clone(),
-                settings: settings.clone(),
-                limits: own_limits,
-                metrics: metrics.clone(),
-                shutting_down: shutting_down.clone(),
-            }));
+            index_of.insert(id.clone(), lanes[0].len());
+            let context = Arc::new(context);
+            for lane in &mut lanes {
+                lane.push(ProxyHandler::new(ComponentInstances {
+                    engine: engine.clone(),
+                    pre: ProxyPre::P3(pre.clone()),
+                    component: context.clone(),
+                    shared: shared.clone(),
+                    settings: settings.clone(),
+                    limits: own_limits,
+                    metrics: metrics.clone(),
+                    shutting_down: shutting_down.clone(),
+                }));
+            }
         }
         let router = Router::new(
             manifest
@@ -380,7 +410,7 @@ impl App {
         Ok(Self {
             name: manifest.name,
             router,
-            components,
+            lanes,
             shares,
             queue_timeout: settings.queue_timeout,
             metrics,
@@ -395,9 +425,14 @@ impl App {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// How many serving threads the instances are laid out for.
+    pub fn serving_threads(&self) -> usize {
+        self.lanes.len()
+    }
+
     /// Ids of the loaded components.
     pub fn component_ids(&self) -> Vec<String> {
-        self.components
+        self.lanes[0]
             .iter()
             .map(|c| c.state().component.id.to_string())
             .collect()
