@@ -19,7 +19,8 @@ INDEX_DIR ?= /var/tmp/cinema-index
 ## up: start local services, build everything, migrate, and serve the app on 127.0.0.1:3000
 up: services components host
 	$(CINEMA) migrate
-	$(CINEMA) up --from spin.toml --index-dir $(INDEX_DIR) --kafka-brokers 127.0.0.1:9092
+	$(CINEMA) up --from spin.toml --runtime-config-file cinema-runtime-config.toml \
+		--index-dir $(INDEX_DIR) --kafka-brokers 127.0.0.1:9092
 
 ## test: start local services, build components, run every test (the import check of
 ## every spin.toml component is one of them), then the lints, then a short fuzzing run

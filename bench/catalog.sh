@@ -44,7 +44,7 @@ export CINEMA_INTERNAL_API_TOKEN="bench-internal-$$-$RANDOM"
 export_component_databases "$DB_URL"
 SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
   SPIN_VARIABLE_INTERNAL_API_URL="http://$INTERNAL" RUST_LOG=warn \
-  "$CINEMA" up --from spin.toml --listen "$ADDR" --internal-listen "$INTERNAL" \
+  "$CINEMA" up --from spin.toml --runtime-config-file cinema-runtime-config.toml --listen "$ADDR" --internal-listen "$INTERNAL" \
   --index-dir "$INDEX_DIR" --etl-postgres-url "$DB_URL" >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 1 300); do curl -fsS -H "x-cinema-internal-token: $CINEMA_INTERNAL_API_TOKEN" "http://$INTERNAL/search/version" >/dev/null 2>&1 && break; sleep 0.1; done

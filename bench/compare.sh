@@ -7,7 +7,7 @@
 #   ROUTES="films_page film_detail" limits the routes (film_detail: 1,000 films, cached;
 #   film_detail_any: any of the films, mostly cache misses on both sides); REUSE=1 keeps the data of the last
 #   run (no seeding, copying or indexing); CINEMA_RUNTIME_CONFIG=FILE is passed to
-#   `cinema up --runtime-config-file`; CINEMA_BIN=FILE measures another build.
+#   `cinema up --runtime-config-file` (default cinema-runtime-config.toml); CINEMA_BIN=FILE measures another build.
 #
 # What it does: copies the peers to a scratch folder (CINEMA_PEERS_DIR, default
 # ../shared/peers; never changed in place), makes their virtualenv, seeds the peer's
@@ -99,7 +99,7 @@ SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
   SPIN_VARIABLE_INTERNAL_API_URL="http://$INTERNAL" RUST_LOG=warn \
   "$CINEMA" up --from spin.toml --listen "$ADDR" --internal-listen "$INTERNAL" \
   --index-dir "$INDEX_DIR" --etl-postgres-url "$DB_URL" --auth-postgres-url "$DB_URL" \
-  ${CINEMA_RUNTIME_CONFIG:+--runtime-config-file "$CINEMA_RUNTIME_CONFIG"} \
+  --runtime-config-file "${CINEMA_RUNTIME_CONFIG:-cinema-runtime-config.toml}" \
   >"$SCRATCH/cinema.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 300); do

@@ -42,7 +42,8 @@ start_platform() {
   export_component_databases "$db_url"
   SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$db_url")" \
     SPIN_VARIABLE_INTERNAL_API_URL="http://$internal" SPIN_VARIABLE_AUTH_API_URL="http://$addr" RUST_LOG=warn \
-    "$CINEMA" up --from spin.toml --listen "$addr" --internal-listen "$internal" \
+    "$CINEMA" up --from spin.toml --runtime-config-file cinema-runtime-config.toml \
+    --listen "$addr" --internal-listen "$internal" \
     --index-dir "$index_dir" --etl-postgres-url "$db_url" \
     --kafka-brokers 127.0.0.1:9092 --ugc-topic "$topics.ugc" --ugc-loader-group "$topics.loader" \
     --ugc-postgres-url "$db_url" --ugc-read-model-group "$topics.read_model" --spool-dir "$spool" \

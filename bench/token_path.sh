@@ -45,7 +45,7 @@ run_with() {
   export_component_databases "$DB_URL"
   SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
     SPIN_VARIABLE_INTERNAL_API_URL="http://$INTERNAL" SPIN_VARIABLE_REVOCATION_CHECK_MS="$check_ms" RUST_LOG=warn \
-    "$CINEMA" up --from spin.toml --listen "$ADDR" --internal-listen "$INTERNAL" \
+    "$CINEMA" up --from spin.toml --runtime-config-file cinema-runtime-config.toml --listen "$ADDR" --internal-listen "$INTERNAL" \
     --index-dir "$INDEX_DIR" --etl-postgres-url "$DB_URL" --auth-postgres-url "$DB_URL" >/dev/null 2>&1 &
   pid=$!
   for _ in $(seq 1 300); do

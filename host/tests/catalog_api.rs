@@ -133,6 +133,8 @@ fn start_app(
     }
     options.manifest = Some(common::workspace_root().join("spin.toml"));
     options.internal_listen = Some(format!("127.0.0.1:{internal_port}"));
+    // The limits `make up` runs with (the catalog serves several requests per instance).
+    options.runtime_config = Some(include_str!("../../cinema-runtime-config.toml").to_owned());
     spawn_app(options)
 }
 
