@@ -214,7 +214,8 @@ pub struct App {
     /// instances live and serve on the thread their requests arrive on, so a request
     /// never waits for a wake-up from another thread.
     lanes: Vec<Vec<ProxyHandler<ComponentInstances>>>,
-    /// Each component's share of requests in flight (same order as `components`).
+    /// Each component's share of requests in flight, across every serving thread (same
+    /// order as each lane).
     shares: Vec<tokio::sync::Semaphore>,
     queue_timeout: Duration,
     metrics: RuntimeMetrics,

@@ -142,14 +142,14 @@ impl App {
         // `queue_timeout`, then is told to come back (other components are unaffected).
         let share = &self.shares[index];
         let permit = match share.try_acquire() {
-            Ok(permit) => Ok(permit),
+            Ok(permit) => Some(permit),
             // Only a full share arms a timer.
-            Err(_) => match tokio::time::timeout(self.queue_timeout, share.acquire()).await {
-                Ok(Ok(permit)) => Ok(permit),
-                _ => Err(()),
-            },
+            Err(_) => tokio::time::timeout(self.queue_timeout, share.acquire())
+                .await
+                .ok()
+                .and_then(Result::ok),
         };
-        let Ok(_permit) = permit else {
+        let Some(_permit) = permit else {
             self.metrics
                 .request_failed(&component_id, &route, RequestErrorKind::Busy);
             let response = failure_response(RequestErrorKind::Busy, &request_id);
