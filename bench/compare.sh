@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # The platform side by side with the FastAPI stack it replaces (../shared/peers), on the
 # same rows, with the same wrk scripts, in one run: the catalog reads with the answer
-# cache warm on both sides. Prints one table with req/s, p99 and the ratio per route.
+# cache warm on both sides, then the searches with no answer cache on either side (the
+# peer's Postgres full-text search against the host's search API). Prints one table with
+# req/s, p99 and the ratio per route.
 #
 #   bench/compare.sh [DURATION] [CONNECTIONS]        (defaults 10s, 32)
 #   ROUTES="films_page film_detail" limits the routes (film_detail: 1,000 films, cached;
-#   film_detail_any: any of the films, mostly cache misses on both sides); REUSE=1 keeps the data of the last
+#   film_detail_any: any of the films, mostly cache misses on both sides;
+#   search_uncached, list_uncached: the peer's films_search and films_page with its cache
+#   off, against the host's /search/films; list_mix, facets: the host alone, lists with
+#   any sort, filter and page, and a search's genre facets); REUSE=1 keeps the data of the last
 #   run (no seeding, copying or indexing); CINEMA_RUNTIME_CONFIG=FILE is passed to
 #   `cinema up --runtime-config-file` (default cinema-runtime-config.toml); CINEMA_BIN=FILE measures another build.
 #
@@ -30,12 +35,13 @@ PEERS="$SCRATCH/peers"
 ADDR=127.0.0.1:28400
 INTERNAL=127.0.0.1:28401
 PEER_PORT=28410
+PEER_UNCACHED_PORT=28411
 DB_BASE="${CINEMA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 DB_NAME=cinema_compare
 DB_URL="$DB_BASE/$DB_NAME"
 INDEX_DIR="$SCRATCH/index"
 CINEMA="${CINEMA_BIN:-$CARGO_TARGET_DIR/release/cinema}"
-ROUTES="${ROUTES:-films_page film_detail films_search persons_search film_detail_any}"
+ROUTES="${ROUTES:-films_page film_detail films_search persons_search film_detail_any search_uncached list_uncached list_mix facets}"
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
@@ -92,6 +98,12 @@ fi
 echo "starting the peer (uvicorn, 2 workers, Redis cache) on :$PEER_PORT..."
 (cd "$PEERS" && CACHE_TTL_S=300 WORKERS=2 PORT=$PEER_PORT exec catalog-fastapi/run.sh >"$SCRATCH/peer.log" 2>&1) &
 pids+=($!)
+# The same peer without its cache, for the uncached rows; it idles until they run.
+if [[ " $ROUTES " == *_uncached* ]]; then
+  echo "starting the peer without its cache on :$PEER_UNCACHED_PORT..."
+  (cd "$PEERS" && CACHE_TTL_S=0 WORKERS=2 PORT=$PEER_UNCACHED_PORT exec catalog-fastapi/run.sh >"$SCRATCH/peer-uncached.log" 2>&1) &
+  pids+=($!)
+fi
 export CINEMA_INTERNAL_API_TOKEN="compare-$$-$RANDOM"
 export_component_databases "$DB_URL"
 echo "starting cinema up on $ADDR..."
@@ -104,6 +116,7 @@ SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
 pids+=($!)
 for _ in $(seq 1 300); do
   curl -fs -o /dev/null "http://127.0.0.1:$PEER_PORT/health" &&
+    { [[ " $ROUTES " != *_uncached* ]] || curl -fs -o /dev/null "http://127.0.0.1:$PEER_UNCACHED_PORT/health"; } &&
     curl -fs -o /dev/null -H "x-cinema-internal-token: $CINEMA_INTERNAL_API_TOKEN" "http://$INTERNAL/search/version" && break
   sleep 0.2
 done
@@ -124,12 +137,28 @@ PEER_TOKEN=$(cd "$PEERS" && "$PY" catalog-fastapi/mkjwt.py)
 DETAIL_IDS="${DETAIL_IDS:-1000}"
 head -n "$DETAIL_IDS" "$PEERS/load/data/film_ids.txt" >"$PEERS/load/data/film_ids_cached.txt"
 
+# search_api NAME MODE DURATION -> the host's search API driven by bench/wrk/search_api.lua
+search_api() {
+  MODE="$2" DATA_DIR="$PEERS/load/data" wrk -t2 -c"$CONNECTIONS" -d"$3" --latency --timeout 10s \
+    -H "x-cinema-internal-token: $CINEMA_INTERNAL_API_TOKEN" -s "$ROOT/bench/wrk/search_api.lua" "http://$INTERNAL"
+}
+
 # result SERVICE BASE TOKEN ROUTE -> "rps p99_ms errors" (after a warm-up that fills the
-# caches; errors: non-2xx answers and socket errors)
+# caches; errors: non-2xx answers and socket errors); "- - 0" when SERVICE has no such route
 result() {
   local script=$4 ids=film_ids_cached.txt
-  case $4 in
-    film_detail_any) script=film_detail ids=film_ids.txt ;;
+  case $1:$4 in
+    *:film_detail_any) script=film_detail ids=film_ids.txt ;;
+    peer:search_uncached) script=films_search ;;
+    peer:list_uncached) script=films_page ;;
+    peer:list_mix | peer:facets) echo "- - 0"; return ;;
+    cinema:search_uncached | cinema:list_uncached | cinema:list_mix | cinema:facets)
+      local mode=${4%_uncached}
+      search_api "$1" "$mode" 3s >/dev/null 2>&1 || true
+      search_api "$1" "$mode" "$DURATION" 2>&1 | tee "$SCRATCH/$1-$4.txt" |
+        awk '/^RESULT/ {sub(/^RESULT /, ""); print}' |
+        python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["rps"], r["p99_ms"], sum(r["errors"].values()))'
+      return ;;
   esac
   BASE_URL="$2" TOKEN="$3" DATA_DIR="$PEERS/load/data" PEERS_DIR="$PEERS" IDS_FILE="$ids" \
     "$PEERS/load/run_wrk.sh" "$script" 5s "$CONNECTIONS" >/dev/null 2>&1 || true
@@ -140,14 +169,16 @@ result() {
 }
 
 echo
-echo "catalog reads, answer caches warm (film_detail_any: any film, mostly misses), wrk -t2 -c$CONNECTIONS -d$DURATION, $(nproc) cores, $FILMS films ($(date -u +%F), $(git rev-parse --short HEAD)):"
+echo "catalog reads, answer caches warm (film_detail_any: any film, mostly misses; *_uncached, list_mix, facets: no cache, the host's search API), wrk -t2 -c$CONNECTIONS -d$DURATION, $(nproc) cores, $FILMS films ($(date -u +%F), $(git rev-parse --short HEAD)):"
 printf '| %-15s | %12s | %12s | %14s | %14s | %6s |\n' route "peer req/s" "peer p99 ms" "cinema req/s" "cinema p99 ms" ratio
 printf '|%s|%s|%s|%s|%s|%s|\n' "-----------------" "--------------" "--------------" "----------------" "----------------" "--------"
 for route in $ROUTES; do
-  read -r peer_rps peer_p99 peer_errors <<<"$(result peer "http://127.0.0.1:$PEER_PORT" "$PEER_TOKEN" "$route")"
+  peer_base="http://127.0.0.1:$PEER_PORT"
+  [[ $route != *_uncached ]] || peer_base="http://127.0.0.1:$PEER_UNCACHED_PORT"
+  read -r peer_rps peer_p99 peer_errors <<<"$(result peer "$peer_base" "$PEER_TOKEN" "$route")"
   read -r cinema_rps cinema_p99 cinema_errors <<<"$(result cinema "http://$ADDR" "$CINEMA_TOKEN" "$route")"
   [ "$peer_errors" = 0 ] || echo "  warning: the peer answered $route with $peer_errors errors (see $SCRATCH/peer-$route.txt)" >&2
   [ "$cinema_errors" = 0 ] || echo "  warning: cinema answered $route with $cinema_errors errors (see $SCRATCH/cinema-$route.txt)" >&2
-  ratio=$(python3 -c "print(f'{float(\"$cinema_rps\") / float(\"$peer_rps\"):.1f}x')")
+  ratio=$(python3 -c "print('-' if '$peer_rps' == '-' else f'{float(\"$cinema_rps\") / float(\"$peer_rps\"):.1f}x')")
   printf '| %-15s | %12s | %12s | %14s | %14s | %6s |\n' "$route" "$peer_rps" "$peer_p99" "$cinema_rps" "$cinema_p99" "$ratio"
 done

@@ -4,8 +4,10 @@
 //!
 //! Routes (all `GET`, JSON, every 200 carries `x-index-version`):
 //! - `/search/version` → `{"version"}`
-//! - `/search/films?query&genre&person&year_from&year_to&rating_from&rating_to&type&access&sort&page_size&page_number`
-//!   → `{"version","total","page_number","page_size","items":[...],"facets":{"genre":[...]}}`
+//! - `/search/films?query&genre&person&year_from&year_to&rating_from&rating_to&type&access&sort&page_size&page_number&facets`
+//!   → `{"version","total","page_number","page_size","items":[...],"facets":{"genre":[...]}}`;
+//!   `facets=none` skips counting genres (`facets.genre` is then empty), `facets=genre`
+//!   (the default) counts them over every hit.
 //! - `/search/films/{uuid}`, `/search/genres`, `/search/genres/{uuid}`,
 //!   `/search/persons?query&page_size&page_number`, `/search/persons/{uuid}`,
 //!   `/search/persons/{uuid}/films`
@@ -252,6 +254,7 @@ pub fn film_query(params: &HashMap<String, String>) -> ApiResult<FilmQuery> {
         sort,
         page_size,
         page_number,
+        facets: one_of(params, "facets", &["genre", "none"])?.as_deref() != Some("none"),
     })
 }
 
@@ -276,7 +279,13 @@ async fn films(
 ) -> ApiResult<Response> {
     let index = ready_index(&state)?;
     let query = film_query(&params)?;
-    let page = blocking(move || Ok(index.search_films(&query)?)).await?;
+    // A list from the film table takes microseconds: a hop to the blocking pool would
+    // cost more than the list itself.
+    let page = if index.lists_from_table(&query) {
+        index.search_films(&query)?
+    } else {
+        blocking(move || Ok(index.search_films(&query)?)).await?
+    };
     Ok(versioned(page.version, page))
 }
 

@@ -85,6 +85,12 @@ fn with_query(path: String, query: &str) -> String {
     }
 }
 
+/// The host's film search with these parameters, genre counts skipped.
+fn films_without_facets(mut pairs: Vec<(&'static str, String)>) -> String {
+    pairs.push(("facets", "none".into()));
+    with_query("/search/films".into(), &canonical_query(&pairs))
+}
+
 impl Resource {
     /// Validates a catalog route's path ids and query string. `None` for
     /// [`Route::OpenApi`], which is not a catalog resource.
@@ -106,14 +112,9 @@ impl Resource {
     /// Path and query of the host's internal search API serving this resource.
     pub fn upstream_path(&self) -> String {
         match self {
-            Self::FilmList(params) => with_query(
-                "/search/films".into(),
-                &canonical_query(&params.canonical_pairs()),
-            ),
-            Self::FilmSearch(params) => with_query(
-                "/search/films".into(),
-                &canonical_query(&params.canonical_pairs()),
-            ),
+            // Lists and searches do not show facets: the host skips counting them.
+            Self::FilmList(params) => films_without_facets(params.canonical_pairs()),
+            Self::FilmSearch(params) => films_without_facets(params.canonical_pairs()),
             Self::FilmFacets(params) => {
                 // Facets and the total come with any page; the smallest one is enough.
                 let mut pairs = params.canonical_pairs();
@@ -243,7 +244,7 @@ mod tests {
             .expect("a resource");
         assert_eq!(
             list.upstream_path(),
-            "/search/films?access=free&sort=-imdb_rating&page_size=10&page_number=1"
+            "/search/films?access=free&sort=-imdb_rating&page_size=10&page_number=1&facets=none"
         );
         let facets = Resource::validate(Route::FilmFacets, "query=x")
             .expect("valid")

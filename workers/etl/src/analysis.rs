@@ -32,6 +32,23 @@ pub fn catalog_analyzer() -> TextAnalyzer {
         .build()
 }
 
+/// The analyzer a search's highlights are made with: it marks `terms` (analyzed query
+/// terms) in a text as [`catalog_analyzer`] would, with less work. Words split as the
+/// catalog analyzer splits them (letters and digits, with a shortcut for ASCII and
+/// Cyrillic), and a word whose first letter starts none of the terms cannot become one
+/// (stemming only rewrites endings), so it becomes an empty token without being
+/// lowercased or stemmed; every other word gets exactly the catalog analyzer's term.
+pub fn highlight_analyzer(terms: &[String]) -> TextAnalyzer {
+    let mut initials: Vec<char> = terms.iter().filter_map(|t| t.chars().next()).collect();
+    initials.sort_unstable();
+    initials.dedup();
+    TextAnalyzer::from(HighlightTokenizer {
+        initials,
+        analyzer: catalog_analyzer(),
+        token: Token::default(),
+    })
+}
+
 /// Registers the catalog analyzer on an index (needed after every open).
 pub fn register(index: &Index) {
     index
@@ -97,6 +114,91 @@ impl<T: TokenStream> TokenStream for YoFoldingStream<T> {
     }
 }
 
+/// What `SimpleTokenizer` counts as part of a word, with the common alphabets first.
+fn is_word_char(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(c, '\u{0410}'..='\u{044F}' | 'ё' | 'Ё')
+        || (!c.is_ascii() && c.is_alphanumeric())
+}
+
+/// See [`highlight_analyzer`].
+#[derive(Clone)]
+struct HighlightTokenizer {
+    initials: Vec<char>,
+    analyzer: TextAnalyzer,
+    token: Token,
+}
+
+impl Tokenizer for HighlightTokenizer {
+    type TokenStream<'a> = HighlightStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> HighlightStream<'a> {
+        self.token.reset();
+        HighlightStream {
+            text,
+            chars: text.char_indices(),
+            initials: &self.initials,
+            analyzer: &mut self.analyzer,
+            token: &mut self.token,
+        }
+    }
+}
+
+struct HighlightStream<'a> {
+    text: &'a str,
+    chars: std::str::CharIndices<'a>,
+    initials: &'a [char],
+    analyzer: &'a mut TextAnalyzer,
+    token: &'a mut Token,
+}
+
+impl TokenStream for HighlightStream<'_> {
+    fn advance(&mut self) -> bool {
+        loop {
+            let start = loop {
+                match self.chars.next() {
+                    None => return false,
+                    Some((at, c)) if is_word_char(c) => break at,
+                    Some(_) => {}
+                }
+            };
+            let end = self
+                .chars
+                .by_ref()
+                .find(|(_, c)| !is_word_char(*c))
+                .map_or(self.text.len(), |(at, _)| at);
+            self.token.position = self.token.position.wrapping_add(1);
+            let word = &self.text[start..end];
+            if word.len() > MAX_TOKEN_BYTES {
+                continue;
+            }
+            self.token.offset_from = start;
+            self.token.offset_to = end;
+            self.token.text.clear();
+            let initial = word
+                .chars()
+                .next()
+                .and_then(|c| c.to_lowercase().next())
+                .map(|c| if c == 'ё' { 'е' } else { c });
+            if initial.is_some_and(|c| self.initials.contains(&c)) {
+                let mut analyzed = self.analyzer.token_stream(word);
+                if analyzed.advance() {
+                    self.token.text.push_str(&analyzed.token().text);
+                }
+            }
+            return true;
+        }
+    }
+
+    fn token(&self) -> &Token {
+        self.token
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.token
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +217,34 @@ mod tests {
     fn yo_folds_to_ye_in_any_case() {
         assert_eq!(terms("ЁЛКИ"), terms("елки"));
         assert_eq!(terms("Алёша"), terms("алеша"));
+    }
+
+    /// The highlight analyzer gives every token that could be a query term the term
+    /// the catalog analyzer gives it (stemmers keep a word's first letter).
+    #[test]
+    fn highlight_analyzer_keeps_every_possible_match() {
+        let text = "Ёлки, ёжики и Елена: skies, dying, happy Skiers — МАТРИЦЫ matrices 2000 \
+            ǅemal Ωmega x҂y café naïve façade";
+        let all = terms(text);
+        let query: Vec<String> = terms("ёлка ёж елену небо sky die happy ski матрица matrix 2000");
+        let mut analyzer = highlight_analyzer(&query);
+        let mut stream = analyzer.token_stream(text);
+        let mut filtered = Vec::new();
+        while stream.advance() {
+            filtered.push(stream.token().text.clone());
+        }
+        assert_eq!(filtered.len(), all.len());
+        for (full, kept) in all.iter().zip(&filtered) {
+            if query.contains(full) {
+                assert_eq!(kept, full);
+            } else {
+                assert!(kept.is_empty() || kept == full, "{kept} vs {full}");
+            }
+        }
+        assert!(
+            filtered.iter().any(|t| t.is_empty()),
+            "something was skipped"
+        );
     }
 
     /// Punctuation splits words; digits are words; nothing is left of pure punctuation.

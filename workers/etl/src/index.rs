@@ -182,7 +182,7 @@ impl CatalogIndex {
 }
 
 /// Days from 1970-01-01 to a `YYYY-MM-DD` date.
-fn days_since_epoch(date: &str) -> Option<i64> {
+pub(crate) fn days_since_epoch(date: &str) -> Option<i64> {
     let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
     let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
     Some((date - epoch).num_days())

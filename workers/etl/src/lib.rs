@@ -6,7 +6,8 @@
 //! - [`source`]: every Postgres read; [`index`]: the index on disk and the durable
 //!   position committed with it;
 //! - [`sync`]: the ETL itself (full build, `LISTEN/NOTIFY` increments, catch-up,
-//!   backoff); [`search`]: the warm reader and the queries the search API serves.
+//!   backoff); [`search`]: the warm reader and the queries the search API serves;
+//!   [`listing`]: the in-memory film table lists and facet counts come from.
 //!
 //! The host runs [`sync::run`] under `cinema up` and serves [`search::SearchIndex`]
 //! on its internal API; `cinema reindex` runs [`sync::Indexer::full_build`].
@@ -14,6 +15,7 @@
 pub mod analysis;
 pub mod error;
 pub mod index;
+pub mod listing;
 pub mod model;
 pub mod schema;
 pub mod search;

@@ -20,6 +20,7 @@ use tantivy::{DocAddress, IndexReader, Order, ReloadPolicy, Searcher, TantivyDoc
 
 use crate::analysis;
 use crate::index::{CatalogIndex, Position};
+use crate::listing::{FilmTable, GenreCounter, SegmentCache};
 use crate::model::{Film, FilmListItem, Genre, GenreRef, Highlight, Person};
 use crate::schema::{GENRE_FACET_ROOT, Kind};
 
@@ -80,6 +81,9 @@ pub struct FilmQuery {
     pub sort: FilmSort,
     pub page_size: usize,
     pub page_number: usize,
+    /// Whether to count the genres of every hit (`facets` in the page); counting is
+    /// skipped, and `facets.genre` left empty, when the caller does not show them.
+    pub facets: bool,
 }
 
 impl Default for FilmQuery {
@@ -97,6 +101,7 @@ impl Default for FilmQuery {
             sort: FilmSort::Rating(Order::Desc),
             page_size: 50,
             page_number: 1,
+            facets: true,
         }
     }
 }
@@ -141,6 +146,9 @@ struct Snapshot {
     version: u64,
     genres: Vec<Genre>,
     genre_names: HashMap<String, String>,
+    /// Lists and list items without a tantivy query (`None`: more genres than it
+    /// counts; the tantivy path serves everything).
+    films: Option<Arc<FilmTable>>,
 }
 
 /// The warm reader of the catalog index. Cheap to share (`Arc`); every search sees
@@ -149,6 +157,8 @@ pub struct SearchIndex {
     index: CatalogIndex,
     reader: IndexReader,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// Films read per segment, kept across publishes.
+    segments: SegmentCache,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -169,11 +179,13 @@ impl SearchIndex {
             .reload_policy(ReloadPolicy::Manual)
             .doc_store_cache_num_blocks(256)
             .try_into()?;
-        let snapshot = build_snapshot(index, &reader)?;
+        let segments = SegmentCache::default();
+        let snapshot = build_snapshot(index, &reader, &segments)?;
         Ok(Self {
             index: index.clone(),
             reader,
             snapshot: RwLock::new(Arc::new(snapshot)),
+            segments,
         })
     }
 
@@ -181,7 +193,7 @@ impl SearchIndex {
     /// new version.
     pub fn reload(&self) -> SearchResult<u64> {
         self.reader.reload()?;
-        let snapshot = Arc::new(build_snapshot(&self.index, &self.reader)?);
+        let snapshot = Arc::new(build_snapshot(&self.index, &self.reader, &self.segments)?);
         let version = snapshot.version;
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
         Ok(version)
@@ -209,9 +221,33 @@ impl SearchIndex {
         self.version() > 0
     }
 
-    /// Films matching text and filters, one page, with genre facet counts.
+    /// Films matching text and filters, one page, with genre facet counts. Lists (no
+    /// text, no person) come from the film table; the rest runs a tantivy query.
     pub fn search_films(&self, query: &FilmQuery) -> SearchResult<FilmPage> {
         let snapshot = self.snapshot();
+        match &snapshot.films {
+            Some(table) if FilmTable::answers(query) => {
+                let page = table.list(query, query.sort);
+                Ok(film_page(
+                    &snapshot,
+                    query,
+                    page.total,
+                    page.items,
+                    page.genre_counts,
+                ))
+            }
+            _ => self.query_films(&snapshot, query),
+        }
+    }
+
+    /// Whether [`SearchIndex::search_films`] answers this query from the film table:
+    /// microseconds, cheap enough to run on an async worker.
+    pub fn lists_from_table(&self, query: &FilmQuery) -> bool {
+        self.snapshot().films.is_some() && FilmTable::answers(query)
+    }
+
+    /// [`SearchIndex::search_films`] by a tantivy query, whatever the query.
+    fn query_films(&self, snapshot: &Snapshot, query: &FilmQuery) -> SearchResult<FilmPage> {
         let searcher = &snapshot.searcher;
         let s = &self.index.schema;
         let terms = analysis::terms(&query.text);
@@ -260,70 +296,74 @@ impl SearchIndex {
         };
         let offset = (query.page_number.max(1) - 1) * query.page_size;
         let top = TopDocs::with_limit(query.page_size.max(1)).and_offset(offset);
-        let mut facet_collector = FacetCollector::for_field("genre_facet");
-        facet_collector.add_facet(genre_facet_root());
-        let (addresses, total, facet_counts) = match sort {
+        // Genres are counted from the film table's masks while the query runs; without
+        // a table, by the facet column in a second pass.
+        let counter = snapshot
+            .films
+            .clone()
+            .filter(|_| query.facets)
+            .map(GenreCounter);
+        let (addresses, total, table_counts) = match sort {
             FilmSort::Relevance => {
-                let (hits, total, facets) = searcher.search(
-                    &tantivy_query,
-                    &(top.order_by_score(), Count, facet_collector),
-                )?;
-                (addresses(hits), total, facets)
+                let (hits, total, counts) =
+                    searcher.search(&tantivy_query, &(top.order_by_score(), Count, counter))?;
+                (addresses(hits), total, counts)
             }
             FilmSort::Rating(order) => {
-                let (hits, total, facets) = searcher.search(
+                let (hits, total, counts) = searcher.search(
                     &tantivy_query,
                     &(
                         top.order_by_fast_field::<f64>("rating", order),
                         Count,
-                        facet_collector,
+                        counter,
                     ),
                 )?;
-                (addresses(hits), total, facets)
+                (addresses(hits), total, counts)
             }
             FilmSort::CreationDate(order) => {
-                let (hits, total, facets) = searcher.search(
+                let (hits, total, counts) = searcher.search(
                     &tantivy_query,
                     &(
                         top.order_by_fast_field::<i64>("date", order),
                         Count,
-                        facet_collector,
+                        counter,
                     ),
                 )?;
-                (addresses(hits), total, facets)
+                (addresses(hits), total, counts)
             }
+        };
+        let genre_counts = match (&snapshot.films, table_counts) {
+            _ if !query.facets => Vec::new(),
+            (Some(table), Some(counts)) => table.genre_entries(&counts),
+            _ => facet_counts(snapshot, &tantivy_query)?,
         };
 
         let highlighter =
             (!terms.is_empty()).then(|| Highlighter::new(&terms, s.title, s.description));
         let mut items = Vec::with_capacity(addresses.len());
         for address in addresses {
-            let film: Film = stored(searcher, s.doc, address)?;
-            let mut item = FilmListItem::from(&film);
-            if let Some(highlighter) = &highlighter {
-                item.highlight = Some(highlighter.highlight(&film));
-            }
+            let item = match snapshot.films.as_ref().and_then(|t| t.film_at(address)) {
+                Some(film) => {
+                    let mut item = film.item.clone();
+                    if let Some(highlighter) = &highlighter {
+                        item.highlight =
+                            Some(highlighter.highlight(&film.item.title, &film.description));
+                    }
+                    item
+                }
+                None => {
+                    let film: Film = stored(searcher, s.doc, address)?;
+                    let mut item = FilmListItem::from(&film);
+                    if let Some(highlighter) = &highlighter {
+                        item.highlight =
+                            Some(highlighter.highlight(&film.title, &film.description));
+                    }
+                    item
+                }
+            };
             items.push(item);
         }
-        let mut genre = Vec::new();
-        for (facet, count) in facet_counts.get(genre_facet_root()) {
-            let uuid = facet
-                .to_path()
-                .last()
-                .map(|s| s.to_string())
-                .unwrap_or_default();
-            let name = snapshot.genre_names.get(&uuid).cloned().unwrap_or_default();
-            genre.push(FacetCount { uuid, name, count });
-        }
-        genre.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
-        Ok(FilmPage {
-            version: snapshot.version,
-            total,
-            page_number: query.page_number,
-            page_size: query.page_size,
-            items,
-            facets: Facets { genre },
-        })
+        Ok(film_page(snapshot, query, total, items, genre_counts))
     }
 
     /// A film's detail.
@@ -359,6 +399,7 @@ impl SearchIndex {
         let query = FilmQuery {
             person: Some(uuid.to_owned()),
             page_size: MAX_PERSON_FILMS,
+            facets: false,
             ..FilmQuery::default()
         };
         Ok(Some(self.search_films(&query)?.items))
@@ -420,6 +461,52 @@ impl SearchIndex {
             None => Ok(None),
         }
     }
+}
+
+/// A page as the search API answers it; facets by count, then name.
+fn film_page(
+    snapshot: &Snapshot,
+    query: &FilmQuery,
+    total: usize,
+    items: Vec<FilmListItem>,
+    genre_counts: Vec<(String, String, u64)>,
+) -> FilmPage {
+    let mut genre: Vec<FacetCount> = genre_counts
+        .into_iter()
+        .map(|(uuid, name, count)| FacetCount { uuid, name, count })
+        .collect();
+    genre.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+    FilmPage {
+        version: snapshot.version,
+        total,
+        page_number: query.page_number,
+        page_size: query.page_size,
+        items,
+        facets: Facets { genre },
+    }
+}
+
+/// Genre counts of every hit of a query from the facet column (the path without a
+/// film table).
+fn facet_counts(
+    snapshot: &Snapshot,
+    query: &dyn Query,
+) -> SearchResult<Vec<(String, String, u64)>> {
+    let mut collector = FacetCollector::for_field("genre_facet");
+    collector.add_facet(genre_facet_root());
+    let counts = snapshot.searcher.search(query, &collector)?;
+    Ok(counts
+        .get(genre_facet_root())
+        .map(|(facet, count)| {
+            let uuid = facet
+                .to_path()
+                .last()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            let name = snapshot.genre_names.get(&uuid).cloned().unwrap_or_default();
+            (uuid, name, count)
+        })
+        .collect())
 }
 
 fn genre_facet_root() -> Facet {
@@ -501,7 +588,7 @@ impl Highlighter {
         let generator = |field| {
             SnippetGenerator::new(
                 words.clone(),
-                analysis::catalog_analyzer(),
+                analysis::highlight_analyzer(terms),
                 field,
                 SNIPPET_CHARS,
             )
@@ -512,10 +599,10 @@ impl Highlighter {
         }
     }
 
-    fn highlight(&self, film: &Film) -> Highlight {
+    fn highlight(&self, title: &str, description: &str) -> Highlight {
         Highlight {
-            title: self.title.snippet(&film.title).to_html(),
-            description: self.description.snippet(&film.description).to_html(),
+            title: self.title.snippet(title).to_html(),
+            description: self.description.snippet(description).to_html(),
         }
     }
 }
@@ -534,7 +621,11 @@ fn stored<T: serde::de::DeserializeOwned>(
         .map_err(|e| SearchError::CorruptDocument(format!("{address:?}: {e}")))
 }
 
-fn build_snapshot(index: &CatalogIndex, reader: &IndexReader) -> SearchResult<Snapshot> {
+fn build_snapshot(
+    index: &CatalogIndex,
+    reader: &IndexReader,
+    segments: &SegmentCache,
+) -> SearchResult<Snapshot> {
     let searcher = reader.searcher();
     let version = Position::of(&index.index)
         .ok()
@@ -577,11 +668,13 @@ fn build_snapshot(index: &CatalogIndex, reader: &IndexReader) -> SearchResult<Sn
         .iter()
         .map(|g| (g.uuid.clone(), g.name.clone()))
         .collect();
+    let films = FilmTable::build(segments, &searcher, s.kind, s.doc, &genres)?.map(Arc::new);
     Ok(Snapshot {
         searcher,
         version,
         genres,
         genre_names,
+        films,
     })
 }
 
@@ -611,5 +704,236 @@ impl SearchIndex {
             }
         }
         Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::commit;
+    use crate::model::PersonRef;
+    use crate::schema::SCHEMA_VERSION;
+
+    const GENRES: [&str; 5] = [
+        "00000000-0000-4000-8000-0000000000a1",
+        "00000000-0000-4000-8000-0000000000a2",
+        "00000000-0000-4000-8000-0000000000a3",
+        "00000000-0000-4000-8000-0000000000a4",
+        "00000000-0000-4000-8000-0000000000a5",
+    ];
+
+    /// A deterministic catalogue: ratings and dates with ties and gaps, 0–3 genres,
+    /// both types and accesses.
+    fn film(n: u64) -> Film {
+        let pick =
+            |salt: u64, modulo: u64| (n.wrapping_mul(2654435761).wrapping_add(salt * 97)) % modulo;
+        let genre = (0..pick(1, 4))
+            .map(|i| {
+                let g = ((pick(2, 5) + i) % 5) as usize;
+                GenreRef {
+                    uuid: GENRES[g].to_owned(),
+                    name: format!("Genre {g}"),
+                }
+            })
+            .collect();
+        Film {
+            uuid: format!("00000000-0000-4000-8000-{n:012}"),
+            title: format!(
+                "Film {}",
+                ["matrix", "brat", "yolki", "war"][pick(3, 4) as usize]
+            ),
+            imdb_rating: (pick(4, 7) != 0).then(|| pick(5, 20) as f64 / 2.0),
+            description: "a film".to_owned(),
+            creation_date: (pick(6, 9) != 0).then(|| {
+                format!(
+                    "{}-0{}-1{}",
+                    1980 + pick(7, 40),
+                    1 + pick(8, 9),
+                    pick(9, 10)
+                )
+            }),
+            film_type: ["movie", "tv_show"][pick(10, 2) as usize].to_owned(),
+            access: ["free", "subscription"][pick(11, 2) as usize].to_owned(),
+            genre,
+            actors: vec![PersonRef {
+                uuid: "00000000-0000-4000-8000-00000000p001".replace('p', "0"),
+                full_name: "Keanu".to_owned(),
+            }],
+            writers: vec![],
+            directors: vec![],
+        }
+    }
+
+    /// An index of 400 films over three segments, with some deleted and some rewritten,
+    /// so lists meet deletes and several segments.
+    fn catalogue(name: &str) -> SearchIndex {
+        let dir = std::env::temp_dir().join(format!("cinema-etl-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let index = CatalogIndex::open_or_create(&dir).expect("index");
+        let mut writer = index.writer(1).expect("writer");
+        for (g, uuid) in GENRES.iter().enumerate() {
+            writer
+                .add_document(index.genre_document(&GenreRef {
+                    uuid: (*uuid).to_owned(),
+                    name: format!("Genre {g}"),
+                }))
+                .expect("genre");
+        }
+        let mut generation = 0;
+        for batch in 0..3u64 {
+            for n in batch * 150..(batch * 150 + 150).min(400) {
+                writer
+                    .add_document(index.film_document(&film(n)))
+                    .expect("film");
+            }
+            for n in (0..400).filter(|n| n % 37 == batch) {
+                writer.delete_term(index.key_term(Kind::Film, &film(n).uuid));
+            }
+            generation += 1;
+            let position = Position {
+                schema_version: SCHEMA_VERSION,
+                generation,
+                watermark: None,
+            };
+            commit(&mut writer, &position).expect("commit");
+        }
+        SearchIndex::open(&index).expect("reader")
+    }
+
+    fn uuids(page: &FilmPage) -> Vec<&str> {
+        page.items.iter().map(|i| i.uuid.as_str()).collect()
+    }
+
+    fn facets(page: &FilmPage) -> Vec<(&str, u64)> {
+        page.facets
+            .genre
+            .iter()
+            .map(|f| (f.uuid.as_str(), f.count))
+            .collect()
+    }
+
+    /// Every list the table answers equals what the tantivy query answers: the same
+    /// films in the same order (ties and missing values included), total and facets.
+    #[test]
+    fn film_table_lists_equal_the_tantivy_query_for_every_sort_filter_and_page() {
+        let index = catalogue("table-vs-query");
+        let snapshot = index.snapshot();
+        assert!(snapshot.films.is_some(), "five genres fit the table");
+        let sorts = [
+            "-imdb_rating",
+            "imdb_rating",
+            "-creation_date",
+            "creation_date",
+            "relevance",
+        ];
+        let filters: Vec<FilmQuery> = vec![
+            FilmQuery::default(),
+            FilmQuery {
+                genre: Some(GENRES[1].to_owned()),
+                ..FilmQuery::default()
+            },
+            FilmQuery {
+                genre: Some("00000000-0000-4000-8000-0000000000ff".to_owned()),
+                ..FilmQuery::default()
+            },
+            FilmQuery {
+                film_type: Some("tv_show".to_owned()),
+                ..FilmQuery::default()
+            },
+            FilmQuery {
+                access: Some("free".to_owned()),
+                ..FilmQuery::default()
+            },
+            FilmQuery {
+                access: Some("nobody".to_owned()),
+                ..FilmQuery::default()
+            },
+            FilmQuery {
+                year_from: Some(1990),
+                year_to: Some(2000),
+                ..FilmQuery::default()
+            },
+            FilmQuery {
+                year_to: Some(1985),
+                ..FilmQuery::default()
+            },
+            FilmQuery {
+                rating_from: Some(3.0),
+                rating_to: Some(7.5),
+                ..FilmQuery::default()
+            },
+            FilmQuery {
+                rating_from: Some(9.0),
+                ..FilmQuery::default()
+            },
+            FilmQuery {
+                genre: Some(GENRES[3].to_owned()),
+                year_from: Some(1995),
+                access: Some("subscription".to_owned()),
+                film_type: Some("movie".to_owned()),
+                rating_to: Some(6.0),
+                ..FilmQuery::default()
+            },
+        ];
+        let mut compared = 0;
+        for filter in &filters {
+            for sort in sorts {
+                for (page_size, page_number, with_facets) in [
+                    (50, 1, true),
+                    (7, 1, false),
+                    (7, 3, true),
+                    (10, 30, true),
+                    (100, 1, false),
+                ] {
+                    let query = FilmQuery {
+                        sort: FilmSort::parse(sort).expect("sort"),
+                        page_size,
+                        page_number,
+                        facets: with_facets,
+                        ..filter.clone()
+                    };
+                    let table = index.search_films(&query).expect("table list");
+                    let tantivy = index.query_films(&snapshot, &query).expect("tantivy list");
+                    assert_eq!(uuids(&table), uuids(&tantivy), "{query:?}");
+                    assert_eq!(table.total, tantivy.total, "{query:?}");
+                    assert_eq!(facets(&table), facets(&tantivy), "{query:?}");
+                    if !query.facets {
+                        assert!(table.facets.genre.is_empty(), "{query:?}");
+                    }
+                    assert_eq!(table.items, tantivy.items, "{query:?}");
+                    compared += 1;
+                }
+            }
+        }
+        assert_eq!(compared, filters.len() * sorts.len() * 5);
+    }
+
+    /// A text search counts its genres from the table as the facet column would.
+    #[test]
+    fn search_facets_from_the_table_equal_the_facet_column() {
+        let index = catalogue("facets");
+        let snapshot = index.snapshot();
+        let query = FilmQuery {
+            text: "matrix".to_owned(),
+            sort: FilmSort::Relevance,
+            ..FilmQuery::default()
+        };
+        let page = index.search_films(&query).expect("search");
+        assert!(page.total > 0);
+        let terms = analysis::terms("matrix");
+        let s = &index.index.schema;
+        let word = word_query(&[(s.title, 4.0, true)], &terms[0], true);
+        let mut clauses = vec![filter(s.kind, Kind::Film.as_str())];
+        clauses.push((Occur::Must, word));
+        let by_column = facet_counts(&snapshot, &BooleanQuery::new(clauses)).expect("facets");
+        let mut by_column: Vec<(&str, u64)> = by_column
+            .iter()
+            .map(|(uuid, _, count)| (uuid.as_str(), *count))
+            .collect();
+        let mut by_table = facets(&page);
+        by_column.sort();
+        by_table.sort();
+        assert_eq!(by_table, by_column);
+        assert!(page.items.iter().all(|item| item.highlight.is_some()));
     }
 }

@@ -39,6 +39,11 @@ const MAX_BATCH_CHANGES: usize = 5_000;
 /// Notifications queued between the connection and the indexer; past it they are
 /// dropped and a catch-up replaces them.
 const MAX_QUEUED_CHANGES: usize = 20_000;
+/// A catch-up that changed nothing commits its watermark only this often: an idle
+/// commit rewrites `meta.json`, wakes the segment updater and reloads the readers for
+/// nothing. A restart rereads at most this much more (the comparison with the
+/// published documents makes that a no-op).
+const IDLE_COMMIT_INTERVAL: Duration = Duration::from_secs(600);
 
 /// How the ETL runs.
 #[derive(Debug, Clone)]
@@ -98,6 +103,8 @@ pub struct Indexer {
     writer: IndexWriter,
     search: Arc<SearchIndex>,
     position: Position,
+    /// When the position was last committed (idle catch-ups commit rarely).
+    committed_at: Instant,
     /// Turns true on shutdown: long builds and catch-ups stop between chunks.
     stop: Option<watch::Receiver<bool>>,
 }
@@ -124,6 +131,7 @@ impl Indexer {
             writer,
             search,
             position,
+            committed_at: Instant::now(),
             stop: None,
         })
     }
@@ -243,6 +251,15 @@ impl Indexer {
             written += self.drop_vanished(client).await?;
         }
         let watermark = started - chrono::Duration::from_std(overlap).unwrap_or_default();
+        if written == 0 && self.committed_at.elapsed() < IDLE_COMMIT_INTERVAL {
+            // Nothing to publish: the new watermark holds in memory (the next catch-up
+            // starts there) and is committed with the next change or idle interval.
+            self.position.watermark = Some(watermark);
+            return Ok(Published {
+                version: self.position.generation,
+                documents: 0,
+            });
+        }
         let version = self.publish(Some(watermark), written > 0)?;
         Ok(Published {
             version,
@@ -420,6 +437,7 @@ impl Indexer {
         };
         commit(&mut self.writer, &position)?;
         self.position = position;
+        self.committed_at = Instant::now();
         if let Err(error) = self.search.reload() {
             tracing::error!(%error, "etl.publish: committed but the reader did not reload");
         }
