@@ -467,5 +467,25 @@ mod tests {
             field_of(film_query(&params(&[("query", long.as_str())]))),
             "query"
         );
+        assert_eq!(
+            field_of(film_query(&params(&[("facets", "type")]))),
+            "facets"
+        );
+    }
+
+    /// Genre counts are made unless the caller says `facets=none`.
+    #[test]
+    fn facets_are_counted_unless_asked_not_to() {
+        assert!(film_query(&params(&[])).expect("valid").facets);
+        assert!(
+            film_query(&params(&[("facets", "genre")]))
+                .expect("valid")
+                .facets
+        );
+        assert!(
+            !film_query(&params(&[("facets", "none")]))
+                .expect("valid")
+                .facets
+        );
     }
 }

@@ -61,7 +61,8 @@ pub fn start(args: &UpArgs) -> anyhow::Result<CatalogRuntime> {
             ..CatalogRuntime::default()
         });
     }
-    let indexer = Indexer::new(&index, search.clone(), 2)?;
+    let mut indexer = Indexer::new(&index, search.clone(), 2)?;
+    indexer.read_in_parallel_from(args.etl_postgres_url.clone());
     let mut settings = EtlSettings::new(args.etl_postgres_url.clone());
     settings.catch_up_interval = Duration::from_secs(args.etl_catch_up_seconds.max(1));
     let (commands, receiver) = mpsc::channel(4);
@@ -96,8 +97,9 @@ pub fn start(args: &UpArgs) -> anyhow::Result<CatalogRuntime> {
 pub async fn reindex(postgres_url: &str, dir: &Path) -> anyhow::Result<()> {
     let index = CatalogIndex::open_or_create(dir)
         .with_context(|| format!("failed to open the search index in {}", dir.display()))?;
-    let search = Arc::new(SearchIndex::open(&index)?);
+    let search = Arc::new(SearchIndex::open_for_build(&index)?);
     let mut indexer = Indexer::new(&index, search, 2)?;
+    indexer.read_in_parallel_from(postgres_url);
     let (client, connection) = tokio_postgres::connect(postgres_url, NoTls)
         .await
         .with_context(|| {

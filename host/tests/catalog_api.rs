@@ -444,6 +444,18 @@ async fn search_understands_russian_english_typos_and_prefixes() {
             .iter()
             .any(|f| f["uuid"] == SCIFI && f["name"] == "Фантастика" && f["count"] == 1)
     );
+    // What the catalog asks for its lists and searches: the same page, no genre counts;
+    // a facet value the host does not know is a 400 naming the parameter.
+    let (status, plain) = catalog
+        .internal("/search/films?query=матрицы&facets=none")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(plain["items"], page["items"]);
+    assert_eq!(plain["total"], page["total"]);
+    assert_eq!(plain["facets"]["genre"], serde_json::json!([]));
+    let (status, refused) = catalog.internal("/search/films?facets=year").await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["field"], "facets");
 
     let facets = catalog
         .get("/api/v1/films/search/facets?query=matrix", token)

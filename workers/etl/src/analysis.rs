@@ -121,6 +121,20 @@ fn is_word_char(c: char) -> bool {
         || (!c.is_ascii() && c.is_alphanumeric())
 }
 
+/// A word's first letter as the catalog analyzer's terms begin: lowercased, `ё` as `е`.
+fn initial_letter(c: char) -> char {
+    match c {
+        'A'..='Z' => c.to_ascii_lowercase(),
+        'А'..='Я' => char::from_u32(c as u32 + 0x20).unwrap_or(c),
+        'ё' | 'Ё' => 'е',
+        c if c.is_ascii() => c,
+        c => {
+            let lower = c.to_lowercase().next().unwrap_or(c);
+            if lower == 'ё' { 'е' } else { lower }
+        }
+    }
+}
+
 /// See [`highlight_analyzer`].
 #[derive(Clone)]
 struct HighlightTokenizer {
@@ -175,11 +189,7 @@ impl TokenStream for HighlightStream<'_> {
             self.token.offset_from = start;
             self.token.offset_to = end;
             self.token.text.clear();
-            let initial = word
-                .chars()
-                .next()
-                .and_then(|c| c.to_lowercase().next())
-                .map(|c| if c == 'ё' { 'е' } else { c });
+            let initial = word.chars().next().map(initial_letter);
             if initial.is_some_and(|c| self.initials.contains(&c)) {
                 let mut analyzed = self.analyzer.token_stream(word);
                 if analyzed.advance() {

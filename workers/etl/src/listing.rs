@@ -9,20 +9,22 @@
 //!   [`SegmentCache`] keeps them across publishes and an edit reads only the new
 //!   segment.
 //! - [`FilmTable`]: one snapshot's alive films, as columns in document-address order,
-//!   plus the four sort orders as permutations. Rebuilt on every publish from the
-//!   segment parts (sorting 100k keys takes milliseconds).
+//!   plus the four sort orders with their filter columns and sets. Rebuilt on every
+//!   publish from the segment parts (sorting 100k keys takes milliseconds).
 //!
-//! A list is answered in two passes: the filters run over the columns in row order
-//! (sequential, no branches that change within a query), marking matches in a bitset,
-//! counting them and their genres; then the sort order is walked, checking the bitset,
-//! until the page is filled. An unfiltered list skips the first pass.
+//! Per sort order the table keeps the films in that order with a bit set per genre,
+//! `type` and `access` value, and the rating and year columns. A list ANDs the sets of
+//! its filters (a range filter scans its column once into a set), counts the ones for
+//! the total, and takes the page by skipping whole 64-bit words of matches; an
+//! unfiltered list is a slice of the order. Genre counts (facets) are gathered only when
+//! asked for.
 //!
 //! Results equal what the tantivy query gives, order of ties included (ascending
 //! document address, films without the sort value last in both directions); a test in
 //! [`crate::search`] compares the two over every filter, sort and page.
 //!
 //! Genres are counted in a 64-bit mask per film. A catalog with more than 64 genres
-//! gets no table for lists and facets ([`FilmTable::genre_ordinal`] says so), and the
+//! gets no table for lists and facets (see [`MAX_TABLE_GENRES`]), and the
 //! tantivy path serves them.
 
 use std::collections::HashMap;

@@ -157,8 +157,9 @@ pub struct SearchIndex {
     index: CatalogIndex,
     reader: IndexReader,
     snapshot: RwLock<Arc<Snapshot>>,
-    /// Films read per segment, kept across publishes.
-    segments: SegmentCache,
+    /// Films read per segment, kept across publishes; `None` for a reader that only
+    /// backs a build (`cinema reindex`) and never lists.
+    segments: Option<SegmentCache>,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -173,14 +174,23 @@ impl std::fmt::Debug for SearchIndex {
 impl SearchIndex {
     /// Opens a reader on the index as last committed.
     pub fn open(index: &CatalogIndex) -> SearchResult<Self> {
+        Self::open_with(index, Some(SegmentCache::default()))
+    }
+
+    /// A reader for a build alone (`cinema reindex`): lookups work, lists take the
+    /// tantivy path, and no publish spends time filling a film table nobody reads.
+    pub fn open_for_build(index: &CatalogIndex) -> SearchResult<Self> {
+        Self::open_with(index, None)
+    }
+
+    fn open_with(index: &CatalogIndex, segments: Option<SegmentCache>) -> SearchResult<Self> {
         let reader = index
             .index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .doc_store_cache_num_blocks(256)
             .try_into()?;
-        let segments = SegmentCache::default();
-        let snapshot = build_snapshot(index, &reader, &segments)?;
+        let snapshot = build_snapshot(index, &reader, segments.as_ref())?;
         Ok(Self {
             index: index.clone(),
             reader,
@@ -193,7 +203,11 @@ impl SearchIndex {
     /// new version.
     pub fn reload(&self) -> SearchResult<u64> {
         self.reader.reload()?;
-        let snapshot = Arc::new(build_snapshot(&self.index, &self.reader, &self.segments)?);
+        let snapshot = Arc::new(build_snapshot(
+            &self.index,
+            &self.reader,
+            self.segments.as_ref(),
+        )?);
         let version = snapshot.version;
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
         Ok(version)
@@ -624,7 +638,7 @@ fn stored<T: serde::de::DeserializeOwned>(
 fn build_snapshot(
     index: &CatalogIndex,
     reader: &IndexReader,
-    segments: &SegmentCache,
+    segments: Option<&SegmentCache>,
 ) -> SearchResult<Snapshot> {
     let searcher = reader.searcher();
     let version = Position::of(&index.index)
@@ -668,7 +682,12 @@ fn build_snapshot(
         .iter()
         .map(|g| (g.uuid.clone(), g.name.clone()))
         .collect();
-    let films = FilmTable::build(segments, &searcher, s.kind, s.doc, &genres)?.map(Arc::new);
+    let films = match segments {
+        Some(segments) => {
+            FilmTable::build(segments, &searcher, s.kind, s.doc, &genres)?.map(Arc::new)
+        }
+        None => None,
+    };
     Ok(Snapshot {
         searcher,
         version,

@@ -105,6 +105,9 @@ pub struct Indexer {
     position: Position,
     /// When the position was last committed (idle catch-ups commit rarely).
     committed_at: Instant,
+    /// Where a full build opens a second connection to read persons while films
+    /// stream on the first (one Postgres backend reads one query at a time).
+    side_connection: Option<String>,
     /// Turns true on shutdown: long builds and catch-ups stop between chunks.
     stop: Option<watch::Receiver<bool>>,
 }
@@ -132,8 +135,30 @@ impl Indexer {
             search,
             position,
             committed_at: Instant::now(),
+            side_connection: None,
             stop: None,
         })
+    }
+
+    /// Lets full builds read persons on a second connection to `postgres_url`, in
+    /// parallel with films (without it, or if it cannot connect, they read in turn).
+    pub fn read_in_parallel_from(&mut self, postgres_url: impl Into<String>) {
+        self.side_connection = Some(postgres_url.into());
+    }
+
+    /// A second client for a full build, when configured and reachable.
+    async fn side_client(&self) -> Option<Client> {
+        let url = self.side_connection.as_deref()?;
+        match tokio_postgres::connect(url, NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                Some(client)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "etl: no second connection; reading films and persons in turn");
+                None
+            }
+        }
     }
 
     /// Makes long builds and catch-ups give up (uncommitted) once `stop` turns true.
@@ -171,24 +196,23 @@ impl Indexer {
         self.writer.delete_all_documents()?;
         let mut done = 0u64;
         progress(done, total);
-        let films = source::all_films(client).await?;
-        futures::pin_mut!(films);
-        while let Some(film) = films.try_next().await? {
-            self.writer.add_document(self.index.film_document(&film))?;
+        // Films and persons stream together (persons on the side connection, when
+        // there is one), each document indexed as it arrives.
+        let side = self.side_client().await;
+        let (films, persons) = futures::try_join!(
+            source::all_films(client),
+            source::all_persons(side.as_ref().unwrap_or(client)),
+        )?;
+        let films = films.map_ok(|film| self.index.film_document(&film));
+        let persons = persons.map_ok(|person| self.index.person_document(&person));
+        let documents = futures::stream::select(films, persons);
+        futures::pin_mut!(documents);
+        while let Some(document) = documents.try_next().await? {
+            self.writer.add_document(document)?;
             done += 1;
             if done.is_multiple_of(1000) {
                 progress(done, total);
                 self.check_stop()?;
-            }
-        }
-        let persons = source::all_persons(client).await?;
-        futures::pin_mut!(persons);
-        while let Some(person) = persons.try_next().await? {
-            self.writer
-                .add_document(self.index.person_document(&person))?;
-            done += 1;
-            if done.is_multiple_of(1000) {
-                progress(done, total);
             }
         }
         for genre in source::all_genres(client).await? {
