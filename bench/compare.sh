@@ -10,7 +10,10 @@
 #   film_detail_any: any of the films, mostly cache misses on both sides;
 #   search_uncached, list_uncached: the peer's films_search and films_page with its cache
 #   off, against the host's /search/films; list_mix, facets: the host alone, lists with
-#   any sort, filter and page, and a search's genre facets); REUSE=1 keeps the data of the last
+#   any sort, filter and page, and a search's genre facets; ugc_intake: the peer's
+#   ugc_events script, batches of 100 heartbeats, 20 users' tokens, against the peer's
+#   FastAPI + aiokafka intake and `cinema up` with its whole UGC pipeline (Kafka acks=all,
+#   loader and read model running)); REUSE=1 keeps the data of the last
 #   run (no seeding, copying or indexing); CINEMA_RUNTIME_CONFIG=FILE is passed to
 #   `cinema up --runtime-config-file` (default cinema-runtime-config.toml); CINEMA_BIN=FILE measures another build.
 #
@@ -36,12 +39,15 @@ ADDR=127.0.0.1:28400
 INTERNAL=127.0.0.1:28401
 PEER_PORT=28410
 PEER_UNCACHED_PORT=28411
+PEER_INTAKE_PORT=28412
+# Kafka names of this run (the broker of scripts/services.sh, shared with the peer).
+RUN_ID="compare-$(date +%s)"
 DB_BASE="${CINEMA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 DB_NAME=cinema_compare
 DB_URL="$DB_BASE/$DB_NAME"
 INDEX_DIR="$SCRATCH/index"
 CINEMA="${CINEMA_BIN:-$CARGO_TARGET_DIR/release/cinema}"
-ROUTES="${ROUTES:-films_page film_detail films_search persons_search film_detail_any search_uncached list_uncached list_mix facets}"
+ROUTES="${ROUTES:-films_page film_detail films_search persons_search film_detail_any search_uncached list_uncached list_mix facets ugc_intake}"
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
@@ -104,6 +110,11 @@ if [[ " $ROUTES " == *_uncached* ]]; then
   (cd "$PEERS" && CACHE_TTL_S=0 WORKERS=2 PORT=$PEER_UNCACHED_PORT exec catalog-fastapi/run.sh >"$SCRATCH/peer-uncached.log" 2>&1) &
   pids+=($!)
 fi
+if [[ " $ROUTES " == *" ugc_intake "* ]]; then
+  echo "starting the peer's UGC intake (uvicorn, 2 workers, aiokafka) on :$PEER_INTAKE_PORT..."
+  (cd "$PEERS" && KAFKA_TOPIC="$RUN_ID.peer" WORKERS=2 PORT=$PEER_INTAKE_PORT exec ugc-python/run-intake.sh >"$SCRATCH/peer-intake.log" 2>&1) &
+  pids+=($!)
+fi
 export CINEMA_INTERNAL_API_TOKEN="compare-$$-$RANDOM"
 export_component_databases "$DB_URL"
 echo "starting cinema up on $ADDR..."
@@ -112,6 +123,9 @@ SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
   "$CINEMA" up --from spin.toml --listen "$ADDR" --internal-listen "$INTERNAL" \
   --index-dir "$INDEX_DIR" --etl-postgres-url "$DB_URL" --auth-postgres-url "$DB_URL" \
   --runtime-config-file "${CINEMA_RUNTIME_CONFIG:-cinema-runtime-config.toml}" \
+  --kafka-brokers 127.0.0.1:9092 --ugc-topic "$RUN_ID.ugc" --ugc-loader-group "$RUN_ID.loader" \
+  --ugc-postgres-url "$DB_URL" --ugc-read-model-group "$RUN_ID.read_model" --spool-dir "$SCRATCH/spool" \
+  --clickhouse-database "$DB_NAME" \
   >"$SCRATCH/cinema.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 300); do
@@ -130,6 +144,22 @@ CINEMA_TOKEN=$(curl -fsS -X POST "http://$ADDR/api/v1/auth/login" -H 'content-ty
   -d '{"email":"compare@example.com","password":"Compare-pass1"}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 PEER_TOKEN=$(cd "$PEERS" && "$PY" catalog-fastapi/mkjwt.py)
+if [[ " $ROUTES " == *" ugc_intake "* ]]; then
+  # 20 users on each side, one token each, as the peer's ugc_events script cycles them.
+  (cd "$PEERS" && "$PY" catalog-fastapi/mkjwt.py --count 20) >"$SCRATCH/peer-tokens.txt"
+  : >"$SCRATCH/cinema-tokens.txt"
+  for n in $(seq 1 20); do
+    curl -fsS -o /dev/null -X POST "http://$ADDR/api/v1/auth/signup" -H 'content-type: application/json' \
+      -d "{\"email\":\"viewer$n@compare.example.com\",\"password\":\"Compare-pass1\"}" 2>/dev/null || true
+    curl -fsS -X POST "http://$ADDR/api/v1/auth/login" -H 'content-type: application/json' \
+      -d "{\"email\":\"viewer$n@compare.example.com\",\"password\":\"Compare-pass1\"}" |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])' >>"$SCRATCH/cinema-tokens.txt"
+  done
+  for _ in $(seq 1 100); do
+    curl -fs -o /dev/null "http://127.0.0.1:$PEER_INTAKE_PORT/health" && break
+    sleep 0.2
+  done
+fi
 
 # `film_detail` asks for the first DETAIL_IDS films (default 1000), so the warm-up fills
 # both caches; `film_detail_any` asks for any of the films (the peer's own choice), so
@@ -152,6 +182,16 @@ result() {
     peer:search_uncached) script=films_search ;;
     peer:list_uncached) script=films_page ;;
     peer:list_mix | peer:facets) echo "- - 0"; return ;;
+    *:ugc_intake)
+      local tokens="$SCRATCH/$1-tokens.txt" base=$2
+      [ "$1" = peer ] && base="http://127.0.0.1:$PEER_INTAKE_PORT"
+      BASE_URL="$base" TOKEN_FILE="$tokens" TOKENS_FILE="$tokens" DATA_DIR="$PEERS/load/data" PEERS_DIR="$PEERS" \
+        "$PEERS/load/run_wrk.sh" ugc_events 3s "$CONNECTIONS" >/dev/null 2>&1 || true
+      BASE_URL="$base" TOKEN_FILE="$tokens" TOKENS_FILE="$tokens" DATA_DIR="$PEERS/load/data" PEERS_DIR="$PEERS" \
+        "$PEERS/load/run_wrk.sh" ugc_events "$DURATION" "$CONNECTIONS" 2>&1 | tee "$SCRATCH/$1-$4.txt" |
+        awk '/^RESULT/ {sub(/^RESULT /, ""); print}' |
+        python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["rps"], r["p99_ms"], sum(r["errors"].values()))'
+      return ;;
     cinema:search_uncached | cinema:list_uncached | cinema:list_mix | cinema:facets)
       local mode=${4%_uncached}
       search_api "$1" "$mode" 3s >/dev/null 2>&1 || true
@@ -169,7 +209,7 @@ result() {
 }
 
 echo
-echo "catalog reads, answer caches warm (film_detail_any: any film, mostly misses; *_uncached, list_mix, facets: no cache, the host's search API), wrk -t2 -c$CONNECTIONS -d$DURATION, $(nproc) cores, $FILMS films ($(date -u +%F), $(git rev-parse --short HEAD)):"
+echo "catalog reads, answer caches warm (film_detail_any: any film, mostly misses; *_uncached, list_mix, facets: no cache, the host's search API; ugc_intake: requests of 100 events), wrk -t2 -c$CONNECTIONS -d$DURATION, $(nproc) cores, $FILMS films ($(date -u +%F), $(git rev-parse --short HEAD)):"
 printf '| %-15s | %12s | %12s | %14s | %14s | %6s |\n' route "peer req/s" "peer p99 ms" "cinema req/s" "cinema p99 ms" ratio
 printf '|%s|%s|%s|%s|%s|%s|\n' "-----------------" "--------------" "--------------" "----------------" "----------------" "--------"
 for route in $ROUTES; do

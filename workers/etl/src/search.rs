@@ -798,7 +798,6 @@ mod tests {
                 }))
                 .expect("genre");
         }
-        let mut generation = 0;
         for batch in 0..3u64 {
             for n in batch * 150..(batch * 150 + 150).min(400) {
                 writer
@@ -808,10 +807,9 @@ mod tests {
             for n in (0..400).filter(|n| n % 37 == batch) {
                 writer.delete_term(index.key_term(Kind::Film, &film(n).uuid));
             }
-            generation += 1;
             let position = Position {
                 schema_version: SCHEMA_VERSION,
-                generation,
+                generation: batch + 1,
                 watermark: None,
             };
             commit(&mut writer, &position).expect("commit");
