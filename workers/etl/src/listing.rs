@@ -582,27 +582,48 @@ fn intern(values: &mut Vec<String>, value: &str) -> Option<u8> {
     (position < MAX_KIND_VALUES).then_some(position as u8)
 }
 
+/// A sort key whose unsigned order is the value's order (the usual bit trick for
+/// floats; integers flip their sign bit).
+trait SortKey: Copy {
+    fn ordered_bits(self) -> u64;
+}
+
+impl SortKey for f64 {
+    fn ordered_bits(self) -> u64 {
+        let bits = self.to_bits();
+        if bits >> 63 == 1 {
+            !bits
+        } else {
+            bits | 1 << 63
+        }
+    }
+}
+
+impl SortKey for i64 {
+    fn ordered_bits(self) -> u64 {
+        (self as u64) ^ 1 << 63
+    }
+}
+
 /// Rows by a key as tantivy orders fast-field sorts: missing values last in both
-/// directions, ties by ascending row (document address).
-fn sort_order<T: PartialOrd + Copy>(keys: &[Option<T>], order: Order) -> Vec<u32> {
-    let mut rows: Vec<u32> = (0..keys.len() as u32).collect();
-    rows.sort_by(|a, b| {
-        let (ka, kb) = (keys[*a as usize], keys[*b as usize]);
-        let by_key = match (ka, kb) {
-            (Some(x), Some(y)) => {
-                let natural = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
-                match order {
-                    Order::Asc => natural,
-                    Order::Desc => natural.reverse(),
-                }
-            }
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
-        };
-        by_key.then(a.cmp(b))
-    });
-    rows
+/// directions, ties by ascending row (document address). One unstable sort of
+/// `(missing, key, row)` triples: the row makes every triple distinct, so the order is
+/// exact.
+fn sort_order<T: SortKey>(keys: &[Option<T>], order: Order) -> Vec<u32> {
+    let mut triples: Vec<(bool, u64, u32)> = keys
+        .iter()
+        .enumerate()
+        .map(|(row, key)| {
+            let rank = match (key, order) {
+                (Some(key), Order::Asc) => key.ordered_bits(),
+                (Some(key), Order::Desc) => !key.ordered_bits(),
+                (None, _) => 0,
+            };
+            (key.is_none(), rank, row as u32)
+        })
+        .collect();
+    triples.sort_unstable();
+    triples.into_iter().map(|(_, _, row)| row).collect()
 }
 
 /// Counts the genres of every hit of a search from the table's masks (what tantivy's
@@ -664,5 +685,35 @@ impl tantivy::collector::SegmentCollector for SegmentGenreCounter {
 
     fn harvest(self) -> [u64; MAX_TABLE_GENRES] {
         self.counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Orders follow the values (negatives, neighbours one apart), missing last both
+    /// ways, ties by row.
+    #[test]
+    fn sort_orders_follow_values_with_missing_last_and_ties_by_row() {
+        let days = [
+            Some(7001i64),
+            None,
+            Some(-3),
+            Some(7000),
+            Some(7001),
+            Some(-4),
+        ];
+        assert_eq!(sort_order(&days, Order::Asc), [5, 2, 3, 0, 4, 1]);
+        assert_eq!(sort_order(&days, Order::Desc), [0, 4, 3, 2, 5, 1]);
+        let ratings = [
+            Some(7.3f64),
+            Some(-1.5),
+            None,
+            Some(7.300000000000001),
+            Some(0.0),
+        ];
+        assert_eq!(sort_order(&ratings, Order::Asc), [1, 4, 0, 3, 2]);
+        assert_eq!(sort_order(&ratings, Order::Desc), [3, 0, 4, 1, 2]);
     }
 }
