@@ -32,13 +32,13 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use tantivy::index::SegmentId;
-use tantivy::schema::{Field, IndexRecordOption, Value};
+use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocId, Order, Searcher, SegmentReader, TantivyDocument, TantivyError};
 
 use crate::index::days_since_epoch;
 use crate::model::{FilmListItem, Genre};
 use crate::schema::Kind;
-use crate::search::{FilmQuery, FilmSort, SearchError, SearchResult};
+use crate::search::{FilmQuery, FilmSort, SearchResult, stored_json};
 
 /// Most genres the table counts (one bit each).
 pub const MAX_TABLE_GENRES: usize = 64;
@@ -98,12 +98,8 @@ impl SegmentFilms {
         let mut doc = postings.doc();
         while doc != tantivy::TERMINATED {
             let stored: TantivyDocument = store.get(doc)?;
-            let json = stored
-                .get_first(doc_field)
-                .and_then(|value| value.as_str())
-                .ok_or_else(|| SearchError::CorruptDocument(format!("film doc {doc}")))?;
-            let fields: StoredListFields = serde_json::from_str(json)
-                .map_err(|e| SearchError::CorruptDocument(format!("film doc {doc}: {e}")))?;
+            let fields: StoredListFields =
+                stored_json(&stored, doc_field, format_args!("film doc {doc}"))?;
             let date = fields.creation_date.as_deref().and_then(days_since_epoch);
             let year = fields
                 .creation_date
@@ -216,10 +212,8 @@ impl OrderedColumns {
             columns.rating.push(ratings[row].unwrap_or(f64::NAN));
             columns.year.push(years[row]);
             columns.genres.push(table.genres[row]);
-            let mut mask = table.genres[row];
-            while mask != 0 {
-                columns.genre_sets[mask.trailing_zeros() as usize][word] |= bit;
-                mask &= mask - 1;
+            for genre in ones(table.genres[row]) {
+                columns.genre_sets[genre][word] |= bit;
             }
             columns.type_sets[table.film_type[row] as usize][word] |= bit;
             columns.access_sets[table.access[row] as usize][word] |= bit;
@@ -245,21 +239,34 @@ impl OrderedColumns {
             and(&mut self.access_sets[ordinal].iter().copied());
         }
         if let Some((from, to)) = filter.years {
-            and(&mut self.year.chunks(64).map(|chunk| {
-                chunk.iter().enumerate().fold(0u64, |bits, (i, year)| {
-                    bits | (u64::from((*year >= from) & (*year <= to)) << i)
-                })
-            }));
+            and(&mut in_range(&self.year, from, to));
         }
         if let Some((from, to)) = filter.ratings {
-            and(&mut self.rating.chunks(64).map(|chunk| {
-                chunk.iter().enumerate().fold(0u64, |bits, (i, rating)| {
-                    bits | (u64::from((*rating >= from) & (*rating <= to)) << i)
-                })
-            }));
+            and(&mut in_range(&self.rating, from, to));
         }
         set
     }
+}
+
+/// The set of a column's entries within `from..=to`, a word at a time (NaN is in no
+/// range).
+fn in_range<T: PartialOrd + Copy>(column: &[T], from: T, to: T) -> impl Iterator<Item = u64> + '_ {
+    column.chunks(64).map(move |chunk| {
+        chunk.iter().enumerate().fold(0u64, |bits, (i, value)| {
+            bits | (u64::from((*value >= from) & (*value <= to)) << i)
+        })
+    })
+}
+
+/// Positions of the one bits of a word, lowest first.
+fn ones(mut bits: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (bits != 0).then(|| {
+            let position = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            position
+        })
+    })
 }
 
 /// A list's filters as the columns test them.
@@ -441,8 +448,8 @@ impl FilmTable {
     }
 
     /// One page of a list (a query [`FilmTable::answers`]).
-    pub fn list(&self, query: &FilmQuery, sort: FilmSort) -> TablePage {
-        let columns = match sort {
+    pub fn list(&self, query: &FilmQuery) -> TablePage {
+        let columns = match query.sort {
             FilmSort::Rating(Order::Desc) | FilmSort::Relevance => &self.by_rating_desc,
             FilmSort::Rating(Order::Asc) => &self.by_rating_asc,
             FilmSort::CreationDate(Order::Desc) => &self.by_date_desc,
@@ -474,19 +481,16 @@ impl FilmTable {
         let mut rank = 0usize;
         let mut items = Vec::with_capacity(end - offset);
         for (word, bits) in matching.iter().enumerate() {
-            let ones = bits.count_ones() as usize;
-            if rank + ones <= offset {
-                rank += ones;
+            let count = bits.count_ones() as usize;
+            if rank + count <= offset {
+                rank += count;
                 continue;
             }
-            let mut rest = *bits;
-            while rest != 0 && rank < end {
+            for bit in ones(*bits).take(end - rank) {
                 if rank >= offset {
-                    let i = word * 64 + rest.trailing_zeros() as usize;
-                    items.push(self.item(columns.rows[i]));
+                    items.push(self.item(columns.rows[word * 64 + bit]));
                 }
                 rank += 1;
-                rest &= rest - 1;
             }
             if rank >= end {
                 break;
@@ -496,13 +500,8 @@ impl FilmTable {
         let mut counts = [0u64; MAX_TABLE_GENRES];
         if query.facets {
             for (word, bits) in matching.iter().enumerate() {
-                let mut rest = *bits;
-                while rest != 0 {
-                    add_genres(
-                        &mut counts,
-                        columns.genres[word * 64 + rest.trailing_zeros() as usize],
-                    );
-                    rest &= rest - 1;
+                for bit in ones(*bits) {
+                    add_genres(&mut counts, columns.genres[word * 64 + bit]);
                 }
             }
         }
@@ -547,7 +546,9 @@ impl FilmTable {
         })
     }
 
-    fn genre_counts(&self, counts: &[u64; MAX_TABLE_GENRES]) -> Vec<(String, String, u64)> {
+    /// Genre counts (by bit, as a list or a [`GenreCounter`] gathers them) as
+    /// `(uuid, name, count)` entries of the genres with a count.
+    pub fn genre_counts(&self, counts: &[u64; MAX_TABLE_GENRES]) -> Vec<(String, String, u64)> {
         self.genre_list
             .iter()
             .zip(counts)
@@ -555,18 +556,11 @@ impl FilmTable {
             .map(|((uuid, name), count)| (uuid.clone(), name.clone(), *count))
             .collect()
     }
-
-    /// Counts gathered by a [`GenreCounter`], as `(uuid, name, count)` entries.
-    pub fn genre_entries(&self, counts: &[u64; MAX_TABLE_GENRES]) -> Vec<(String, String, u64)> {
-        self.genre_counts(counts)
-    }
 }
 
-fn add_genres(counts: &mut [u64; MAX_TABLE_GENRES], mut mask: u64) {
-    while mask != 0 {
-        let bit = mask.trailing_zeros() as usize;
-        counts[bit] += 1;
-        mask &= mask - 1;
+fn add_genres(counts: &mut [u64; MAX_TABLE_GENRES], mask: u64) {
+    for genre in ones(mask) {
+        counts[genre] += 1;
     }
 }
 

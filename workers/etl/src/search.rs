@@ -6,6 +6,7 @@
 //! Words of four letters or more also match with one typo, of eight or more with two;
 //! the last word also matches as a prefix, for search-as-you-type.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
@@ -241,7 +242,7 @@ impl SearchIndex {
         let snapshot = self.snapshot();
         match &snapshot.films {
             Some(table) if FilmTable::answers(query) => {
-                let page = table.list(query, query.sort);
+                let page = table.list(query);
                 Ok(film_page(
                     &snapshot,
                     query,
@@ -348,7 +349,7 @@ impl SearchIndex {
         };
         let genre_counts = match (&snapshot.films, table_counts) {
             _ if !query.facets => Vec::new(),
-            (Some(table), Some(counts)) => table.genre_entries(&counts),
+            (Some(table), Some(counts)) => table.genre_counts(&counts),
             _ => facet_counts(snapshot, &tantivy_query)?,
         };
 
@@ -356,25 +357,19 @@ impl SearchIndex {
             (!terms.is_empty()).then(|| Highlighter::new(&terms, s.title, s.description));
         let mut items = Vec::with_capacity(addresses.len());
         for address in addresses {
-            let item = match snapshot.films.as_ref().and_then(|t| t.film_at(address)) {
-                Some(film) => {
-                    let mut item = film.item.clone();
-                    if let Some(highlighter) = &highlighter {
-                        item.highlight =
-                            Some(highlighter.highlight(&film.item.title, &film.description));
+            // From the film table, or (without one) the stored document.
+            let (mut item, description) =
+                match snapshot.films.as_ref().and_then(|t| t.film_at(address)) {
+                    Some(film) => (film.item.clone(), Cow::Borrowed(film.description.as_str())),
+                    None => {
+                        let film: Film = stored(searcher, s.doc, address)?;
+                        (FilmListItem::from(&film), Cow::Owned(film.description))
                     }
-                    item
-                }
-                None => {
-                    let film: Film = stored(searcher, s.doc, address)?;
-                    let mut item = FilmListItem::from(&film);
-                    if let Some(highlighter) = &highlighter {
-                        item.highlight =
-                            Some(highlighter.highlight(&film.title, &film.description));
-                    }
-                    item
-                }
-            };
+                };
+            if let Some(highlighter) = &highlighter {
+                let highlight = highlighter.highlight(&item.title, &description);
+                item.highlight = Some(highlight);
+            }
             items.push(item);
         }
         Ok(film_page(snapshot, query, total, items, genre_counts))
@@ -627,12 +622,21 @@ fn stored<T: serde::de::DeserializeOwned>(
     address: DocAddress,
 ) -> SearchResult<T> {
     let doc: TantivyDocument = searcher.doc(address)?;
+    stored_json(&doc, field, format_args!("{address:?}"))
+}
+
+/// Decodes the wire JSON a document keeps in `field` (`what` names the document in
+/// the error).
+pub(crate) fn stored_json<T: serde::de::DeserializeOwned>(
+    doc: &TantivyDocument,
+    field: Field,
+    what: std::fmt::Arguments<'_>,
+) -> SearchResult<T> {
     let json = doc
         .get_first(field)
         .and_then(|value| value.as_str())
-        .ok_or_else(|| SearchError::CorruptDocument(format!("{address:?}")))?;
-    serde_json::from_str(json)
-        .map_err(|e| SearchError::CorruptDocument(format!("{address:?}: {e}")))
+        .ok_or_else(|| SearchError::CorruptDocument(what.to_string()))?;
+    serde_json::from_str(json).map_err(|e| SearchError::CorruptDocument(format!("{what}: {e}")))
 }
 
 fn build_snapshot(
