@@ -573,10 +573,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         revocations,
     };
     let shutdown = tokio_util_shutdown();
+    let internal_router = internal_api::router(internal_state);
+    app.serve_in_process(internal_addr, internal_router.clone());
     let internal_task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            axum::serve(internal, internal_api::router(internal_state))
+            axum::serve(internal, internal_router)
                 .with_graceful_shutdown(async move { shutdown.notified().await })
                 .await
         }

@@ -277,6 +277,57 @@ async fn outbound_http_is_limited_to_allowed_hosts() {
     assert_eq!(status, 200);
 }
 
+/// A guest's request to the host's own internal API is answered in-process, by the
+/// same routes and the same credential check as over the network: without the internal
+/// credential it is refused (the probe has none), a component whose
+/// `allowed_outbound_hosts` does not list the internal API cannot reach it at all, and
+/// public routes answer.
+#[tokio::test]
+async fn requests_to_the_internal_api_are_answered_in_process_with_its_credential_check() {
+    let internal = format!("127.0.0.1:{}", common::free_port());
+    let app = spawn_app(AppOptions {
+        internal_listen: Some(internal.clone()),
+        ..AppOptions::default().env(
+            "SPIN_VARIABLE_OUTBOUND_ALLOWED",
+            format!("http://{internal}"),
+        )
+    });
+    let (status, body) = app
+        .get_json(&format!("/probe/outbound?url=http://{internal}/health"))
+        .await;
+    assert_eq!(
+        (status, body["status"].as_u64()),
+        (200, Some(200)),
+        "{body}"
+    );
+
+    // The attack: a guest without the credential asks for data through the shortcut.
+    for guarded in ["/auth/revocations", "/search/films?query=a"] {
+        let (status, body) = app
+            .get_json(&format!("/probe/outbound?url=http://{internal}{guarded}"))
+            .await;
+        assert_eq!(
+            (status, body["status"].as_u64()),
+            (200, Some(401)),
+            "{guarded}: {body}"
+        );
+    }
+    let (status, body) = app
+        .get_json(&format!("/limited/outbound?url=http://{internal}/health"))
+        .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["error"]["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("HttpRequestDenied")),
+        "{body}"
+    );
+
+    let metrics = metrics_text(&app).await;
+    let served = r#"cinema_internal_api_in_process_requests_total{component="probe"} 3"#;
+    assert!(metrics.contains(served), "missing {served} in\n{metrics}");
+}
+
 /// A panicking guest answers 500 with a JSON code for that request only.
 #[tokio::test]
 async fn trapping_guest_fails_only_its_own_request() {

@@ -75,6 +75,8 @@ impl HandlerState for ComponentInstances {
             http_hooks: OutboundHttpHooks {
                 component_id: self.component.id.clone(),
                 policy: self.component.outbound.clone(),
+                in_process: self.shared.in_process.clone(),
+                in_process_served: self.metrics.in_process_requests(&self.component.id),
             },
             limits,
             in_flight: InFlight::default(),

@@ -4,7 +4,9 @@
 //! A request to any other destination fails inside the guest with
 //! `error-code.HTTP-request-denied`; it is logged once with the component id and never
 //! reaches the network. Allowed requests go through wasmtime-wasi-http's client with
-//! connect and first-byte timeouts, so a hung upstream cannot hold an instance forever.
+//! connect and first-byte timeouts, so a hung upstream cannot hold an instance forever;
+//! allowed requests to the host's own internal API are answered in-process
+//! ([`super::in_process`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,12 +14,17 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::in_process::InProcessApi;
 use super::outbound::OutboundPolicy;
 
 /// Hooks given to wasmtime-wasi-http for one instance.
 pub struct OutboundHttpHooks {
     pub component_id: Arc<str>,
     pub policy: Arc<OutboundPolicy>,
+    /// The host's internal API, answered in-process.
+    pub in_process: InProcessApi,
+    /// Counts this component's requests answered in-process.
+    pub in_process_served: prometheus_client::metrics::counter::Counter,
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,6 +62,15 @@ impl WasiHttpHooks for OutboundHttpHooks {
                 "outgoing request denied: destination not in allowed_outbound_hosts"
             );
             return Box::new(std::future::ready(Err(HttpError::HttpRequestDenied)));
+        }
+        if let Some(router) = self.in_process.serving(request.uri()) {
+            self.in_process_served.inc();
+            return Box::new(async move {
+                Ok((
+                    InProcessApi::answer(router, request).await?,
+                    Box::new(std::future::ready(Ok(()))) as Box<dyn Future<Output = _> + Send>,
+                ))
+            });
         }
         let mut options = options.unwrap_or_default();
         options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);

@@ -119,6 +119,7 @@ struct Inner {
     latency: Family<RouteLabels, Histogram>,
     instances: Family<ComponentLabels, Gauge>,
     instances_created: Family<ComponentLabels, Counter>,
+    in_process: Family<ComponentLabels, Counter>,
 }
 
 impl std::fmt::Debug for RuntimeMetrics {
@@ -144,6 +145,7 @@ impl RuntimeMetrics {
         });
         let instances = Family::<ComponentLabels, Gauge>::default();
         let instances_created = Family::<ComponentLabels, Counter>::default();
+        let in_process = Family::<ComponentLabels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests served, by component, route and status class",
@@ -169,6 +171,11 @@ impl RuntimeMetrics {
             "Component instances created",
             instances_created.clone(),
         );
+        registry.register(
+            "internal_api_in_process_requests",
+            "Guests' requests to the host's internal API answered in-process",
+            in_process.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -177,6 +184,7 @@ impl RuntimeMetrics {
                 latency,
                 instances,
                 instances_created,
+                in_process,
             }),
         }
     }
@@ -229,6 +237,16 @@ impl RuntimeMetrics {
             component: component.to_owned(),
         };
         self.inner.instances.get_or_create(&labels).dec();
+    }
+
+    /// The counter of `component`'s requests to the internal API answered in-process.
+    pub fn in_process_requests(&self, component: &str) -> Counter {
+        self.inner
+            .in_process
+            .get_or_create(&ComponentLabels {
+                component: component.to_owned(),
+            })
+            .clone()
     }
 
     /// The OpenMetrics text exposition of every metric.

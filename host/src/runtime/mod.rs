@@ -7,6 +7,8 @@
 //! - [`outbound`]: `allowed_outbound_hosts` parsing and matching;
 //! - [`variables`], [`key_value`], [`postgres`], [`http_outbound`]: one module per
 //!   interface a guest may import, each with its `add_to_linker`;
+//! - [`in_process`]: guests' requests to the host's own internal API, answered without
+//!   the network;
 //! - [`handler`]: instance life cycle (reuse, deadlines, memory limits);
 //! - [`server`]: the HTTP front door (request ids, routing, error responses, metrics);
 //! - [`metrics`]: Prometheus counters and histograms.
@@ -19,6 +21,7 @@ pub mod bindings;
 pub mod component;
 pub mod handler;
 pub mod http_outbound;
+pub mod in_process;
 pub mod key_value;
 pub mod metrics;
 pub mod outbound;
@@ -221,6 +224,7 @@ pub struct App {
     metrics: RuntimeMetrics,
     engine: Engine,
     shutting_down: Arc<std::sync::atomic::AtomicBool>,
+    in_process: in_process::InProcessApi,
 }
 
 impl std::fmt::Debug for App {
@@ -333,6 +337,7 @@ impl App {
                     .flat_map(|decl| decl.key_value_stores.iter().cloned()),
             )?,
             postgres: PostgresPools::new(settings.postgres_pool_size),
+            in_process: in_process::InProcessApi::default(),
         };
         let limits = resolve_limits(
             &settings,
@@ -417,7 +422,14 @@ impl App {
             metrics,
             engine,
             shutting_down,
+            in_process: shared.in_process,
         })
+    }
+
+    /// From now on, guests' requests to `listening_on` (the host's internal API) are
+    /// answered by `router` in-process instead of over a new TCP connection each.
+    pub fn serve_in_process(&self, listening_on: std::net::SocketAddr, router: axum::Router) {
+        self.in_process.serve(listening_on, router);
     }
 
     /// Marks the start of shutdown: instances torn down from now on are expected.

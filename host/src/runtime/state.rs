@@ -15,6 +15,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::component::ComponentContext;
 use super::http_outbound::OutboundHttpHooks;
+use super::in_process::InProcessApi;
 use super::key_value::KeyValueStores;
 use super::postgres::PostgresPools;
 
@@ -23,6 +24,8 @@ use super::postgres::PostgresPools;
 pub struct SharedServices {
     pub key_value: KeyValueStores,
     pub postgres: PostgresPools,
+    /// The host's internal API, for guests' requests to it.
+    pub in_process: InProcessApi,
 }
 
 /// Store data of one component instance.
