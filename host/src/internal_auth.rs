@@ -22,7 +22,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cinema_domain::error::ErrorBody;
-use cinema_domain::token::{AccessClaims, Jwk, Jwks, TokenError, TokenVerifier};
+use cinema_domain::token::{AccessClaims, Jwk, Jwks, TokenError, TokenVerifier, VerifiedTokens};
 
 /// Header carrying the internal credential (the name is shared with `cinema-edge`).
 pub const INTERNAL_TOKEN_HEADER: &str = "x-cinema-internal-token";
@@ -126,6 +126,8 @@ impl UserTokenError {
 const KEYS_TTL: Duration = Duration::from_secs(60);
 /// Shortest interval between two reads (unknown key ids, Postgres down).
 const MIN_REREAD: Duration = Duration::from_secs(5);
+/// Verified tokens remembered (about 1 KiB each).
+const VERIFIED_CAPACITY: usize = 16_384;
 
 struct HeldKeys {
     verifier: Arc<TokenVerifier>,
@@ -135,13 +137,15 @@ struct HeldKeys {
 /// Access-token verification for the host: the public keys auth publishes, read from
 /// `auth.signing_keys` (the host never sees a private key's use), held in memory and
 /// re-read every [`KEYS_TTL`] or on an unknown key id (at most every [`MIN_REREAD`]).
-/// While Postgres is down the held keys keep verifying.
+/// While Postgres is down the held keys keep verifying. Tokens that checked out are
+/// remembered ([`VerifiedTokens`]): a client sends the same token with every batch.
 pub struct TokenKeys {
     postgres_url: String,
     issuer: String,
     audience: String,
     held: tokio::sync::Mutex<Option<HeldKeys>>,
     last_read_attempt: std::sync::Mutex<Option<Instant>>,
+    verified: std::sync::Mutex<VerifiedTokens>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -161,6 +165,7 @@ impl TokenKeys {
             audience: audience.to_owned(),
             held: tokio::sync::Mutex::new(None),
             last_read_attempt: std::sync::Mutex::new(None),
+            verified: std::sync::Mutex::new(VerifiedTokens::new(VERIFIED_CAPACITY)),
         }
     }
 
@@ -250,10 +255,23 @@ impl TokenKeys {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        match self.verifier(false).await?.verify(token, now) {
-            Err(TokenError::UnknownKey) => Ok(self.verifier(true).await?.verify(token, now)?),
-            other => Ok(other?),
+        let keys = self.verifier(false).await?;
+        let digest = VerifiedTokens::digest(token);
+        if let Some(remembered) = self.verified().recall(&digest, &keys, now) {
+            return Ok(remembered?);
         }
+        let (claims, kid) = match keys.verify_keyed(token, now) {
+            Err(TokenError::UnknownKey) => self.verifier(true).await?.verify_keyed(token, now)?,
+            other => other?,
+        };
+        self.verified().remember(digest, claims.clone(), kid, now);
+        Ok(claims)
+    }
+
+    fn verified(&self) -> std::sync::MutexGuard<'_, VerifiedTokens> {
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Verifies the request's `Authorization: Bearer` token.

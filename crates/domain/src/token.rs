@@ -273,6 +273,72 @@ pub fn generate_ed25519_key() -> Result<(Vec<u8>, [u8; 32]), TokenError> {
     Ok((der.as_bytes().to_vec(), key.verifying_key().to_bytes()))
 }
 
+/// Tokens whose signature, issuer and audience checked out, remembered by the SHA-256
+/// of the whole token with their claims and signing key id, so a token seen again costs
+/// a hash and a lookup instead of an Ed25519 verification (clients send the same token
+/// for minutes). A remembered token is still refused once expired, and once its key
+/// leaves the verifier's key set (a retired key's tokens stop with it). At most
+/// `capacity` tokens: when full, expired ones go, and if none has, all of them.
+#[derive(Debug)]
+pub struct VerifiedTokens {
+    capacity: usize,
+    entries: HashMap<[u8; 32], (AccessClaims, String)>,
+}
+
+/// A token's key in [`VerifiedTokens`].
+pub type TokenDigest = [u8; 32];
+
+impl VerifiedTokens {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            entries: HashMap::new(),
+        }
+    }
+
+    /// The digest `token` is remembered by.
+    pub fn digest(token: &str) -> TokenDigest {
+        use sha2::Digest;
+        sha2::Sha256::digest(token.as_bytes()).into()
+    }
+
+    /// The claims of a token remembered as verified, checked again for lifetime at
+    /// `now`; `None` when it is not remembered or its key is no longer in `keys`.
+    pub fn recall(
+        &mut self,
+        digest: &TokenDigest,
+        keys: &TokenVerifier,
+        now: i64,
+    ) -> Option<Result<AccessClaims, TokenError>> {
+        let (claims, kid) = self.entries.get(digest)?;
+        if !keys.knows_key(kid) {
+            self.entries.remove(digest);
+            return None;
+        }
+        Some(check_lifetime(claims, now).map(|()| claims.clone()))
+    }
+
+    /// Remembers a token [`TokenVerifier::verify_keyed`] accepted.
+    pub fn remember(&mut self, digest: TokenDigest, claims: AccessClaims, kid: String, now: i64) {
+        if self.entries.len() >= self.capacity {
+            self.entries
+                .retain(|_, (claims, _)| check_lifetime(claims, now).is_ok());
+            if self.entries.len() >= self.capacity {
+                self.entries.clear();
+            }
+        }
+        self.entries.insert(digest, (claims, kid));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 /// Bytes of entropy in a refresh token.
 const REFRESH_TOKEN_BYTES: usize = 32;
 
@@ -421,6 +487,38 @@ mod tests {
     }
 
     /// Refresh tokens are long, unique, and stored only as a 32-byte digest.
+    /// A remembered token is answered without a signature check, but still expires, and
+    /// stops once its key leaves the key set; a full memo forgets before it grows.
+    #[test]
+    fn verified_tokens_expire_and_stop_with_their_key() {
+        let (private, jwk) = keypair("k1");
+        let (_, other) = keypair("k2");
+        let token = sign(&claims(), "k1", &private).expect("sign");
+        let with_key = verifier(vec![jwk]);
+        let mut memo = VerifiedTokens::new(2);
+        let digest = VerifiedTokens::digest(&token);
+        assert!(memo.recall(&digest, &with_key, NOW).is_none());
+        let (claims, kid) = with_key.verify_keyed(&token, NOW).expect("verifies");
+        memo.remember(digest, claims.clone(), kid, NOW);
+        assert_eq!(
+            memo.recall(&digest, &with_key, NOW),
+            Some(Ok(claims.clone()))
+        );
+        let expired = claims.exp + CLOCK_SKEW_LEEWAY_SECONDS;
+        assert_eq!(
+            memo.recall(&digest, &with_key, expired),
+            Some(Err(TokenError::Expired))
+        );
+        let key_retired = verifier(vec![other]);
+        assert!(memo.recall(&digest, &key_retired, NOW).is_none());
+        assert!(memo.is_empty(), "a token whose key left is forgotten");
+
+        for n in 0..5u8 {
+            memo.remember([n; 32], claims.clone(), "k1".into(), NOW);
+            assert!(memo.len() <= 2);
+        }
+    }
+
     #[test]
     fn refresh_tokens_are_random_and_hashed() {
         let a = generate_refresh_token();

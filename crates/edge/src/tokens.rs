@@ -23,8 +23,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use cinema_domain::token::{AccessClaims, Jwks, TokenError, TokenVerifier, check_lifetime};
-use sha2::{Digest, Sha256};
+use cinema_domain::token::{AccessClaims, Jwks, TokenError, TokenVerifier, VerifiedTokens};
 
 use crate::AuthError;
 
@@ -116,21 +115,14 @@ struct FetchedKeys {
     fetched_at: i64,
 }
 
-/// A token that checked out, as remembered.
-struct Verified {
-    claims: AccessClaims,
-    kid: String,
-}
-
 /// What this instance holds besides its settings.
-#[derive(Default)]
 struct Held {
     fetched: Option<FetchedKeys>,
     /// When the last fetch was tried, successful or not (throttles refetches).
     tried_at: Option<i64>,
     /// A fetch is under way (other requests keep using the held keys).
     fetching: bool,
-    verified: HashMap<[u8; 32], Verified>,
+    verified: VerifiedTokens,
     /// Key ids a fetch did not know → when.
     unknown_keys: HashMap<String, i64>,
 }
@@ -139,7 +131,13 @@ static HELD: Mutex<Option<Held>> = Mutex::new(None);
 
 fn with_held<T>(f: impl FnOnce(&mut Held) -> T) -> T {
     let mut guard = HELD.lock().unwrap_or_else(PoisonError::into_inner);
-    f(guard.get_or_insert_with(Held::default))
+    f(guard.get_or_insert_with(|| Held {
+        fetched: None,
+        tried_at: None,
+        fetching: false,
+        verified: VerifiedTokens::new(VERIFIED_CAPACITY),
+        unknown_keys: HashMap::new(),
+    }))
 }
 
 fn now() -> i64 {
@@ -245,17 +243,9 @@ async fn verifier(
 pub async fn verify(token: &str) -> Result<AccessClaims, AuthError> {
     let settings = settings().await;
     let keys = verifier(settings, None).await?;
-    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let digest = VerifiedTokens::digest(token);
     let now = now();
-    let remembered = with_held(|held| {
-        let verified = held.verified.get(&digest)?;
-        if !keys.knows_key(&verified.kid) {
-            // Its key left the published set: verify again (and fail) below.
-            held.verified.remove(&digest);
-            return None;
-        }
-        Some(check_lifetime(&verified.claims, now).map(|()| verified.claims.clone()))
-    });
+    let remembered = with_held(|held| held.verified.recall(&digest, &keys, now));
     if let Some(claims) = remembered {
         return claims.map_err(AuthError::InvalidToken);
     }
@@ -269,21 +259,6 @@ pub async fn verify(token: &str) -> Result<AccessClaims, AuthError> {
         }
         other => other.map_err(AuthError::InvalidToken)?,
     };
-    with_held(|held| {
-        if held.verified.len() >= VERIFIED_CAPACITY {
-            held.verified
-                .retain(|_, v| check_lifetime(&v.claims, now).is_ok());
-            if held.verified.len() >= VERIFIED_CAPACITY {
-                held.verified.clear();
-            }
-        }
-        held.verified.insert(
-            digest,
-            Verified {
-                claims: claims.clone(),
-                kid,
-            },
-        );
-    });
+    with_held(|held| held.verified.remember(digest, claims.clone(), kid, now));
     Ok(claims)
 }
