@@ -1105,8 +1105,9 @@ async fn undecodable_messages_go_to_the_dead_letter_topic_with_their_reason() {
 /// Issue 14, item 8: the internal API refuses any caller without the platform's
 /// credential (search, reindex, analytics, intake; health and metrics stay open), and
 /// the intake takes the user behind events only from a verified access token: events
-/// naming another user in the body land under the token's user, and without a valid
-/// token nothing is accepted.
+/// naming another user in the body land under the token's user, without a valid
+/// token nothing is accepted, and a body that is not an intake request is a 400
+/// `invalid_json`.
 #[tokio::test]
 async fn the_internal_api_needs_the_credential_and_intake_takes_the_user_from_the_token() {
     let platform = Platform::new("127.0.0.1:9092").await;
@@ -1173,6 +1174,22 @@ async fn the_internal_api_needs_the_credential_and_intake_takes_the_user_from_th
             (status, body["error"]["code"].as_str()),
             (401, Some(code)),
             "{body}"
+        );
+    }
+    for body in ["not json", r#"{"events": [{"type": "view_progress"}]}"#] {
+        let response = with_credential(internal(reqwest::Method::POST, "/intake/ugc"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("intake");
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (400, Some("invalid_json")),
+            "{body}: {answer}"
         );
     }
     let response = with_credential(internal(reqwest::Method::POST, "/intake/ugc"))

@@ -51,6 +51,10 @@ pub struct Intake {
     /// empty keeps its old producer id and can stall forever.
     producer: std::sync::RwLock<Arc<FutureProducer>>,
     spool: Arc<std::sync::Mutex<Spool>>,
+    /// Whether events may wait in the spool: set before every append, cleared by the
+    /// replayer once the spool on disk is empty. Read on every request instead of
+    /// listing the spool folder.
+    spool_holds_events: Arc<AtomicBool>,
     kafka_up: AtomicBool,
 }
 
@@ -58,6 +62,7 @@ impl std::fmt::Debug for Intake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Intake")
             .field("settings", &self.settings)
+            .field("spool_holds_events", &self.spool_holds_events)
             .field("kafka_up", &self.kafka_up)
             .finish()
     }
@@ -89,10 +94,12 @@ impl Intake {
     pub fn new(settings: IntakeSettings) -> anyhow::Result<Arc<Self>> {
         let producer = new_producer(&settings)?;
         let spool = Spool::open(&settings.spool_dir)?;
+        let spool_holds_events = Arc::new(AtomicBool::new(!spool.is_empty()?));
         Ok(Arc::new(Self {
             settings,
             producer: std::sync::RwLock::new(Arc::new(producer)),
             spool: Arc::new(std::sync::Mutex::new(spool)),
+            spool_holds_events,
             kafka_up: AtomicBool::new(true),
         }))
     }
@@ -168,7 +175,7 @@ impl Intake {
     pub async fn accept(&self, events: Vec<UgcEvent>) -> Result<Accepted, IntakeError> {
         let accepted = events.len();
         let direct = self.kafka_up.load(Ordering::Relaxed)
-            && self.with_spool(|spool| spool.is_empty()).await?;
+            && !self.spool_holds_events.load(Ordering::Acquire);
         if direct {
             match self.produce(&events).await {
                 Ok(()) => {
@@ -184,7 +191,16 @@ impl Intake {
                 }
             }
         }
-        self.with_spool(move |spool| spool.append(&events)).await?;
+        // Set before and again under the lock: a replayer that found the spool empty
+        // in between cannot leave it cleared while these events wait.
+        self.spool_holds_events.store(true, Ordering::Release);
+        let spool_holds_events = self.spool_holds_events.clone();
+        self.with_spool(move |spool| {
+            spool.append(&events)?;
+            spool_holds_events.store(true, Ordering::Release);
+            Ok(())
+        })
+        .await?;
         Ok(Accepted {
             accepted,
             spooled: true,
@@ -265,11 +281,22 @@ impl Intake {
 
     /// Sends sealed spool segments oldest first; stops at the first failure.
     async fn replay_once(&self) -> Result<(), String> {
-        if self
-            .with_spool(|spool| spool.is_empty())
+        // Emptiness is decided under the spool's lock, so an append cannot slip between
+        // the check and the flag being cleared.
+        let empty = self
+            .with_spool({
+                let spool_holds_events = self.spool_holds_events.clone();
+                move |spool| {
+                    let empty = spool.is_empty()?;
+                    if empty {
+                        spool_holds_events.store(false, Ordering::Release);
+                    }
+                    Ok(empty)
+                }
+            })
             .await
-            .map_err(|e| e.to_string())?
-        {
+            .map_err(|e| e.to_string())?;
+        if empty {
             self.kafka_up.store(true, Ordering::Relaxed);
             return Ok(());
         }
@@ -350,11 +377,26 @@ pub struct IntakeRoute {
 async fn intake_ugc(
     State(route): State<IntakeRoute>,
     headers: axum::http::HeaderMap,
-    Json(request): Json<IntakeRequest>,
+    body: axum::body::Bytes,
 ) -> Response {
     let claims = match route.token_keys.verify_bearer(&headers).await {
         Ok(claims) => claims,
         Err(error) => return error.reply(),
+    };
+    // Decoded once, without the path tracking of axum's `Json` (a component sends
+    // this body; a person reading the error is rare, the cost is on every request).
+    let request: IntakeRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(ErrorBody::new(
+                    "invalid_json",
+                    format!("the body is not an intake request: {error}"),
+                )),
+            )
+                .into_response();
+        }
     };
     let mut events = request.events;
     for event in &mut events {
