@@ -63,17 +63,22 @@ fn uuid_v8(digest: &[u8]) -> String {
     }
     bytes[6] = (bytes[6] & 0x0f) | 0x80;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    hyphenate(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    hyphenate(
+        bytes
+            .iter()
+            .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]]),
+    )
 }
 
-/// `8-4-4-4-12` groups of 32 hex digits.
-fn hyphenate(hex: &str) -> String {
+/// `8-4-4-4-12` groups of 32 ASCII hex digits.
+fn hyphenate(hex: impl Iterator<Item = u8>) -> String {
     let mut out = String::with_capacity(36);
-    for (i, c) in hex.chars().enumerate() {
+    for (i, digit) in hex.enumerate() {
         if matches!(i, 8 | 12 | 16 | 20) {
             out.push('-');
         }
-        out.push(c);
+        out.push(char::from(digit));
     }
     out
 }
@@ -84,12 +89,12 @@ pub fn canonical_uuid(value: &str) -> Option<String> {
     if !is_uuid(value) {
         return None;
     }
-    let hex: String = value
-        .chars()
-        .filter(|c| *c != '-')
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    Some(hyphenate(&hex))
+    Some(hyphenate(
+        value
+            .bytes()
+            .filter(|b| *b != b'-')
+            .map(|b| b.to_ascii_lowercase()),
+    ))
 }
 
 /// The event id of the `index`-th event of a request sent with `key` by `user_id`;

@@ -32,7 +32,11 @@ pub const MAX_REVIEW_CHARS: usize = 5_000;
 pub const MAX_DURATION_S: u32 = 172_800;
 
 /// One accepted event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Decoded by hand ([`FlatEvent`]): serde's derive for a flattened, internally tagged
+/// payload buffers every event into an intermediate tree first, and every event is
+/// decoded three times (the intake, the loader, the read models).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UgcEvent {
     /// Unique per event; repeats (same `Idempotency-Key` or `event_id`) share it.
     pub event_id: String,
@@ -42,6 +46,90 @@ pub struct UgcEvent {
     pub occurred_at_ms: i64,
     #[serde(flatten)]
     pub payload: UgcPayload,
+}
+
+/// The wire shape of an event, every payload field optional: decoded in one pass, then
+/// checked against the fields its `type` needs. Fields another type would have are
+/// ignored, as are unknown ones.
+#[derive(Deserialize)]
+struct FlatEvent {
+    event_id: String,
+    user_id: String,
+    occurred_at_ms: i64,
+    #[serde(rename = "type")]
+    kind: String,
+    film_id: Option<String>,
+    position_s: Option<u32>,
+    duration_s: Option<u32>,
+    score: Option<u8>,
+    review_id: Option<String>,
+    text: Option<String>,
+    value: Option<i8>,
+}
+
+/// Every `type` an event may have.
+const EVENT_TYPES: &[&str] = &[
+    "view_progress",
+    "bookmark_set",
+    "bookmark_removed",
+    "rating_set",
+    "rating_removed",
+    "review_posted",
+    "review_deleted",
+    "review_like_set",
+    "review_like_removed",
+];
+
+impl<'de> Deserialize<'de> for UgcEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let flat = FlatEvent::deserialize(deserializer)?;
+        fn needed<T, E: Error>(value: Option<T>, field: &'static str) -> Result<T, E> {
+            value.ok_or_else(|| E::missing_field(field))
+        }
+        let payload = match flat.kind.as_str() {
+            "view_progress" => UgcPayload::ViewProgress {
+                film_id: needed(flat.film_id, "film_id")?,
+                position_s: needed(flat.position_s, "position_s")?,
+                duration_s: needed(flat.duration_s, "duration_s")?,
+            },
+            "bookmark_set" => UgcPayload::BookmarkSet {
+                film_id: needed(flat.film_id, "film_id")?,
+            },
+            "bookmark_removed" => UgcPayload::BookmarkRemoved {
+                film_id: needed(flat.film_id, "film_id")?,
+            },
+            "rating_set" => UgcPayload::RatingSet {
+                film_id: needed(flat.film_id, "film_id")?,
+                score: needed(flat.score, "score")?,
+            },
+            "rating_removed" => UgcPayload::RatingRemoved {
+                film_id: needed(flat.film_id, "film_id")?,
+            },
+            "review_posted" => UgcPayload::ReviewPosted {
+                review_id: needed(flat.review_id, "review_id")?,
+                film_id: needed(flat.film_id, "film_id")?,
+                text: needed(flat.text, "text")?,
+            },
+            "review_deleted" => UgcPayload::ReviewDeleted {
+                review_id: needed(flat.review_id, "review_id")?,
+            },
+            "review_like_set" => UgcPayload::ReviewLikeSet {
+                review_id: needed(flat.review_id, "review_id")?,
+                value: needed(flat.value, "value")?,
+            },
+            "review_like_removed" => UgcPayload::ReviewLikeRemoved {
+                review_id: needed(flat.review_id, "review_id")?,
+            },
+            other => return Err(D::Error::unknown_variant(other, EVENT_TYPES)),
+        };
+        Ok(Self {
+            event_id: flat.event_id,
+            user_id: flat.user_id,
+            occurred_at_ms: flat.occurred_at_ms,
+            payload,
+        })
+    }
 }
 
 /// What happened; `type` on the wire.
@@ -104,13 +192,18 @@ fn field_error(field: &'static str, message: impl Into<String>) -> FieldError {
 /// Whether `value` is a UUID in any of its usual text forms (no dependency on a uuid
 /// crate: the component stays lean).
 pub fn is_uuid(value: &str) -> bool {
-    let hex: String = value.chars().filter(|c| *c != '-').collect();
-    let dashes_ok = value.len() == 32
-        || (value.len() == 36
-            && value
-                .char_indices()
-                .all(|(i, c)| (c == '-') == matches!(i, 8 | 13 | 18 | 23)));
-    dashes_ok && hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit())
+    let bytes = value.as_bytes();
+    match bytes.len() {
+        32 => bytes.iter().all(u8::is_ascii_hexdigit),
+        36 => bytes.iter().enumerate().all(|(i, b)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                *b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        }),
+        _ => false,
+    }
 }
 
 fn check_uuid(field: &'static str, value: &str) -> Result<(), FieldError> {
@@ -280,6 +373,89 @@ mod tests {
         );
     }
 
+    fn every_kind_of_event() -> Vec<UgcEvent> {
+        let review = "40000000-0000-4000-8000-000000000001".to_owned();
+        let film = FILM.to_owned();
+        [
+            UgcPayload::ViewProgress {
+                film_id: film.clone(),
+                position_s: 60,
+                duration_s: 5400,
+            },
+            UgcPayload::BookmarkSet {
+                film_id: film.clone(),
+            },
+            UgcPayload::BookmarkRemoved {
+                film_id: film.clone(),
+            },
+            UgcPayload::RatingSet {
+                film_id: film.clone(),
+                score: 7,
+            },
+            UgcPayload::RatingRemoved {
+                film_id: film.clone(),
+            },
+            UgcPayload::ReviewPosted {
+                review_id: review.clone(),
+                film_id: film.clone(),
+                text: "Sehr \"gut\"\n".into(),
+            },
+            UgcPayload::ReviewDeleted {
+                review_id: review.clone(),
+            },
+            UgcPayload::ReviewLikeSet {
+                review_id: review.clone(),
+                value: -1,
+            },
+            UgcPayload::ReviewLikeRemoved { review_id: review },
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(n, payload)| UgcEvent {
+            event_id: format!("event-{n}"),
+            user_id: "10000000-0000-4000-8000-000000000001".into(),
+            occurred_at_ms: 1_764_150_000_000 + n as i64,
+            payload,
+        })
+        .collect()
+    }
+
+    /// The hand-written decoder reads what the encoder writes, for every type, and
+    /// refuses an unknown type or a missing field by name; fields of other types and
+    /// unknown fields are ignored.
+    #[test]
+    fn events_decode_as_they_encode() {
+        for event in every_kind_of_event() {
+            let json = serde_json::to_string(&event).expect("encode");
+            let decoded: UgcEvent = serde_json::from_str(&json).expect(&json);
+            assert_eq!(decoded, event, "{json}");
+            let tagged: serde_json::Value = serde_json::from_str(&json).expect("json");
+            assert_eq!(tagged["type"], event.payload.type_name(), "{json}");
+        }
+        let base = r#""event_id": "e", "user_id": "u", "occurred_at_ms": 1"#;
+        let decode = |rest: &str| serde_json::from_str::<UgcEvent>(&format!("{{{base}, {rest}}}"));
+        let error = decode(r#""type": "view_progress", "film_id": "f", "position_s": 1"#)
+            .expect_err("duration missing");
+        assert!(
+            error.to_string().contains("missing field `duration_s`"),
+            "{error}"
+        );
+        let error = decode(r#""type": "watched", "film_id": "f""#).expect_err("unknown type");
+        assert!(
+            error.to_string().contains("unknown variant `watched`"),
+            "{error}"
+        );
+        let ignored = decode(r#""type": "bookmark_set", "film_id": "f", "score": 3, "x": [1]"#)
+            .expect("extra fields are ignored");
+        assert_eq!(
+            ignored.payload,
+            UgcPayload::BookmarkSet {
+                film_id: "f".into()
+            }
+        );
+        assert!(decode(r#""type": "rating_set", "film_id": "f", "score": 300"#).is_err());
+    }
+
     /// UUIDs are accepted hyphenated or plain, and nothing else.
     #[test]
     fn uuid_forms() {
@@ -287,5 +463,17 @@ mod tests {
         assert!(is_uuid(&FILM.replace('-', "")));
         assert!(!is_uuid("30000000-0000-4000-8000-00000000000g"));
         assert!(!is_uuid("3000000-00000-4000-8000-000000000001"));
+        assert!(is_uuid(&FILM.to_uppercase()));
+        for refused in [
+            "",
+            "{30000000-0000-4000-8000-000000000001}",
+            "30000000-0000-4000-8000-0000000000011",
+            "300000000000-4000-8000-000000000001-",
+            "3000000000004000800000000000000g",
+            "30000000-0000-4000-8000-00000000000é",
+            "urn:uuid:30000000-0000-4000-8000-000000000001",
+        ] {
+            assert!(!is_uuid(refused), "{refused}");
+        }
     }
 }
