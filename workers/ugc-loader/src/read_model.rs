@@ -165,28 +165,91 @@ async fn apply(
     let Some(client) = postgres.as_mut() else {
         return Ok(());
     };
-    // Heartbeats: only the newest per user and film matters.
-    let mut latest_progress: HashMap<(&str, &str), &UgcEvent> = HashMap::new();
-    for event in events {
-        if let UgcPayload::ViewProgress { film_id, .. } = &event.payload {
-            let slot = latest_progress
-                .entry((event.user_id.as_str(), film_id.as_str()))
-                .or_insert(event);
-            if slot.occurred_at_ms <= event.occurred_at_ms {
-                *slot = event;
-            }
-        }
-    }
     let transaction = client.transaction().await?;
-    for event in latest_progress.values() {
-        apply_one(&transaction, event).await?;
-    }
+    upsert_progress(&transaction, &LatestProgress::of(events)).await?;
     for event in events {
         if !matches!(event.payload, UgcPayload::ViewProgress { .. }) {
             apply_one(&transaction, event).await?;
         }
     }
     transaction.commit().await
+}
+
+/// The newest heartbeat of each user and film in a batch (the only one that matters),
+/// as the columns of `ugc.progress`.
+#[derive(Debug, Default, PartialEq)]
+struct LatestProgress {
+    users: Vec<Uuid>,
+    films: Vec<Uuid>,
+    positions_s: Vec<i32>,
+    durations_s: Vec<i32>,
+    occurred_at_s: Vec<f64>,
+}
+
+impl LatestProgress {
+    /// Of two heartbeats of one user and film, the later wins, and on a tie the one
+    /// that came later in the batch. Heartbeats without valid ids are skipped.
+    fn of(events: &[UgcEvent]) -> Self {
+        let mut latest: HashMap<(Uuid, Uuid), &UgcEvent> = HashMap::new();
+        for event in events {
+            if let UgcPayload::ViewProgress { film_id, .. } = &event.payload
+                && let (Some(user), Some(film)) = (id(&event.user_id), id(film_id))
+            {
+                let slot = latest.entry((user, film)).or_insert(event);
+                if slot.occurred_at_ms <= event.occurred_at_ms {
+                    *slot = event;
+                }
+            }
+        }
+        let mut columns = Self::default();
+        for ((user, film), event) in latest {
+            if let UgcPayload::ViewProgress {
+                position_s,
+                duration_s,
+                ..
+            } = &event.payload
+            {
+                columns.users.push(user);
+                columns.films.push(film);
+                columns.positions_s.push(*position_s as i32);
+                columns.durations_s.push(*duration_s as i32);
+                columns
+                    .occurred_at_s
+                    .push(event.occurred_at_ms as f64 / 1000.0);
+            }
+        }
+        columns
+    }
+}
+
+/// Upserts a batch's heartbeats in one statement (one round trip for thousands of
+/// rows instead of one each); a row only takes a heartbeat at least as new as its own.
+async fn upsert_progress(
+    db: &tokio_postgres::Transaction<'_>,
+    progress: &LatestProgress,
+) -> Result<(), tokio_postgres::Error> {
+    if progress.users.is_empty() {
+        return Ok(());
+    }
+    db.execute(
+        "INSERT INTO ugc.progress (user_id, film_id, position_s, duration_s, occurred_at)
+         SELECT user_id, film_id, position_s, duration_s, to_timestamp(at)
+         FROM unnest($1::uuid[], $2::uuid[], $3::int4[], $4::int4[], $5::float8[])
+              AS heartbeat(user_id, film_id, position_s, duration_s, at)
+         ON CONFLICT (user_id, film_id) DO UPDATE
+         SET position_s = EXCLUDED.position_s, duration_s = EXCLUDED.duration_s,
+             occurred_at = EXCLUDED.occurred_at
+         WHERE ugc.progress.occurred_at <= EXCLUDED.occurred_at",
+        &[
+            &progress.users,
+            &progress.films,
+            &progress.positions_s,
+            &progress.durations_s,
+            &progress.occurred_at_s,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 async fn apply_one(
@@ -199,31 +262,6 @@ async fn apply_one(
     let at = event.occurred_at_ms as f64 / 1000.0;
     let film = event.payload.film_id().and_then(id);
     match (&event.payload, film) {
-        (
-            UgcPayload::ViewProgress {
-                position_s,
-                duration_s,
-                ..
-            },
-            Some(film),
-        ) => {
-            db.execute(
-                "INSERT INTO ugc.progress (user_id, film_id, position_s, duration_s, occurred_at)
-                 VALUES ($1, $2, $3, $4, to_timestamp($5))
-                 ON CONFLICT (user_id, film_id) DO UPDATE
-                 SET position_s = EXCLUDED.position_s, duration_s = EXCLUDED.duration_s,
-                     occurred_at = EXCLUDED.occurred_at
-                 WHERE ugc.progress.occurred_at <= EXCLUDED.occurred_at",
-                &[
-                    &user,
-                    &film,
-                    &(*position_s as i32),
-                    &(*duration_s as i32),
-                    &at,
-                ],
-            )
-            .await?;
-        }
         (UgcPayload::BookmarkSet { .. } | UgcPayload::BookmarkRemoved { .. }, Some(film)) => {
             let active = matches!(event.payload, UgcPayload::BookmarkSet { .. });
             db.execute(
@@ -321,4 +359,63 @@ async fn recount_likes(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USER: &str = "10000000-0000-4000-8000-000000000001";
+    const FILM: &str = "30000000-0000-4000-8000-000000000001";
+    const OTHER_FILM: &str = "30000000-0000-4000-8000-000000000002";
+
+    fn heartbeat(film: &str, position_s: u32, occurred_at_ms: i64) -> UgcEvent {
+        UgcEvent {
+            event_id: format!("{film}-{position_s}"),
+            user_id: USER.into(),
+            occurred_at_ms,
+            payload: UgcPayload::ViewProgress {
+                film_id: film.into(),
+                position_s,
+                duration_s: 5400,
+            },
+        }
+    }
+
+    /// One row per user and film: the newest heartbeat, the later one in the batch on a
+    /// tie; other events and heartbeats with ids that are not UUIDs add no row.
+    #[test]
+    fn a_batch_keeps_the_newest_heartbeat_of_each_user_and_film() {
+        let events = [
+            heartbeat(FILM, 10, 2_000),
+            heartbeat(FILM, 30, 3_000),
+            heartbeat(FILM, 20, 1_000),
+            heartbeat(OTHER_FILM, 1, 5_000),
+            heartbeat(OTHER_FILM, 2, 5_000),
+            heartbeat("not-a-uuid", 99, 9_000),
+            UgcEvent {
+                payload: UgcPayload::BookmarkSet {
+                    film_id: FILM.into(),
+                },
+                ..heartbeat(FILM, 0, 9_000)
+            },
+        ];
+        let progress = LatestProgress::of(&events);
+        let mut rows: Vec<_> = (0..progress.users.len())
+            .map(|i| {
+                (
+                    progress.films[i].to_string(),
+                    progress.positions_s[i],
+                    progress.occurred_at_s[i],
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            rows,
+            [(FILM.to_owned(), 30, 3.0), (OTHER_FILM.to_owned(), 2, 5.0)]
+        );
+        assert!(progress.users.iter().all(|u| u.to_string() == USER));
+        assert_eq!(progress.durations_s, [5400, 5400]);
+    }
 }
