@@ -13,7 +13,10 @@
 #   any sort, filter and page, and a search's genre facets; ugc_intake: the peer's
 #   ugc_events script, batches of 100 heartbeats, 20 users' tokens, against the peer's
 #   FastAPI + aiokafka intake and `cinema up` with its whole UGC pipeline (Kafka acks=all,
-#   loader and read model running)); REUSE=1 keeps the data of the last
+#   loader and read model running); ugc_loader (after ugc_intake): events/s of each
+#   side's loader alone, a new consumer group re-reading what its intake produced, into
+#   ClickHouse (the peer's confluent-kafka + clickhouse-driver loader; `cinema up` with
+#   only the loader), first row to last); REUSE=1 keeps the data of the last
 #   run (no seeding, copying or indexing); CINEMA_RUNTIME_CONFIG=FILE is passed to
 #   `cinema up --runtime-config-file` (default cinema-runtime-config.toml); CINEMA_BIN=FILE measures another build.
 #
@@ -47,7 +50,15 @@ DB_NAME=cinema_compare
 DB_URL="$DB_BASE/$DB_NAME"
 INDEX_DIR="$SCRATCH/index"
 CINEMA="${CINEMA_BIN:-$CARGO_TARGET_DIR/release/cinema}"
-ROUTES="${ROUTES:-films_page film_detail films_search persons_search film_detail_any search_uncached list_uncached list_mix facets ugc_intake}"
+ROUTES="${ROUTES:-films_page film_detail films_search persons_search film_detail_any search_uncached list_uncached list_mix facets ugc_intake ugc_loader}"
+CH_URL="${CINEMA_CLICKHOUSE_URL:-http://127.0.0.1:8123}"
+RELOAD_ADDR=127.0.0.1:28402
+RELOAD_INTERNAL=127.0.0.1:28403
+
+if [[ " $ROUTES " == *" ugc_loader "* && " $ROUTES " != *" ugc_intake "*"ugc_loader "* ]]; then
+  echo "ugc_loader re-reads what ugc_intake produced: list ugc_intake before it in ROUTES" >&2
+  exit 1
+fi
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
@@ -192,6 +203,14 @@ result() {
         awk '/^RESULT/ {sub(/^RESULT /, ""); print}' |
         python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["rps"], r["p99_ms"], sum(r["errors"].values()))'
       return ;;
+    peer:ugc_loader)
+      (cd "$PEERS" && KAFKA_TOPIC="$RUN_ID.peer" KAFKA_GROUP="$RUN_ID.peer-reload" LOG_LEVEL=WARNING \
+        ugc-python/run-loader.sh --idle-exit 5) 2>&1 | tee "$SCRATCH/peer-$4.txt" |
+        awk '/^SUMMARY/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "rows_per_s") print kv[2], "-", 0 } }'
+      return ;;
+    cinema:ugc_loader)
+      cinema_loader_rate
+      return ;;
     cinema:search_uncached | cinema:list_uncached | cinema:list_mix | cinema:facets)
       local mode=${4%_uncached}
       search_api "$1" "$mode" 3s >/dev/null 2>&1 || true
@@ -208,8 +227,43 @@ result() {
     python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["rps"], r["p99_ms"], sum(r["errors"].values()))'
 }
 
+# cinema_loader_rate -> "events/s - errors": once the running platform's loader has
+# stored every event its intake took, a second `cinema up` with only the loader (a new
+# group) re-reads the topic into a fresh ClickHouse database; first row to last.
+cinema_loader_rate() {
+  local query="SELECT count() FROM ugc_events" rows last=-1 got first="" started reload="${DB_NAME}_reload"
+  while :; do
+    rows=$(curl -fsS "$CH_URL/?database=$DB_NAME" --data-binary "$query")
+    [ "$rows" = "$last" ] && break
+    last=$rows; sleep 2
+  done
+  curl -fsS "$CH_URL" --data-binary "DROP DATABASE IF EXISTS $reload" >/dev/null
+  "$CINEMA" migrate --postgres-url "$DB_URL" --clickhouse-url "$CH_URL" --clickhouse-database "$reload" >/dev/null
+  RUST_LOG=warn "$CINEMA" up --from spin.toml --listen "$RELOAD_ADDR" --internal-listen "$RELOAD_INTERNAL" \
+    --kafka-brokers 127.0.0.1:9092 --ugc-topic "$RUN_ID.ugc" --ugc-loader-group "$RUN_ID.reload" \
+    --spool-dir "$SCRATCH/spool-reload" --clickhouse-url "$CH_URL" --clickhouse-database "$reload" \
+    >"$SCRATCH/cinema-reload.log" 2>&1 &
+  local reload_pid=$!
+  started=$(date +%s)
+  while :; do
+    got=$(curl -fsS "$CH_URL/?database=$reload" --data-binary "$query" 2>/dev/null || echo 0)
+    [ -z "$first" ] && [ "$got" -gt 0 ] && first=$(date +%s.%N)
+    [ "$got" -ge "$rows" ] && break
+    if [ $(($(date +%s) - started)) -gt 300 ]; then
+      echo "  the reloading loader stored $got of $rows events in 300 s; see $SCRATCH/cinema-reload.log" >&2
+      break
+    fi
+    sleep 0.1
+  done
+  local done_at
+  done_at=$(date +%s.%N)
+  kill "$reload_pid" 2>/dev/null; wait "$reload_pid" 2>/dev/null || true
+  awk -v r="$got" -v a="$first" -v b="$done_at" -v want="$rows" \
+    'BEGIN { printf "%.0f - %d\n", r / (b - a), (r < want) ? want - r : 0 }' | tee "$SCRATCH/cinema-ugc_loader.txt"
+}
+
 echo
-echo "catalog reads, answer caches warm (film_detail_any: any film, mostly misses; *_uncached, list_mix, facets: no cache, the host's search API; ugc_intake: requests of 100 events), wrk -t2 -c$CONNECTIONS -d$DURATION, $(nproc) cores, $FILMS films ($(date -u +%F), $(git rev-parse --short HEAD)):"
+echo "catalog reads, answer caches warm (film_detail_any: any film, mostly misses; *_uncached, list_mix, facets: no cache, the host's search API; ugc_intake: requests of 100 events; ugc_loader: events/s re-read into ClickHouse), wrk -t2 -c$CONNECTIONS -d$DURATION, $(nproc) cores, $FILMS films ($(date -u +%F), $(git rev-parse --short HEAD)):"
 printf '| %-15s | %12s | %12s | %14s | %14s | %6s |\n' route "peer req/s" "peer p99 ms" "cinema req/s" "cinema p99 ms" ratio
 printf '|%s|%s|%s|%s|%s|%s|\n' "-----------------" "--------------" "--------------" "----------------" "----------------" "--------"
 for route in $ROUTES; do
