@@ -48,6 +48,9 @@ RUN_ID="compare-$(date +%s)"
 DB_BASE="${CINEMA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 DB_NAME=cinema_compare
 DB_URL="$DB_BASE/$DB_NAME"
+# ClickHouse database of this run's events (made empty at each start, so the loader
+# row knows how many events the intake row produced).
+CH_DB="${DB_NAME}_events"
 INDEX_DIR="$SCRATCH/index"
 CINEMA="${CINEMA_BIN:-$CARGO_TARGET_DIR/release/cinema}"
 ROUTES="${ROUTES:-films_page film_detail films_search persons_search film_detail_any search_uncached list_uncached list_mix facets ugc_intake ugc_loader}"
@@ -126,6 +129,8 @@ if [[ " $ROUTES " == *" ugc_intake "* ]]; then
   (cd "$PEERS" && KAFKA_TOPIC="$RUN_ID.peer" WORKERS=2 PORT=$PEER_INTAKE_PORT exec ugc-python/run-intake.sh >"$SCRATCH/peer-intake.log" 2>&1) &
   pids+=($!)
 fi
+curl -fsS "$CH_URL" --data-binary "DROP DATABASE IF EXISTS $CH_DB" >/dev/null
+"$CINEMA" migrate --postgres-url "$DB_URL" --clickhouse-url "$CH_URL" --clickhouse-database "$CH_DB" >/dev/null
 export CINEMA_INTERNAL_API_TOKEN="compare-$$-$RANDOM"
 export_component_databases "$DB_URL"
 echo "starting cinema up on $ADDR..."
@@ -136,7 +141,7 @@ SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
   --runtime-config-file "${CINEMA_RUNTIME_CONFIG:-cinema-runtime-config.toml}" \
   --kafka-brokers 127.0.0.1:9092 --ugc-topic "$RUN_ID.ugc" --ugc-loader-group "$RUN_ID.loader" \
   --ugc-postgres-url "$DB_URL" --ugc-read-model-group "$RUN_ID.read_model" --spool-dir "$SCRATCH/spool" \
-  --clickhouse-database "$DB_NAME" \
+  --clickhouse-url "$CH_URL" --clickhouse-database "$CH_DB" \
   >"$SCRATCH/cinema.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 300); do
@@ -233,7 +238,7 @@ result() {
 cinema_loader_rate() {
   local query="SELECT count() FROM ugc_events" rows last=-1 got first="" started reload="${DB_NAME}_reload"
   while :; do
-    rows=$(curl -fsS "$CH_URL/?database=$DB_NAME" --data-binary "$query")
+    rows=$(curl -fsS "$CH_URL/?database=$CH_DB" --data-binary "$query")
     [ "$rows" = "$last" ] && break
     last=$rows; sleep 2
   done
