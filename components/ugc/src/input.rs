@@ -228,7 +228,7 @@ fn parse_json(body: &[u8]) -> InputResult<Value> {
 /// `POST /events`: one event object or an array of 1 to [`MAX_EVENTS_PER_BATCH`].
 fn view_progress_batch(body: &Value) -> InputResult<Vec<Draft>> {
     match body {
-        Value::Object(object) => Ok(vec![view_progress(&Fields::new(object, ""))?]),
+        Value::Object(object) => Ok(vec![view_progress(&Fields::new(object, None))?]),
         Value::Array(events) if events.is_empty() => {
             Err(Invalid::new(EVENTS_FIELD, "must hold at least one event").into())
         }
@@ -240,14 +240,13 @@ fn view_progress_batch(body: &Value) -> InputResult<Vec<Draft>> {
         Value::Array(events) => events
             .iter()
             .enumerate()
-            .map(|(index, event)| {
-                let prefix = format!("{EVENTS_FIELD}[{index}]");
-                match event {
-                    Value::Object(object) => {
-                        Ok(view_progress(&Fields::new(object, &format!("{prefix}.")))?)
-                    }
-                    _ => Err(Invalid::new(prefix, "must be an event object").into()),
-                }
+            .map(|(index, event)| match event {
+                Value::Object(object) => Ok(view_progress(&Fields::new(object, Some(index)))?),
+                _ => Err(Invalid::new(
+                    format!("{EVENTS_FIELD}[{index}]"),
+                    "must be an event object",
+                )
+                .into()),
             })
             .collect(),
         _ => Err(Invalid::new(
@@ -283,23 +282,28 @@ fn single(
     let Value::Object(object) = parse_json(body)? else {
         return Err(Invalid::new(BODY_FIELD, "must be a JSON object").into());
     };
-    let fields = Fields::new(&object, "");
+    let fields = Fields::new(&object, None);
     Ok(vec![fields.draft(payload(&fields)?)?])
 }
 
-/// The fields of one JSON object, named with a prefix (`events[3].`) in errors.
+/// The fields of one JSON object; in errors, those of a batch's `index`-th event are
+/// named with their place (`events[3].position_s`). The name is only made for an error.
 struct Fields<'a> {
     object: &'a Map<String, Value>,
-    prefix: &'a str,
+    index: Option<usize>,
 }
 
 impl<'a> Fields<'a> {
-    fn new(object: &'a Map<String, Value>, prefix: &'a str) -> Self {
-        Self { object, prefix }
+    fn new(object: &'a Map<String, Value>, index: Option<usize>) -> Self {
+        Self { object, index }
     }
 
     fn invalid(&self, field: &str, message: impl Into<String>) -> Invalid {
-        Invalid::new(format!("{}{field}", self.prefix), message)
+        let name = match self.index {
+            Some(index) => format!("{EVENTS_FIELD}[{index}].{field}"),
+            None => field.to_owned(),
+        };
+        Invalid::new(name, message)
     }
 
     /// A present, non-null field.

@@ -33,10 +33,11 @@ pub const MAX_DURATION_S: u32 = 172_800;
 
 /// One accepted event.
 ///
-/// Decoded by hand ([`FlatEvent`]): serde's derive for a flattened, internally tagged
-/// payload buffers every event into an intermediate tree first, and every event is
-/// decoded three times (the intake, the loader, the read models).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Encoded and decoded by hand ([`FlatEvent`]): serde's derive for a flattened,
+/// internally tagged payload goes through an intermediate tree, and every event is
+/// encoded twice (the component, the intake) and decoded three times (the intake, the
+/// loader, the read models).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UgcEvent {
     /// Unique per event; repeats (same `Idempotency-Key` or `event_id`) share it.
     pub event_id: String,
@@ -44,7 +45,7 @@ pub struct UgcEvent {
     pub user_id: String,
     /// When the server accepted it, Unix milliseconds.
     pub occurred_at_ms: i64,
-    #[serde(flatten)]
+    /// On the wire, `type` and the payload's fields sit beside the fields above.
     pub payload: UgcPayload,
 }
 
@@ -79,6 +80,55 @@ const EVENT_TYPES: &[&str] = &[
     "review_like_set",
     "review_like_removed",
 ];
+
+impl Serialize for UgcEvent {
+    /// The event's fields, then `type`, then the payload's fields in declaration order
+    /// (what the derive wrote).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("event_id", &self.event_id)?;
+        map.serialize_entry("user_id", &self.user_id)?;
+        map.serialize_entry("occurred_at_ms", &self.occurred_at_ms)?;
+        map.serialize_entry("type", self.payload.type_name())?;
+        match &self.payload {
+            UgcPayload::ViewProgress {
+                film_id,
+                position_s,
+                duration_s,
+            } => {
+                map.serialize_entry("film_id", film_id)?;
+                map.serialize_entry("position_s", position_s)?;
+                map.serialize_entry("duration_s", duration_s)?;
+            }
+            UgcPayload::BookmarkSet { film_id }
+            | UgcPayload::BookmarkRemoved { film_id }
+            | UgcPayload::RatingRemoved { film_id } => map.serialize_entry("film_id", film_id)?,
+            UgcPayload::RatingSet { film_id, score } => {
+                map.serialize_entry("film_id", film_id)?;
+                map.serialize_entry("score", score)?;
+            }
+            UgcPayload::ReviewPosted {
+                review_id,
+                film_id,
+                text,
+            } => {
+                map.serialize_entry("review_id", review_id)?;
+                map.serialize_entry("film_id", film_id)?;
+                map.serialize_entry("text", text)?;
+            }
+            UgcPayload::ReviewDeleted { review_id }
+            | UgcPayload::ReviewLikeRemoved { review_id } => {
+                map.serialize_entry("review_id", review_id)?;
+            }
+            UgcPayload::ReviewLikeSet { review_id, value } => {
+                map.serialize_entry("review_id", review_id)?;
+                map.serialize_entry("value", value)?;
+            }
+        }
+        map.end()
+    }
+}
 
 impl<'de> Deserialize<'de> for UgcEvent {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -420,13 +470,30 @@ mod tests {
         .collect()
     }
 
-    /// The hand-written decoder reads what the encoder writes, for every type, and
-    /// refuses an unknown type or a missing field by name; fields of other types and
-    /// unknown fields are ignored.
+    /// The hand-written encoder writes the derive's bytes and the decoder reads them
+    /// back, for every type; the decoder refuses an unknown type or a missing field by
+    /// name, and ignores fields of other types and unknown fields.
     #[test]
     fn events_decode_as_they_encode() {
+        /// What serde's derive wrote before the hand-written encoder.
+        #[derive(Serialize)]
+        struct Derived<'a> {
+            event_id: &'a str,
+            user_id: &'a str,
+            occurred_at_ms: i64,
+            #[serde(flatten)]
+            payload: &'a UgcPayload,
+        }
         for event in every_kind_of_event() {
             let json = serde_json::to_string(&event).expect("encode");
+            let derived = serde_json::to_string(&Derived {
+                event_id: &event.event_id,
+                user_id: &event.user_id,
+                occurred_at_ms: event.occurred_at_ms,
+                payload: &event.payload,
+            })
+            .expect("encode");
+            assert_eq!(json, derived, "the same bytes as the derive");
             let decoded: UgcEvent = serde_json::from_str(&json).expect(&json);
             assert_eq!(decoded, event, "{json}");
             let tagged: serde_json::Value = serde_json::from_str(&json).expect("json");
