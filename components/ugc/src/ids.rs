@@ -126,27 +126,23 @@ pub fn review_id_for(event_id: &str) -> String {
 /// Events given a fresh id by this instance; part of every fresh id's input.
 static FRESH_IDS: AtomicU64 = AtomicU64::new(0);
 
-/// A new, unique event id for a write without an idempotency key or body `event_id`.
+/// A new, unique event id for a write without an idempotency key or body `event_id`:
+/// 128 bits from two SipHash runs under this thread's random keys (each `RandomState`
+/// takes the thread's keys, then the next), over the user, the time and a counter of
+/// this instance. No cryptographic hash: the id needs to be unique, not derived.
 pub fn fresh_event_id(user_id: &str) -> String {
     let count = FRESH_IDS.fetch_add(1, Ordering::Relaxed);
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    // Each `RandomState` has its own keys (random per thread, then incremented), so
-    // two of them give 128 bits that differ between instances and calls.
-    let entropy = [
-        RandomState::new().hash_one(count),
-        RandomState::new().hash_one(now_ns),
+    let halves = [
+        RandomState::new().hash_one((user_id, now_ns, count)),
+        RandomState::new().hash_one((count, now_ns, user_id)),
     ];
-    let mut hasher = Sha256::new()
-        .chain_update(user_id.as_bytes())
-        .chain_update(b"\n")
-        .chain_update(now_ns.to_le_bytes())
-        .chain_update(count.to_le_bytes());
-    for word in entropy {
-        hasher.update(word.to_le_bytes());
-    }
-    uuid_v8(&hasher.finalize())
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&halves[0].to_le_bytes());
+    bytes[8..].copy_from_slice(&halves[1].to_le_bytes());
+    uuid_v8(&bytes)
 }
 
 #[cfg(test)]
