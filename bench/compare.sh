@@ -16,7 +16,9 @@
 #   loader and read model running); ugc_loader (after ugc_intake): events/s of each
 #   side's loader alone, a new consumer group re-reading what its intake produced, into
 #   ClickHouse (the peer's confluent-kafka + clickhouse-driver loader; `cinema up` with
-#   only the loader), first row to last); REUSE=1 keeps the data of the last
+#   only the loader), first row to last); ugc_intake_only: ugc_intake against a second
+#   `cinema up` with no consumers (--no-ugc-loader), as the peer's intake runs, so the
+#   intake path is compared alone; REUSE=1 keeps the data of the last
 #   run (no seeding, copying or indexing); CINEMA_RUNTIME_CONFIG=FILE is passed to
 #   `cinema up --runtime-config-file` (default cinema-runtime-config.toml); CINEMA_BIN=FILE measures another build.
 #
@@ -53,7 +55,7 @@ DB_URL="$DB_BASE/$DB_NAME"
 CH_DB="${DB_NAME}_events"
 INDEX_DIR="$SCRATCH/index"
 CINEMA="${CINEMA_BIN:-$CARGO_TARGET_DIR/release/cinema}"
-ROUTES="${ROUTES:-films_page film_detail films_search persons_search film_detail_any search_uncached list_uncached list_mix facets ugc_intake ugc_loader}"
+ROUTES="${ROUTES:-films_page film_detail films_search persons_search film_detail_any search_uncached list_uncached list_mix facets ugc_intake ugc_loader ugc_intake_only}"
 CH_URL="${CINEMA_CLICKHOUSE_URL:-http://127.0.0.1:8123}"
 RELOAD_ADDR=127.0.0.1:28402
 RELOAD_INTERNAL=127.0.0.1:28403
@@ -124,7 +126,7 @@ if [[ " $ROUTES " == *_uncached* ]]; then
   (cd "$PEERS" && CACHE_TTL_S=0 WORKERS=2 PORT=$PEER_UNCACHED_PORT exec catalog-fastapi/run.sh >"$SCRATCH/peer-uncached.log" 2>&1) &
   pids+=($!)
 fi
-if [[ " $ROUTES " == *" ugc_intake "* ]]; then
+if [[ " $ROUTES " == *" ugc_intake"* ]]; then
   echo "starting the peer's UGC intake (uvicorn, 2 workers, aiokafka) on :$PEER_INTAKE_PORT..."
   (cd "$PEERS" && KAFKA_TOPIC="$RUN_ID.peer" WORKERS=2 PORT=$PEER_INTAKE_PORT exec ugc-python/run-intake.sh >"$SCRATCH/peer-intake.log" 2>&1) &
   pids+=($!)
@@ -160,7 +162,7 @@ CINEMA_TOKEN=$(curl -fsS -X POST "http://$ADDR/api/v1/auth/login" -H 'content-ty
   -d '{"email":"compare@example.com","password":"Compare-pass1"}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 PEER_TOKEN=$(cd "$PEERS" && "$PY" catalog-fastapi/mkjwt.py)
-if [[ " $ROUTES " == *" ugc_intake "* ]]; then
+if [[ " $ROUTES " == *" ugc_intake"* ]]; then
   # 20 users on each side, one token each, as the peer's ugc_events script cycles them.
   (cd "$PEERS" && "$PY" catalog-fastapi/mkjwt.py --count 20) >"$SCRATCH/peer-tokens.txt"
   : >"$SCRATCH/cinema-tokens.txt"
@@ -198,15 +200,20 @@ result() {
     peer:search_uncached) script=films_search ;;
     peer:list_uncached) script=films_page ;;
     peer:list_mix | peer:facets) echo "- - 0"; return ;;
-    *:ugc_intake)
+    *:ugc_intake | *:ugc_intake_only)
       local tokens="$SCRATCH/$1-tokens.txt" base=$2
       [ "$1" = peer ] && base="http://127.0.0.1:$PEER_INTAKE_PORT"
+      if [ "$1:$4" = cinema:ugc_intake_only ]; then
+        start_intake_only
+        base="http://$RELOAD_ADDR"
+      fi
       BASE_URL="$base" TOKEN_FILE="$tokens" TOKENS_FILE="$tokens" DATA_DIR="$PEERS/load/data" PEERS_DIR="$PEERS" \
         "$PEERS/load/run_wrk.sh" ugc_events 3s "$CONNECTIONS" >/dev/null 2>&1 || true
       BASE_URL="$base" TOKEN_FILE="$tokens" TOKENS_FILE="$tokens" DATA_DIR="$PEERS/load/data" PEERS_DIR="$PEERS" \
         "$PEERS/load/run_wrk.sh" ugc_events "$DURATION" "$CONNECTIONS" 2>&1 | tee "$SCRATCH/$1-$4.txt" |
         awk '/^RESULT/ {sub(/^RESULT /, ""); print}' |
         python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["rps"], r["p99_ms"], sum(r["errors"].values()))'
+      [ -z "${intake_only_pid:-}" ] || { kill "$intake_only_pid" 2>/dev/null; wait "$intake_only_pid" 2>/dev/null || true; intake_only_pid=""; }
       return ;;
     peer:ugc_loader)
       (cd "$PEERS" && KAFKA_TOPIC="$RUN_ID.peer" KAFKA_GROUP="$RUN_ID.peer-reload" LOG_LEVEL=WARNING \
@@ -230,6 +237,24 @@ result() {
     "$PEERS/load/run_wrk.sh" "$script" "$DURATION" "$CONNECTIONS" 2>&1 | tee "$SCRATCH/$1-$4.txt" |
     awk '/^RESULT/ {sub(/^RESULT /, ""); print}' |
     python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["rps"], r["p99_ms"], sum(r["errors"].values()))'
+}
+
+# start_intake_only: a second `cinema up` (the same components and keys, its own
+# topic) with the intake and no consumers; sets $intake_only_pid.
+start_intake_only() {
+  SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
+    SPIN_VARIABLE_INTERNAL_API_URL="http://$RELOAD_INTERNAL" RUST_LOG=warn \
+    "$CINEMA" up --from spin.toml --listen "$RELOAD_ADDR" --internal-listen "$RELOAD_INTERNAL" \
+    --runtime-config-file "${CINEMA_RUNTIME_CONFIG:-cinema-runtime-config.toml}" \
+    --auth-postgres-url "$DB_URL" --kafka-brokers 127.0.0.1:9092 --ugc-topic "$RUN_ID.only" \
+    --no-ugc-loader --spool-dir "$SCRATCH/spool-only" >"$SCRATCH/cinema-intake-only.log" 2>&1 &
+  intake_only_pid=$!
+  pids+=("$intake_only_pid")
+  for _ in $(seq 1 300); do
+    curl -fs -o /dev/null "http://$RELOAD_INTERNAL/health" && return 0
+    sleep 0.2
+  done
+  echo "the intake-only cinema up did not start; see $SCRATCH/cinema-intake-only.log" >&2
 }
 
 # cinema_loader_rate -> "events/s - errors": once the running platform's loader has
@@ -268,7 +293,7 @@ cinema_loader_rate() {
 }
 
 echo
-echo "catalog reads, answer caches warm (film_detail_any: any film, mostly misses; *_uncached, list_mix, facets: no cache, the host's search API; ugc_intake: requests of 100 events; ugc_loader: events/s re-read into ClickHouse), wrk -t2 -c$CONNECTIONS -d$DURATION, $(nproc) cores, $FILMS films ($(date -u +%F), $(git rev-parse --short HEAD)):"
+echo "catalog reads, answer caches warm (film_detail_any: any film, mostly misses; *_uncached, list_mix, facets: no cache, the host's search API; ugc_intake: requests of 100 events; ugc_loader: events/s re-read into ClickHouse; ugc_intake_only: cinema up without consumers), wrk -t2 -c$CONNECTIONS -d$DURATION, $(nproc) cores, $FILMS films ($(date -u +%F), $(git rev-parse --short HEAD)):"
 printf '| %-15s | %12s | %12s | %14s | %14s | %6s |\n' route "peer req/s" "peer p99 ms" "cinema req/s" "cinema p99 ms" ratio
 printf '|%s|%s|%s|%s|%s|%s|\n' "-----------------" "--------------" "--------------" "----------------" "----------------" "--------"
 for route in $ROUTES; do
