@@ -255,12 +255,6 @@ impl SearchIndex {
         }
     }
 
-    /// Whether [`SearchIndex::search_films`] answers this query from the film table:
-    /// microseconds, cheap enough to run on an async worker.
-    pub fn lists_from_table(&self, query: &FilmQuery) -> bool {
-        self.snapshot().films.is_some() && FilmTable::answers(query)
-    }
-
     /// [`SearchIndex::search_films`] by a tantivy query, whatever the query.
     fn query_films(&self, snapshot: &Snapshot, query: &FilmQuery) -> SearchResult<FilmPage> {
         let searcher = &snapshot.searcher;
