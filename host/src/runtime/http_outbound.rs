@@ -63,7 +63,7 @@ impl WasiHttpHooks for OutboundHttpHooks {
             );
             return Box::new(std::future::ready(Err(HttpError::HttpRequestDenied)));
         }
-        if let Some(router) = self.in_process.serving(request.uri()) {
+        if let Some(router) = self.in_process.router_for(&scheme, &host, port).cloned() {
             self.in_process_served.inc();
             return Box::new(async move {
                 Ok((

@@ -44,10 +44,11 @@ impl InProcessApi {
         });
     }
 
-    /// The router, when a request for `host:port` (plain HTTP) is meant for this host's
-    /// internal API: the port it listens on, at its address or, when it listens on
-    /// loopback or every address, at any loopback name.
-    fn router_for(&self, scheme: &str, host: &str, port: Option<u16>) -> Option<&axum::Router> {
+    /// The router, when a request for `scheme://host:port` (as the outbound policy read
+    /// it from the URI) is meant for this host's internal API: plain HTTP to the port it
+    /// listens on, at its address or, when it listens on loopback or every address, at
+    /// any loopback name.
+    pub fn router_for(&self, scheme: &str, host: &str, port: Option<u16>) -> Option<&axum::Router> {
         let served = self.0.get()?;
         if scheme != "http" || port.unwrap_or(80) != served.listening_on.port() {
             return None;
@@ -62,17 +63,7 @@ impl InProcessApi {
         same.then_some(&served.router)
     }
 
-    /// The internal API's router when `uri` is meant for it.
-    pub fn serving(&self, uri: &http::Uri) -> Option<axum::Router> {
-        self.router_for(
-            uri.scheme_str().unwrap_or("http"),
-            uri.host().unwrap_or_default(),
-            uri.port_u16(),
-        )
-        .cloned()
-    }
-
-    /// Answers `request` with `router` (from [`InProcessApi::serving`]).
+    /// Answers `request` with `router` (from [`InProcessApi::router_for`]).
     pub async fn answer(
         router: axum::Router,
         request: http::Request<WasiBody>,
@@ -92,65 +83,32 @@ impl InProcessApi {
 mod tests {
     use super::*;
 
-    fn api_on(address: &str) -> InProcessApi {
-        let api = InProcessApi::default();
-        api.serve(address.parse().expect("address"), axum::Router::new());
-        api
-    }
-
     /// Only plain HTTP to the internal API's own port and address is taken in-process.
     #[test]
     fn only_the_internal_api_address_is_served_in_process() {
-        let loopback = api_on("127.0.0.1:3001");
-        assert!(
-            loopback
-                .router_for("http", "127.0.0.1", Some(3001))
-                .is_some()
-        );
-        assert!(
-            loopback
-                .router_for("http", "localhost", Some(3001))
-                .is_some()
-        );
-        assert!(loopback.router_for("http", "[::1]", Some(3001)).is_some());
-        assert!(
-            loopback
-                .router_for("https", "127.0.0.1", Some(3001))
-                .is_none()
-        );
-        assert!(
-            loopback
-                .router_for("http", "127.0.0.1", Some(3002))
-                .is_none()
-        );
-        assert!(loopback.router_for("http", "127.0.0.1", None).is_none());
-        assert!(
-            loopback
-                .router_for("http", "10.0.0.5", Some(3001))
-                .is_none()
-        );
-        assert!(
-            loopback
-                .router_for("http", "example.com", Some(3001))
-                .is_none()
-        );
-
-        let private = api_on("10.0.0.5:3001");
-        assert!(private.router_for("http", "10.0.0.5", Some(3001)).is_some());
-        assert!(
-            private
-                .router_for("http", "127.0.0.1", Some(3001))
-                .is_none()
-        );
-        assert!(
-            private
-                .router_for("http", "localhost", Some(3001))
-                .is_none()
-        );
-
-        let everywhere = api_on("0.0.0.0:80");
-        assert!(everywhere.router_for("http", "127.0.0.1", None).is_some());
-
+        let cases = [
+            ("127.0.0.1:3001", "http", "127.0.0.1", Some(3001), true),
+            ("127.0.0.1:3001", "http", "localhost", Some(3001), true),
+            ("127.0.0.1:3001", "http", "[::1]", Some(3001), true),
+            ("127.0.0.1:3001", "https", "127.0.0.1", Some(3001), false),
+            ("127.0.0.1:3001", "http", "127.0.0.1", Some(3002), false),
+            ("127.0.0.1:3001", "http", "127.0.0.1", None, false),
+            ("127.0.0.1:3001", "http", "10.0.0.5", Some(3001), false),
+            ("127.0.0.1:3001", "http", "example.com", Some(3001), false),
+            ("10.0.0.5:3001", "http", "10.0.0.5", Some(3001), true),
+            ("10.0.0.5:3001", "http", "127.0.0.1", Some(3001), false),
+            ("10.0.0.5:3001", "http", "localhost", Some(3001), false),
+            ("0.0.0.0:80", "http", "127.0.0.1", None, true),
+        ];
+        for (bound, scheme, host, port, served) in cases {
+            let api = InProcessApi::default();
+            api.serve(bound.parse().expect("address"), axum::Router::new());
+            assert_eq!(
+                api.router_for(scheme, host, port).is_some(),
+                served,
+                "bound to {bound}: {scheme}://{host}:{port:?}"
+            );
+        }
         let unset = InProcessApi::default();
         assert!(unset.router_for("http", "127.0.0.1", Some(3001)).is_none());
     }

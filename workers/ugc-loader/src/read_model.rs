@@ -190,33 +190,30 @@ impl LatestProgress {
     /// Of two heartbeats of one user and film, the later wins, and on a tie the one
     /// that came later in the batch. Heartbeats without valid ids are skipped.
     fn of(events: &[UgcEvent]) -> Self {
-        let mut latest: HashMap<(Uuid, Uuid), &UgcEvent> = HashMap::new();
+        // (user, film) -> (occurred_at_ms, position_s, duration_s)
+        let mut latest: HashMap<(Uuid, Uuid), (i64, u32, u32)> = HashMap::new();
         for event in events {
-            if let UgcPayload::ViewProgress { film_id, .. } = &event.payload
+            if let UgcPayload::ViewProgress {
+                film_id,
+                position_s,
+                duration_s,
+            } = &event.payload
                 && let (Some(user), Some(film)) = (id(&event.user_id), id(film_id))
             {
-                let slot = latest.entry((user, film)).or_insert(event);
-                if slot.occurred_at_ms <= event.occurred_at_ms {
-                    *slot = event;
+                let heartbeat = (event.occurred_at_ms, *position_s, *duration_s);
+                let slot = latest.entry((user, film)).or_insert(heartbeat);
+                if slot.0 <= heartbeat.0 {
+                    *slot = heartbeat;
                 }
             }
         }
         let mut columns = Self::default();
-        for ((user, film), event) in latest {
-            if let UgcPayload::ViewProgress {
-                position_s,
-                duration_s,
-                ..
-            } = &event.payload
-            {
-                columns.users.push(user);
-                columns.films.push(film);
-                columns.positions_s.push(*position_s as i32);
-                columns.durations_s.push(*duration_s as i32);
-                columns
-                    .occurred_at_s
-                    .push(event.occurred_at_ms as f64 / 1000.0);
-            }
+        for ((user, film), (occurred_at_ms, position_s, duration_s)) in latest {
+            columns.users.push(user);
+            columns.films.push(film);
+            columns.positions_s.push(position_s as i32);
+            columns.durations_s.push(duration_s as i32);
+            columns.occurred_at_s.push(occurred_at_ms as f64 / 1000.0);
         }
         columns
     }
