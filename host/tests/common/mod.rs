@@ -273,13 +273,42 @@ impl AppOptions {
     }
 }
 
-/// A loopback port that was free a moment ago, for apps that must know their own
-/// address before they start (their JWKS URL points at themselves).
+/// Where [`free_port`] looks: below Linux's ephemeral range (32768–60999), so no
+/// outgoing connection of a parallel test (Postgres, Kafka, ClickHouse clients) and no
+/// `bind(…:0)` can take the port between the moment it is picked and the moment the
+/// app binds it; above the fixed ports of the local services.
+const PICKED_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A loopback port that is free and that nothing else in this process will be handed,
+/// for apps that must know their own address before they start (their JWKS URL points
+/// at themselves, a component's variable names the internal API).
+///
+/// Ports are taken in turn from [`PICKED_PORTS`], starting at an offset drawn from the
+/// process id and the clock, so two test processes rarely walk the same ports and one
+/// process never hands out a port twice. The OS's own `127.0.0.1:0` picks from the
+/// ephemeral range, where an outgoing connection may grab it before the app binds.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(PICKED_PORTS.end - PICKED_PORTS.start);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919)
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = PICKED_PORTS.start + offset as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {PICKED_PORTS:?}")
 }
 
 /// Starts `cinema up` and waits for its "serving" line.
