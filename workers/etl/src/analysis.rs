@@ -8,10 +8,18 @@
 //!
 //! Typo tolerance and prefix matching are query-side (see [`crate::search`]); this
 //! module only decides what a term is.
+//!
+//! The analyzer is built for speed, with the same terms as tantivy's stock filters:
+//! words split with a fast path for ASCII and Cyrillic ([`WordTokenizer`]), and each
+//! analyzer remembers the term of every word it has seen ([`RememberedTerms`]), so
+//! lowercasing and stemming run once per distinct word of an indexing thread, not once
+//! per occurrence.
+
+use std::collections::HashMap;
 
 use tantivy::Index;
 use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer, Token,
+    Language, LowerCaser, RawTokenizer, RemoveLongFilter, Stemmer, TextAnalyzer, Token,
     TokenFilter, TokenStream, Tokenizer,
 };
 
@@ -21,32 +29,26 @@ pub const CATALOG_ANALYZER: &str = "cinema_ru_en";
 /// Longest token kept, in bytes.
 const MAX_TOKEN_BYTES: usize = 40;
 
+/// Most words a [`RememberedTerms`] keeps before it starts over (a few MB).
+const REMEMBERED_WORDS: usize = 100_000;
+
 /// The catalog analyzer.
 pub fn catalog_analyzer() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
+    TextAnalyzer::builder(WordTokenizer::default())
         .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
+        .filter(RememberedTerms::default())
+        .build()
+}
+
+/// What one word becomes: lowercased, `ё` folded, stemmed by the Russian and then the
+/// English stemmer (tantivy's filters, applied to the word alone).
+fn word_to_term() -> TextAnalyzer {
+    TextAnalyzer::builder(RawTokenizer::default())
         .filter(LowerCaser)
         .filter(YoFolding)
         .filter(Stemmer::new(Language::Russian))
         .filter(Stemmer::new(Language::English))
         .build()
-}
-
-/// The analyzer a search's highlights are made with: it marks `terms` (analyzed query
-/// terms) in a text as [`catalog_analyzer`] would, with less work. Words split as the
-/// catalog analyzer splits them (letters and digits, with a shortcut for ASCII and
-/// Cyrillic), and a word whose first letter starts none of the terms cannot become one
-/// (stemming only rewrites endings), so it becomes an empty token without being
-/// lowercased or stemmed; every other word gets exactly the catalog analyzer's term.
-pub fn highlight_analyzer(terms: &[String]) -> TextAnalyzer {
-    let mut initials: Vec<char> = terms.iter().filter_map(|t| t.chars().next()).collect();
-    initials.sort_unstable();
-    initials.dedup();
-    TextAnalyzer::from(HighlightTokenizer {
-        initials,
-        analyzer: catalog_analyzer(),
-        token: Token::default(),
-    })
 }
 
 /// Registers the catalog analyzer on an index (needed after every open).
@@ -65,6 +67,144 @@ pub fn terms(text: &str) -> Vec<String> {
         terms.push(stream.token().text.clone());
     }
     terms
+}
+
+/// Splits text into words as tantivy's `SimpleTokenizer` does (runs of letters and
+/// digits; same offsets and positions), checking ASCII and Cyrillic letters before the
+/// Unicode tables.
+#[derive(Clone, Default)]
+pub struct WordTokenizer {
+    token: Token,
+}
+
+impl Tokenizer for WordTokenizer {
+    type TokenStream<'a> = WordStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> WordStream<'a> {
+        self.token.reset();
+        WordStream {
+            text,
+            chars: text.char_indices(),
+            token: &mut self.token,
+        }
+    }
+}
+
+pub struct WordStream<'a> {
+    text: &'a str,
+    chars: std::str::CharIndices<'a>,
+    token: &'a mut Token,
+}
+
+impl TokenStream for WordStream<'_> {
+    fn advance(&mut self) -> bool {
+        self.token.text.clear();
+        self.token.position = self.token.position.wrapping_add(1);
+        let Some((start, end)) = next_word(self.text, &mut self.chars) else {
+            return false;
+        };
+        self.token.offset_from = start;
+        self.token.offset_to = end;
+        self.token.text.push_str(&self.text[start..end]);
+        true
+    }
+
+    fn token(&self) -> &Token {
+        self.token
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.token
+    }
+}
+
+/// Token filter turning each word into its term ([`word_to_term`]) and remembering the
+/// answer, so a word seen before costs one lookup. Each analyzer (one per field of an
+/// indexing thread's segment, one per query) has its own memory of at most
+/// [`REMEMBERED_WORDS`] words.
+#[derive(Clone)]
+pub struct RememberedTerms {
+    to_term: TextAnalyzer,
+    terms: HashMap<String, String>,
+}
+
+impl Default for RememberedTerms {
+    fn default() -> Self {
+        Self {
+            to_term: word_to_term(),
+            terms: HashMap::new(),
+        }
+    }
+}
+
+impl TokenFilter for RememberedTerms {
+    type Tokenizer<T: Tokenizer> = RememberedTermsTokenizer<T>;
+
+    fn transform<T: Tokenizer>(self, tokenizer: T) -> RememberedTermsTokenizer<T> {
+        RememberedTermsTokenizer {
+            inner: tokenizer,
+            memory: self,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RememberedTermsTokenizer<T> {
+    inner: T,
+    memory: RememberedTerms,
+}
+
+impl<T: Tokenizer> Tokenizer for RememberedTermsTokenizer<T> {
+    type TokenStream<'a> = RememberedTermsStream<'a, T::TokenStream<'a>>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
+        RememberedTermsStream {
+            tail: self.inner.token_stream(text),
+            memory: &mut self.memory,
+        }
+    }
+}
+
+pub struct RememberedTermsStream<'a, T> {
+    tail: T,
+    memory: &'a mut RememberedTerms,
+}
+
+impl<T: TokenStream> TokenStream for RememberedTermsStream<'_, T> {
+    fn advance(&mut self) -> bool {
+        if !self.tail.advance() {
+            return false;
+        }
+        let token = self.tail.token_mut();
+        if let Some(term) = self.memory.terms.get(&token.text) {
+            token.text.clear();
+            token.text.push_str(term);
+            return true;
+        }
+        let word = std::mem::take(&mut token.text);
+        let term = {
+            let mut stream = self.memory.to_term.token_stream(&word);
+            if stream.advance() {
+                stream.token().text.clone()
+            } else {
+                word.clone()
+            }
+        };
+        if self.memory.terms.len() >= REMEMBERED_WORDS {
+            self.memory.terms.clear();
+        }
+        token.text.push_str(&term);
+        self.memory.terms.insert(word, term);
+        true
+    }
+
+    fn token(&self) -> &Token {
+        self.tail.token()
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.tail.token_mut()
+    }
 }
 
 /// Token filter folding `ё` into `е` (lowercase input expected), so "ёлка" and "елка"
@@ -121,8 +261,32 @@ fn is_word_char(c: char) -> bool {
         || (!c.is_ascii() && c.is_alphanumeric())
 }
 
+/// The byte ranges of the words [`catalog_analyzer`] makes tokens of, in order: runs of
+/// letters and digits, shorter than [`MAX_TOKEN_BYTES`].
+pub(crate) fn words(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut chars = text.char_indices();
+    std::iter::from_fn(move || {
+        loop {
+            let (start, end) = next_word(text, &mut chars)?;
+            if end - start < MAX_TOKEN_BYTES {
+                return Some((start, end));
+            }
+        }
+    })
+}
+
+/// The byte range of the next word of `text` that `chars` (its char indices) reaches.
+fn next_word(text: &str, chars: &mut std::str::CharIndices<'_>) -> Option<(usize, usize)> {
+    let start = chars.find(|(_, c)| is_word_char(*c))?.0;
+    let end = chars
+        .find(|(_, c)| !is_word_char(*c))
+        .map_or(text.len(), |(at, _)| at);
+    Some((start, end))
+}
+
 /// A word's first letter as the catalog analyzer's terms begin: lowercased, `ё` as `е`.
-fn initial_letter(c: char) -> char {
+/// Stemming only rewrites endings, so a word can only become a term with this initial.
+pub(crate) fn initial_letter(c: char) -> char {
     match c {
         'A'..='Z' => c.to_ascii_lowercase(),
         'А'..='Я' => char::from_u32(c as u32 + 0x20).unwrap_or(c),
@@ -132,80 +296,6 @@ fn initial_letter(c: char) -> char {
             let lower = c.to_lowercase().next().unwrap_or(c);
             if lower == 'ё' { 'е' } else { lower }
         }
-    }
-}
-
-/// See [`highlight_analyzer`].
-#[derive(Clone)]
-struct HighlightTokenizer {
-    initials: Vec<char>,
-    analyzer: TextAnalyzer,
-    token: Token,
-}
-
-impl Tokenizer for HighlightTokenizer {
-    type TokenStream<'a> = HighlightStream<'a>;
-
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> HighlightStream<'a> {
-        self.token.reset();
-        HighlightStream {
-            text,
-            chars: text.char_indices(),
-            initials: &self.initials,
-            analyzer: &mut self.analyzer,
-            token: &mut self.token,
-        }
-    }
-}
-
-struct HighlightStream<'a> {
-    text: &'a str,
-    chars: std::str::CharIndices<'a>,
-    initials: &'a [char],
-    analyzer: &'a mut TextAnalyzer,
-    token: &'a mut Token,
-}
-
-impl TokenStream for HighlightStream<'_> {
-    fn advance(&mut self) -> bool {
-        loop {
-            let start = loop {
-                match self.chars.next() {
-                    None => return false,
-                    Some((at, c)) if is_word_char(c) => break at,
-                    Some(_) => {}
-                }
-            };
-            let end = self
-                .chars
-                .by_ref()
-                .find(|(_, c)| !is_word_char(*c))
-                .map_or(self.text.len(), |(at, _)| at);
-            self.token.position = self.token.position.wrapping_add(1);
-            let word = &self.text[start..end];
-            if word.len() > MAX_TOKEN_BYTES {
-                continue;
-            }
-            self.token.offset_from = start;
-            self.token.offset_to = end;
-            self.token.text.clear();
-            let initial = word.chars().next().map(initial_letter);
-            if initial.is_some_and(|c| self.initials.contains(&c)) {
-                let mut analyzed = self.analyzer.token_stream(word);
-                if analyzed.advance() {
-                    self.token.text.push_str(&analyzed.token().text);
-                }
-            }
-            return true;
-        }
-    }
-
-    fn token(&self) -> &Token {
-        self.token
-    }
-
-    fn token_mut(&mut self) -> &mut Token {
-        self.token
     }
 }
 
@@ -229,32 +319,68 @@ mod tests {
         assert_eq!(terms("Алёша"), terms("алеша"));
     }
 
-    /// The highlight analyzer gives every token that could be a query term the term
-    /// the catalog analyzer gives it (stemmers keep a word's first letter).
+    /// The words split out for highlighting are the catalog analyzer's tokens, and
+    /// each analyzes to a term starting with its initial letter.
     #[test]
-    fn highlight_analyzer_keeps_every_possible_match() {
-        let text = "Ёлки, ёжики и Елена: skies, dying, happy Skiers — МАТРИЦЫ matrices 2000 \
-            ǅemal Ωmega x҂y café naïve façade";
-        let all = terms(text);
-        let query: Vec<String> = terms("ёлка ёж елену небо sky die happy ski матрица matrix 2000");
-        let mut analyzer = highlight_analyzer(&query);
-        let mut stream = analyzer.token_stream(text);
-        let mut filtered = Vec::new();
-        while stream.advance() {
-            filtered.push(stream.token().text.clone());
+    fn words_are_the_analyzers_tokens_and_keep_their_initial() {
+        let text = format!(
+            "Ёлки, ёжики и Елена: skies, dying, happy Skiers — МАТРИЦЫ matrices 2000 \
+            ǅemal Ωmega x҂y café naïve façade {} {} ok",
+            "a".repeat(39),
+            "b".repeat(40)
+        );
+        let all = terms(&text);
+        let words: Vec<&str> = words(&text).map(|(from, to)| &text[from..to]).collect();
+        assert_eq!(words.len(), all.len(), "{words:?}");
+        for (word, term) in words.iter().zip(&all) {
+            assert_eq!(terms(word), vec![term.clone()]);
+            let initial = word.chars().next().map(initial_letter);
+            assert_eq!(initial, term.chars().next(), "{word} -> {term}");
         }
-        assert_eq!(filtered.len(), all.len());
-        for (full, kept) in all.iter().zip(&filtered) {
-            if query.contains(full) {
-                assert_eq!(kept, full);
-            } else {
-                assert!(kept.is_empty() || kept == full, "{kept} vs {full}");
+    }
+
+    /// The catalog analyzer gives exactly the tokens of tantivy's stock chain
+    /// (`SimpleTokenizer`, the length limit, lowercasing, `ё` folding, both stemmers):
+    /// texts, offsets and positions, for words seen once and seen again.
+    #[test]
+    fn the_fast_analyzer_equals_tantivys_stock_filters() {
+        use tantivy::tokenizer::SimpleTokenizer;
+        let mut stock = TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
+            .filter(LowerCaser)
+            .filter(YoFolding)
+            .filter(Stemmer::new(Language::Russian))
+            .filter(Stemmer::new(Language::English))
+            .build();
+        let texts = [
+            "Ёлки, ёжики и Елена: skies, dying, happy Skiers — МАТРИЦЫ matrices 2000".to_owned(),
+            "ǅemal Ωmega x҂y café naïve façade ÀÉÎÕÜ straße İstanbul ΣΊΣΥΦΟΣ".to_owned(),
+            "Матрица: Перезагрузка. Матрицы, матрицу! The Matrix Reloaded; matrix's".to_owned(),
+            format!(
+                "{} {} short {}",
+                "a".repeat(39),
+                "b".repeat(40),
+                "Я".repeat(20)
+            ),
+            "mixedЯзык Word123 ３４５ ٣٤٥ tab\tnew\nline — «ёлочка» “quoted”".to_owned(),
+            String::new(),
+        ];
+        let mut fast = catalog_analyzer();
+        let tokens = |analyzer: &mut TextAnalyzer, text: &str| {
+            let mut stream = analyzer.token_stream(text);
+            let mut out = Vec::new();
+            while stream.advance() {
+                let t = stream.token();
+                out.push((t.text.clone(), t.offset_from, t.offset_to, t.position));
+            }
+            out
+        };
+        // Twice, so the second pass answers from what the analyzer remembers.
+        for _ in 0..2 {
+            for text in &texts {
+                assert_eq!(tokens(&mut fast, text), tokens(&mut stock, text), "{text}");
             }
         }
-        assert!(
-            filtered.iter().any(|t| t.is_empty()),
-            "something was skipped"
-        );
     }
 
     /// Punctuation splits words; digits are words; nothing is left of pure punctuation.

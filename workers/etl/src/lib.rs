@@ -2,6 +2,7 @@
 //!
 //! Tour:
 //! - [`analysis`]: how text becomes terms (Russian/English stemming, `ё` folding);
+//!   [`highlight`]: a search's terms marked in a hit's title and description;
 //! - [`schema`]: the tantivy fields; [`model`]: the documents in their wire shape;
 //! - [`source`]: every Postgres read; [`index`]: the index on disk and the durable
 //!   position committed with it;
@@ -14,6 +15,7 @@
 
 pub mod analysis;
 pub mod error;
+pub mod highlight;
 pub mod index;
 pub mod listing;
 pub mod model;

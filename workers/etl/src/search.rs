@@ -7,19 +7,20 @@
 //! the last word also matches as a prefix, for search-as-you-type.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 
 use tantivy::collector::{Count, FacetCollector, TopDocs};
 use tantivy::query::{
-    BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery,
+    AutomatonWeight, BooleanQuery, BoostQuery, ConstScoreQuery, DfaWrapper, EnableScoring,
+    FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery, Weight,
 };
 use tantivy::schema::{Facet, Field, IndexRecordOption, Value};
-use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocAddress, IndexReader, Order, ReloadPolicy, Searcher, TantivyDocument, Term};
 
 use crate::analysis;
+use crate::highlight::Highlighter;
 use crate::index::{CatalogIndex, Position};
 use crate::listing::{FilmTable, GenreCounter, SegmentCache};
 use crate::model::{Film, FilmListItem, Genre, GenreRef, Highlight, Person};
@@ -27,8 +28,8 @@ use crate::schema::{GENRE_FACET_ROOT, Kind};
 
 /// Most films listed for one person.
 const MAX_PERSON_FILMS: usize = 1000;
-/// Longest highlighted fragment, in characters.
-const SNIPPET_CHARS: usize = 160;
+/// Longest highlighted fragment, in bytes (tantivy's snippets count bytes).
+const SNIPPET_BYTES: usize = 160;
 
 /// Why a search failed (the index itself, never the caller's input: that is checked
 /// before a [`FilmQuery`] exists).
@@ -269,7 +270,7 @@ impl SearchIndex {
         ];
         for (position, term) in terms.iter().enumerate() {
             let is_last = position + 1 == terms.len();
-            clauses.push((Occur::Must, word_query(&text_fields, term, is_last)));
+            clauses.push((Occur::Must, word_query(&text_fields, term, is_last)?));
         }
         if let Some(genre) = &query.genre {
             clauses.push(filter(s.genre_id, genre));
@@ -347,8 +348,7 @@ impl SearchIndex {
             _ => facet_counts(snapshot, &tantivy_query)?,
         };
 
-        let highlighter =
-            (!terms.is_empty()).then(|| Highlighter::new(&terms, s.title, s.description));
+        let mut highlighter = (!terms.is_empty()).then(|| Highlighter::new(&terms, SNIPPET_BYTES));
         let mut items = Vec::with_capacity(addresses.len());
         for address in addresses {
             // From the film table, or (without one) the stored document.
@@ -360,9 +360,11 @@ impl SearchIndex {
                         (FilmListItem::from(&film), Cow::Owned(film.description))
                     }
                 };
-            if let Some(highlighter) = &highlighter {
-                let highlight = highlighter.highlight(&item.title, &description);
-                item.highlight = Some(highlight);
+            if let Some(highlighter) = &mut highlighter {
+                item.highlight = Some(Highlight {
+                    title: highlighter.html(&item.title),
+                    description: highlighter.html(&description),
+                });
             }
             items.push(item);
         }
@@ -424,7 +426,7 @@ impl SearchIndex {
             let is_last = position + 1 == terms.len();
             clauses.push((
                 Occur::Must,
-                word_query(&[(s.title, 1.0, true)], term, is_last),
+                word_query(&[(s.title, 1.0, true)], term, is_last)?,
             ));
         }
         let offset = (page_number.max(1) - 1) * page_size;
@@ -551,62 +553,71 @@ fn typo_distance(word: &str) -> u8 {
 
 /// One query word over weighted fields: exact term (BM25, boosted per field) or, in the
 /// fields marked fuzzy, a near miss or (for the last word) a prefix, at a low constant
-/// score so exact matches rank first.
-fn word_query(fields: &[(Field, f32, bool)], word: &str, is_last: bool) -> Box<dyn Query> {
+/// score so exact matches rank first. The near-miss automaton is built once and shared
+/// by every fuzzy field.
+fn word_query(
+    fields: &[(Field, f32, bool)],
+    word: &str,
+    is_last: bool,
+) -> SearchResult<Box<dyn Query>> {
     let distance = typo_distance(word);
+    let near = match fields.iter().find(|(_, _, fuzzy)| *fuzzy) {
+        Some(&(field, _, _)) if is_last || distance > 0 => {
+            let term = Term::from_field_text(field, word);
+            let query = if is_last {
+                FuzzyTermQuery::new_prefix(term, distance, true)
+            } else {
+                FuzzyTermQuery::new(term, distance, true)
+            };
+            Some(Arc::new(query.automaton()?))
+        }
+        _ => None,
+    };
     let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     for &(field, boost, fuzzy) in fields {
         let term = Term::from_field_text(field, word);
-        let exact = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
+        let exact = TermQuery::new(term, IndexRecordOption::WithFreqs);
         alternatives.push((
             Occur::Should,
             Box::new(BoostQuery::new(Box::new(exact), boost)),
         ));
-        if !fuzzy {
-            continue;
-        }
-        let near: Option<Box<dyn Query>> = if is_last {
-            Some(Box::new(FuzzyTermQuery::new_prefix(term, distance, true)))
-        } else if distance > 0 {
-            Some(Box::new(FuzzyTermQuery::new(term, distance, true)))
-        } else {
-            None
-        };
-        if let Some(near) = near {
-            alternatives.push((Occur::Should, Box::new(BoostQuery::new(near, 0.5 * boost))));
-        }
-    }
-    Box::new(BooleanQuery::new(alternatives))
-}
-
-/// Marks query words in a film's title and description.
-struct Highlighter {
-    title: SnippetGenerator,
-    description: SnippetGenerator,
-}
-
-impl Highlighter {
-    fn new(terms: &[String], title: Field, description: Field) -> Self {
-        let words: BTreeMap<String, f32> = terms.iter().map(|t| (t.clone(), 1.0)).collect();
-        let generator = |field| {
-            SnippetGenerator::new(
-                words.clone(),
-                analysis::highlight_analyzer(terms),
+        if let Some(automaton) = near.as_ref().filter(|_| fuzzy) {
+            let near = NearTermsQuery {
                 field,
-                SNIPPET_CHARS,
-            )
-        };
-        Self {
-            title: generator(title),
-            description: generator(description),
+                automaton: automaton.clone(),
+            };
+            alternatives.push((
+                Occur::Should,
+                Box::new(BoostQuery::new(Box::new(near), 0.5 * boost)),
+            ));
         }
     }
+    Ok(Box::new(BooleanQuery::new(alternatives)))
+}
 
-    fn highlight(&self, title: &str, description: &str) -> Highlight {
-        Highlight {
-            title: self.title.snippet(title).to_html(),
-            description: self.description.snippet(description).to_html(),
-        }
+/// The terms of one field a Levenshtein automaton accepts, as `FuzzyTermQuery` matches
+/// them (a constant score), with the automaton shared between fields: building it costs
+/// more than running it.
+#[derive(Clone)]
+struct NearTermsQuery {
+    field: Field,
+    automaton: Arc<DfaWrapper>,
+}
+
+impl std::fmt::Debug for NearTermsQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NearTermsQuery")
+            .field("field", &self.field)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Query for NearTermsQuery {
+    fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(AutomatonWeight::<DfaWrapper>::new(
+            self.field,
+            self.automaton.clone(),
+        )))
     }
 }
 
@@ -937,7 +948,7 @@ mod tests {
         assert!(page.total > 0);
         let terms = analysis::terms("matrix");
         let s = &index.index.schema;
-        let word = word_query(&[(s.title, 4.0, true)], &terms[0], true);
+        let word = word_query(&[(s.title, 4.0, true)], &terms[0], true).expect("query");
         let mut clauses = vec![filter(s.kind, Kind::Film.as_str())];
         clauses.push((Occur::Must, word));
         let by_column = facet_counts(&snapshot, &BooleanQuery::new(clauses)).expect("facets");
