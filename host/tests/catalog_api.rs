@@ -906,6 +906,107 @@ async fn etl_survives_losing_postgres_and_catches_up_when_it_returns() {
 
 /// A flood of notifications (more than the ETL queues) neither stalls the ETL nor
 /// loses changes: it falls back to a catch-up, and SIGTERM still stops the host fast.
+/// Names that sort differently by bytes and by a collation, a name shared by two
+/// persons, a person in every role of one film, a person and a film with no links.
+const ORDERING_FIXTURE_SQL: &str = "
+INSERT INTO content.genre (id, name) VALUES
+    ('10000000-0000-4000-8000-0000000000a1', 'drama'),
+    ('10000000-0000-4000-8000-0000000000a2', 'Боевик'),
+    ('10000000-0000-4000-8000-0000000000a3', 'анимация');
+INSERT INTO content.person (id, full_name) VALUES
+    ('20000000-0000-4000-8000-0000000000b1', 'de Niro'),
+    ('20000000-0000-4000-8000-0000000000b2', 'Dean Martin'),
+    ('20000000-0000-4000-8000-0000000000b3', 'Élodie'),
+    ('20000000-0000-4000-8000-0000000000b4', 'adam'),
+    ('20000000-0000-4000-8000-0000000000b6', 'Same Name'),
+    ('20000000-0000-4000-8000-0000000000b5', 'Same Name'),
+    ('20000000-0000-4000-8000-0000000000b7', 'Nobody Linked');
+INSERT INTO content.film (id, title, description, creation_date, rating, type, access) VALUES
+    ('30000000-0000-4000-8000-0000000000c1', 'Ordering', 'names in order', '2001-01-01', 5.5, 'movie', 'free'),
+    ('30000000-0000-4000-8000-0000000000c2', 'Alone', 'no links at all', NULL, NULL, 'tv_show', 'subscription');
+INSERT INTO content.film_genre (id, film_id, genre_id)
+    SELECT gen_random_uuid(), '30000000-0000-4000-8000-0000000000c1', id FROM content.genre;
+INSERT INTO content.film_person (id, film_id, person_id, role)
+    SELECT gen_random_uuid(), '30000000-0000-4000-8000-0000000000c1', p.id, r.role
+    FROM content.person p, (VALUES ('actor'), ('writer'), ('director')) AS r(role)
+    WHERE p.id::text LIKE '20000000-0000-4000-8000-0000000000b%' AND p.full_name <> 'Nobody Linked'
+      AND (r.role = 'actor' OR p.id = '20000000-0000-4000-8000-0000000000b3');
+INSERT INTO content.film_person (id, film_id, person_id, role) VALUES
+    (gen_random_uuid(), '30000000-0000-4000-8000-000000000003', '20000000-0000-4000-8000-0000000000b3', 'writer');
+";
+
+/// A full build reads the whole catalog with a scan per table and joins it itself; each
+/// film and person it builds equals what an incremental update reads for that id (the
+/// aggregates in Postgres), orders included, with or without a second connection.
+#[tokio::test]
+async fn a_full_build_reads_each_document_as_an_incremental_update_does() {
+    use cinema_etl::source;
+    use futures::TryStreamExt;
+
+    let (database_url, _jwks) = common::platform_database().await;
+    let connect = || async {
+        let (client, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+    };
+    let db = connect().await;
+    db.batch_execute(FIXTURE_SQL).await.expect("fixture");
+    db.batch_execute(ORDERING_FIXTURE_SQL)
+        .await
+        .expect("ordering fixture");
+    let ids = |table: &'static str| {
+        let db = &db;
+        async move {
+            db.query(&format!("SELECT id FROM content.{table} ORDER BY id"), &[])
+                .await
+                .expect("ids")
+                .iter()
+                .map(|row| row.get::<_, uuid::Uuid>(0))
+                .collect::<Vec<_>>()
+        }
+    };
+    let film_ids = ids("film").await;
+    let person_ids = ids("person").await;
+    let mut expected_films = source::films_by_ids(&db, &film_ids).await.expect("films");
+    let mut expected_persons = source::persons_by_ids(&db, &person_ids)
+        .await
+        .expect("persons");
+    expected_films.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+    expected_persons.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+    assert_eq!(expected_films.len(), 7);
+    assert_eq!(expected_persons.len(), 10);
+    let ordering = expected_films
+        .iter()
+        .find(|f| f.title == "Ordering")
+        .expect("ordering film");
+    assert_eq!(ordering.actors.len(), 6, "{ordering:?}");
+    assert_eq!(ordering.genre.len(), 6, "every genre");
+
+    let side = connect().await;
+    for side in [None, Some(&side)] {
+        let mut links = source::CatalogLinks::read(&db, side).await.expect("links");
+        let mut films: Vec<_> = links
+            .films(&db)
+            .await
+            .expect("film rows")
+            .try_collect()
+            .await
+            .expect("films");
+        let mut persons: Vec<_> = links.persons().collect();
+        films.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+        persons.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+        assert_eq!(films, expected_films, "side connection: {}", side.is_some());
+        assert_eq!(
+            persons,
+            expected_persons,
+            "side connection: {}",
+            side.is_some()
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_notification_flood_falls_back_to_a_catch_up() {
     let mut catalog = start().await;

@@ -105,8 +105,8 @@ pub struct Indexer {
     position: Position,
     /// When the position was last committed (idle catch-ups commit rarely).
     committed_at: Instant,
-    /// Where a full build opens a second connection to read persons while films
-    /// stream on the first (one Postgres backend reads one query at a time).
+    /// Where a full build opens a second connection to read the link tables while
+    /// names read on the first (one Postgres backend reads one query at a time).
     side_connection: Option<String>,
     /// Turns true on shutdown: long builds and catch-ups stop between chunks.
     stop: Option<watch::Receiver<bool>>,
@@ -140,8 +140,8 @@ impl Indexer {
         })
     }
 
-    /// Lets full builds read persons on a second connection to `postgres_url`, in
-    /// parallel with films (without it, or if it cannot connect, they read in turn).
+    /// Lets full builds read the link tables on a second connection to `postgres_url`,
+    /// in parallel with the names (without it, or if it cannot connect, in turn).
     pub fn read_in_parallel_from(&mut self, postgres_url: impl Into<String>) {
         self.side_connection = Some(postgres_url.into());
     }
@@ -155,7 +155,7 @@ impl Indexer {
                 Some(client)
             }
             Err(error) => {
-                tracing::warn!(%error, "etl: no second connection; reading films and persons in turn");
+                tracing::warn!(%error, "etl: no second connection; reading names and links in turn");
                 None
             }
         }
@@ -196,19 +196,25 @@ impl Indexer {
         self.writer.delete_all_documents()?;
         let mut done = 0u64;
         progress(done, total);
-        // Films and persons stream together (persons on the side connection, when
-        // there is one), each document indexed as it arrives.
+        // Names and links first (the link tables on the side connection, when there is
+        // one), then films stream and are indexed as they arrive, then persons.
         let side = self.side_client().await;
-        let (films, persons) = futures::try_join!(
-            source::all_films(client),
-            source::all_persons(side.as_ref().unwrap_or(client)),
-        )?;
-        let films = films.map_ok(|film| self.index.film_document(&film));
-        let persons = persons.map_ok(|person| self.index.person_document(&person));
-        let documents = futures::stream::select(films, persons);
-        futures::pin_mut!(documents);
-        while let Some(document) = documents.try_next().await? {
-            self.writer.add_document(document)?;
+        let mut links = source::CatalogLinks::read(client, side.as_ref()).await?;
+        {
+            let films = links.films(client).await?;
+            futures::pin_mut!(films);
+            while let Some(film) = films.try_next().await? {
+                self.writer.add_document(self.index.film_document(&film))?;
+                done += 1;
+                if done.is_multiple_of(1000) {
+                    progress(done, total);
+                    self.check_stop()?;
+                }
+            }
+        }
+        for person in links.persons() {
+            self.writer
+                .add_document(self.index.person_document(&person))?;
             done += 1;
             if done.is_multiple_of(1000) {
                 progress(done, total);
