@@ -135,45 +135,38 @@ impl CatalogLinks {
         let links = side.unwrap_or(client);
         let names = async {
             let genres = all_genres(client).await?;
-            let mut persons = Vec::new();
-            let rows = client
-                .query_raw(
-                    "SELECT id, full_name FROM content.person ORDER BY full_name, id",
-                    std::iter::empty::<&str>(),
-                )
-                .await?;
-            futures::pin_mut!(rows);
-            while let Some(row) = rows.try_next().await? {
-                persons.push((row.try_get::<_, Uuid>(0)?, row.try_get::<_, String>(1)?));
-            }
+            let persons = scan(
+                client,
+                "SELECT id, full_name FROM content.person ORDER BY full_name, id",
+                |row| {
+                    Ok(Some((
+                        row.try_get::<_, Uuid>(0)?,
+                        row.try_get::<_, String>(1)?,
+                    )))
+                },
+            )
+            .await?;
             Ok::<_, EtlError>((genres, persons))
         };
         let link_rows = async {
-            let mut genre_links: Vec<(Uuid, Uuid)> = Vec::new();
-            let rows = links
-                .query_raw(
-                    "SELECT film_id, genre_id FROM content.film_genre",
-                    std::iter::empty::<&str>(),
-                )
-                .await?;
-            futures::pin_mut!(rows);
-            while let Some(row) = rows.try_next().await? {
-                genre_links.push((row.try_get(0)?, row.try_get(1)?));
-            }
-            let mut person_links: Vec<(Uuid, Uuid, u8)> = Vec::new();
-            let rows = links
-                .query_raw(
-                    "SELECT film_id, person_id, role FROM content.film_person",
-                    std::iter::empty::<&str>(),
-                )
-                .await?;
-            futures::pin_mut!(rows);
-            while let Some(row) = rows.try_next().await? {
-                let role: &str = row.try_get(2)?;
-                if let Some(role) = ROLES.iter().position(|r| *r == role) {
-                    person_links.push((row.try_get(0)?, row.try_get(1)?, role as u8));
-                }
-            }
+            let genre_links: Vec<(Uuid, Uuid)> = scan(
+                links,
+                "SELECT film_id, genre_id FROM content.film_genre",
+                |row| Ok(Some((row.try_get(0)?, row.try_get(1)?))),
+            )
+            .await?;
+            let person_links: Vec<(Uuid, Uuid, u8)> = scan(
+                links,
+                "SELECT film_id, person_id, role FROM content.film_person",
+                |row| {
+                    let role: &str = row.try_get(2)?;
+                    Ok(match ROLES.iter().position(|r| *r == role) {
+                        Some(role) => Some((row.try_get(0)?, row.try_get(1)?, role as u8)),
+                        None => None,
+                    })
+                },
+            )
+            .await?;
             Ok::<_, EtlError>((genre_links, person_links))
         };
         let ((genres, persons), (genre_links, person_links)) =
@@ -267,11 +260,17 @@ impl CatalogLinks {
         Ok(film)
     }
 
-    /// Every person with their films (by film id, roles in name order).
-    pub fn persons(self) -> impl Iterator<Item = Person> {
-        self.persons
+    /// Every genre, by name.
+    pub fn genres(&self) -> &[GenreRef] {
+        &self.genres
+    }
+
+    /// Every person with their films (by film id, roles in name order); hands the
+    /// persons over, so a second call yields none.
+    pub fn persons(&mut self) -> impl Iterator<Item = Person> + use<> {
+        std::mem::take(&mut self.persons)
             .into_iter()
-            .zip(self.person_films)
+            .zip(std::mem::take(&mut self.person_films))
             .map(|((id, full_name), mut links)| {
                 links.sort_unstable();
                 let mut films: Vec<PersonFilm> = Vec::new();
@@ -294,6 +293,22 @@ impl CatalogLinks {
                 }
             })
     }
+}
+
+/// Streams the rows of `sql` (no parameters) through `decode`, keeping what it returns
+/// (`None` skips a row), so a large table is never held as rows.
+async fn scan<T>(
+    client: &Client,
+    sql: &str,
+    mut decode: impl FnMut(&Row) -> Result<Option<T>, EtlError>,
+) -> Result<Vec<T>, EtlError> {
+    let rows = client.query_raw(sql, std::iter::empty::<&str>()).await?;
+    futures::pin_mut!(rows);
+    let mut kept = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        kept.extend(decode(&row)?);
+    }
+    Ok(kept)
 }
 
 /// Postgres's clock: positions are taken from the database, never from this machine.

@@ -205,25 +205,16 @@ impl Indexer {
             futures::pin_mut!(films);
             while let Some(film) = films.try_next().await? {
                 self.writer.add_document(self.index.film_document(&film))?;
-                done += 1;
-                if done.is_multiple_of(1000) {
-                    progress(done, total);
-                    self.check_stop()?;
-                }
+                self.count_one(&mut done, total, progress)?;
             }
         }
         for person in links.persons() {
             self.writer
                 .add_document(self.index.person_document(&person))?;
-            done += 1;
-            if done.is_multiple_of(1000) {
-                progress(done, total);
-                self.check_stop()?;
-            }
+            self.count_one(&mut done, total, progress)?;
         }
-        for genre in source::all_genres(client).await? {
-            self.writer
-                .add_document(self.index.genre_document(&genre))?;
+        for genre in links.genres() {
+            self.writer.add_document(self.index.genre_document(genre))?;
         }
         progress(done, total);
         let watermark = started - chrono::Duration::from_std(overlap).unwrap_or_default();
@@ -232,6 +223,22 @@ impl Indexer {
             version,
             documents: done,
         })
+    }
+
+    /// Counts one more document of a full build: reports progress and honours a stop
+    /// every 1000 documents.
+    fn count_one(
+        &self,
+        done: &mut u64,
+        total: u64,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<()> {
+        *done += 1;
+        if done.is_multiple_of(1000) {
+            progress(*done, total);
+            self.check_stop()?;
+        }
+        Ok(())
     }
 
     /// Rereads rows modified since the watermark; with `reconcile`, also drops documents
