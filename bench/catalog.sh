@@ -92,5 +92,6 @@ measure "  list req/s" -t2 -c32 -d"$DURATION" -H "Authorization: Bearer $token" 
 
 echo "ETL:"
 "$CARGO_TARGET_DIR/release/etl_latency" "$DB_URL" "http://$INTERNAL" 50 | sed 's/^/  /'
+"$CARGO_TARGET_DIR/release/etl_latency" "$DB_URL" "http://$INTERNAL" 100 --during-reindex | sed 's/^/  /'
 ps -o rss= -p "$pid" | awk '{printf "  host RSS after the run: %.0f MiB\n", $1/1024}'
 rm -f "$queries" "$lua" "$lua.internal.lua" "$lua.public.lua"

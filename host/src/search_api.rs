@@ -3,7 +3,8 @@
 //! Postgres, so the catalog keeps answering while Postgres is down.
 //!
 //! Routes (all `GET`, JSON, every 200 carries `x-index-version`):
-//! - `/search/version` → `{"version"}`
+//! - `/search/version` → `{"version"}`, plus `"rebuild":{"documents_done","documents_total"}`
+//!   while a full rebuild runs beside the served index
 //! - `/search/films?query&genre&person&year_from&year_to&rating_from&rating_to&type&access&sort&page_size&page_number&facets`
 //!   → `{"version","total","page_number","page_size","items":[...],"facets":{"genre":[...]}}`;
 //!   `facets=none` skips counting genres (`facets.genre` is then empty), `facets=genre`
@@ -11,7 +12,9 @@
 //! - `/search/films/{uuid}`, `/search/genres`, `/search/genres/{uuid}`,
 //!   `/search/persons?query&page_size&page_number`, `/search/persons/{uuid}`,
 //!   `/search/persons/{uuid}/films`
-//! - `POST /etl/reindex`: a full rebuild by the running ETL; answers with the version.
+//! - `POST /etl/reindex`: a full rebuild by the running ETL, built beside the served
+//!   index (edits stay searchable meanwhile); answers with the version once it serves.
+//!   Requests made while one runs are answered by it.
 //!
 //! Errors: 400 `invalid_parameter` (with `field`), 404 `not_found`, 503
 //! `search_index_unavailable` (no index configured or none built yet), 500
@@ -26,6 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cinema_domain::error::ErrorBody;
+use cinema_etl::rebuild::RebuildProgress;
 use cinema_etl::search::{FilmQuery, FilmSort, SearchError};
 use cinema_etl::{EtlCommand, SearchIndex};
 use serde::Serialize;
@@ -45,6 +49,8 @@ pub struct SearchState {
     pub index: Option<Arc<SearchIndex>>,
     /// `None` when no ETL runs in this process.
     pub etl: Option<mpsc::Sender<EtlCommand>>,
+    /// How far a running rebuild is (`None` without an ETL).
+    pub rebuild: Option<Arc<RebuildProgress>>,
 }
 
 /// Everything a search route answers besides success.
@@ -267,10 +273,11 @@ fn path_uuid(raw: &str) -> ApiResult<String> {
 async fn version(State(state): State<SearchState>) -> ApiResult<Response> {
     let index = ready_index(&state)?;
     let version = index.version();
-    Ok(versioned(
-        version,
-        serde_json::json!({ "version": version }),
-    ))
+    let mut body = serde_json::json!({ "version": version });
+    if let Some((done, total)) = state.rebuild.as_ref().and_then(|progress| progress.get()) {
+        body["rebuild"] = serde_json::json!({ "documents_done": done, "documents_total": total });
+    }
+    Ok(versioned(version, body))
 }
 
 async fn films(

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use cinema_etl::rebuild::RebuildProgress;
 use cinema_etl::sync::{self, EtlCommand, EtlSettings, Indexer};
 use cinema_etl::{CatalogIndex, SearchIndex};
 use tokio::sync::{mpsc, watch};
@@ -23,6 +24,7 @@ use crate::search_api::SearchState;
 pub struct CatalogRuntime {
     search: Option<Arc<SearchIndex>>,
     etl: Option<mpsc::Sender<EtlCommand>>,
+    rebuild: Option<Arc<RebuildProgress>>,
     stop: Option<watch::Sender<bool>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -32,6 +34,7 @@ impl CatalogRuntime {
         SearchState {
             index: self.search.clone(),
             etl: self.etl.clone(),
+            rebuild: self.rebuild.clone(),
         }
     }
 
@@ -63,6 +66,7 @@ pub fn start(args: &UpArgs) -> anyhow::Result<CatalogRuntime> {
     }
     let mut indexer = Indexer::new(&index, search.clone(), 2)?;
     indexer.read_in_parallel_from(args.etl_postgres_url.clone());
+    let rebuild = indexer.rebuild_progress();
     let mut settings = EtlSettings::new(args.etl_postgres_url.clone());
     settings.catch_up_interval = Duration::from_secs(args.etl_catch_up_seconds.max(1));
     let (commands, receiver) = mpsc::channel(4);
@@ -88,6 +92,7 @@ pub fn start(args: &UpArgs) -> anyhow::Result<CatalogRuntime> {
     Ok(CatalogRuntime {
         search: Some(search),
         etl: Some(commands),
+        rebuild: Some(rebuild),
         stop: Some(stop),
         thread: Some(thread),
     })

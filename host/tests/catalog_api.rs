@@ -935,6 +935,123 @@ INSERT INTO content.film_person (id, film_id, person_id, role) VALUES
     (gen_random_uuid(), '30000000-0000-4000-8000-000000000003', '20000000-0000-4000-8000-0000000000b3', 'writer');
 ";
 
+/// `POST /etl/reindex` builds beside the served index: an edit made while it runs is
+/// searchable before the rebuild goes live, the rebuild goes live with the edit and a
+/// deletion made meanwhile, and only the new build is left on disk.
+#[tokio::test]
+async fn an_edit_during_a_full_reindex_is_searchable_before_the_rebuild_goes_live() {
+    let (database_url, jwks) = common::platform_database().await;
+    let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    db.batch_execute(FIXTURE_SQL)
+        .await
+        .expect("fixture content");
+    // Enough films that a full build takes seconds while an edit takes milliseconds.
+    db.batch_execute(
+        "INSERT INTO content.film (id, title, description, rating)
+         SELECT gen_random_uuid(), 'Filler ' || i, 'A film made to fill the catalog, number ' || i,
+                (i % 100) / 10.0
+         FROM generate_series(1, 60000) AS i",
+    )
+    .await
+    .expect("filler films");
+    let index = TempDir::new("rebuild");
+    let app = start_app(&database_url, &jwks, index.path(), &database_url, &[]);
+    let catalog = Catalog {
+        app,
+        db,
+        database_url,
+        index,
+        jwks,
+    };
+    let indexed = TestApp::eventually(Duration::from_secs(120), || async {
+        (catalog.internal(&format!("/search/films/{MATRIX}")).await.0 == 200).then_some(())
+    })
+    .await;
+    assert!(indexed.is_some(), "the first build never finished");
+    let (_, before) = catalog.internal("/search/version").await;
+    let version_before = before["version"].as_u64().expect("version");
+
+    let reindex = tokio::spawn({
+        let request = catalog
+            .app
+            .http
+            .post(format!("{}/etl/reindex", catalog.app.internal))
+            .header(common::INTERNAL_TOKEN_HEADER, common::INTERNAL_TOKEN)
+            .timeout(Duration::from_secs(180));
+        async move {
+            let response = request.send().await.expect("reindex request");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    });
+    catalog
+        .eventually_internal("/search/version", |_, body| body["rebuild"].is_object())
+        .await;
+
+    catalog
+        .db
+        .execute(
+            &format!("UPDATE content.film SET title = 'Сталкер' WHERE id = '{MATRIX}'"),
+            &[],
+        )
+        .await
+        .expect("edit");
+    catalog
+        .db
+        .execute(
+            &format!("DELETE FROM content.film WHERE id = '{YOLKI}'"),
+            &[],
+        )
+        .await
+        .expect("delete");
+    catalog
+        .eventually_internal("/search/films?query=сталкер", |_, body| {
+            search_titles(body) == ["Сталкер"]
+        })
+        .await;
+    let (_, during) = catalog.internal("/search/version").await;
+    assert!(
+        during["rebuild"].is_object() && !reindex.is_finished(),
+        "the edit was published while the rebuild ran: {during}"
+    );
+
+    let (status, answer) = reindex.await.expect("reindex task");
+    assert_eq!(status, 200, "{answer}");
+    let rebuilt = answer["version"].as_u64().expect("version");
+    assert!(
+        rebuilt > during["version"].as_u64().expect("version") && rebuilt > version_before,
+        "the rebuild publishes a newer version: {answer}"
+    );
+    let (_, after) = catalog.internal("/search/version").await;
+    assert_eq!(after["version"], rebuilt, "{after}");
+    assert!(after.get("rebuild").is_none(), "{after}");
+    let (_, found) = catalog.internal("/search/films?query=сталкер").await;
+    assert_eq!(search_titles(&found), ["Сталкер"], "{found}");
+    let (status, _) = catalog.internal(&format!("/search/films/{YOLKI}")).await;
+    assert_eq!(status, 404, "the deletion made during the rebuild holds");
+    let (_, fillers) = catalog
+        .internal("/search/films?query=filler&page_size=1")
+        .await;
+    assert_eq!(fillers["total"], 60000, "{fillers}");
+
+    let builds: Vec<String> = std::fs::read_dir(catalog.index.path())
+        .expect("index dir")
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| name.starts_with("build-"))
+        .collect();
+    assert_eq!(builds.len(), 1, "the replaced build is deleted: {builds:?}");
+    let current = std::fs::read_link(std::path::Path::new(catalog.index.path()).join("current"))
+        .expect("current link");
+    assert_eq!(current.to_str(), Some(builds[0].as_str()));
+}
+
 /// A full build reads the whole catalog with a scan per table and joins it itself; each
 /// film and person it builds equals what an incremental update reads for that id (the
 /// aggregates in Postgres), orders included, with or without a second connection.

@@ -27,6 +27,9 @@ pub enum EtlError {
     /// The index could not be opened, written or committed.
     #[error("search index: {0}")]
     Index(#[from] tantivy::TantivyError),
+    /// A thread or runtime for a rebuild could not be started.
+    #[error("etl runtime: {0}")]
+    Runtime(String),
     /// The index directory could not be created or cleared.
     #[error("search index directory {path}: {source}")]
     Directory {
@@ -42,6 +45,15 @@ impl EtlError {
             self,
             Self::Postgres(_) | Self::ConnectionLost | Self::Decode(_)
         )
+    }
+}
+
+impl From<crate::search::SearchError> for EtlError {
+    fn from(error: crate::search::SearchError) -> Self {
+        match error {
+            crate::search::SearchError::Index(error) => Self::Index(error),
+            crate::search::SearchError::CorruptDocument(what) => Self::Decode(what),
+        }
     }
 }
 

@@ -5,6 +5,14 @@
 //! Position and data commit together: the payload of a tantivy commit holds the
 //! generation (the version readers and caches see) and the catch-up watermark, so a
 //! restart resumes exactly where the last published index stands.
+//!
+//! Layout of an index directory (`--index-dir`): each complete build lives in its own
+//! `build-<id>/` and the symlink `current` names the one being served. A full rebuild
+//! under `cinema up` writes a new build beside the live one and goes live by replacing
+//! the link (an atomic rename), so a crash at any point leaves `current` naming a
+//! complete index; builds that `current` does not name are leftovers, swept by the next
+//! writer. An index written by an older version straight into the directory is moved
+//! into `build-0/` on first open.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +29,12 @@ use crate::schema::{CatalogSchema, GENRE_FACET_ROOT, Kind, SCHEMA_VERSION, doc_k
 
 /// Memory budget of the index writer, per indexing thread.
 const WRITER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+/// The symlink naming the build being served.
+const CURRENT_LINK: &str = "current";
+/// Directory names of builds start with this.
+const BUILD_PREFIX: &str = "build-";
+/// What an index written straight into the directory by an older version becomes.
+const ADOPTED_BUILD: &str = "build-0";
 
 /// What every commit records (as its JSON payload).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -45,12 +59,15 @@ impl Position {
     }
 }
 
-/// An opened catalog index and its schema handles.
+/// An opened catalog index (one build) and its schema handles.
 #[derive(Clone)]
 pub struct CatalogIndex {
     pub index: Index,
     pub schema: CatalogSchema,
+    /// The build's own directory (`<root>/build-<id>`).
     pub dir: PathBuf,
+    /// The index directory the build belongs to (`--index-dir`).
+    pub root: PathBuf,
 }
 
 impl std::fmt::Debug for CatalogIndex {
@@ -61,42 +78,125 @@ impl std::fmt::Debug for CatalogIndex {
     }
 }
 
+fn directory_error(path: &Path) -> impl FnOnce(std::io::Error) -> EtlError + '_ {
+    move |source| EtlError::Directory {
+        path: path.to_owned(),
+        source,
+    }
+}
+
 impl CatalogIndex {
-    /// Opens the index in `dir`, creating it (and the directory) when missing. An index
-    /// of another schema version is deleted and created empty: it is derived data and
-    /// the ETL rebuilds it.
-    pub fn open_or_create(dir: &Path) -> Result<Self> {
-        let directory_error = |source| EtlError::Directory {
-            path: dir.to_owned(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(directory_error)?;
+    /// Opens the build `root/current` names, creating the directory and an empty build
+    /// when there is none. A build of another schema version is replaced by an empty
+    /// one: it is derived data and the ETL rebuilds it.
+    pub fn open_or_create(root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(directory_error(root))?;
+        adopt_unversioned_index(root)?;
         let schema = CatalogSchema::new();
-        let directory = MmapDirectory::open(dir).map_err(TantivyError::from)?;
-        if Index::exists(&directory).map_err(TantivyError::from)? {
-            let index = Index::open_in_dir(dir)?;
-            let current = Position::of(&index)?.is_some_and(|p| p.schema_version == SCHEMA_VERSION)
-                && schema.matches(&index.schema());
-            if current {
-                analysis::register(&index);
-                return Ok(Self {
-                    index,
-                    schema,
-                    dir: dir.to_owned(),
-                });
+        if let Some(dir) = current_build(root)? {
+            let directory = MmapDirectory::open(&dir).map_err(TantivyError::from)?;
+            if Index::exists(&directory).map_err(TantivyError::from)? {
+                let index = Index::open_in_dir(&dir)?;
+                // A build never committed has no position yet; its schema decides.
+                let current = Position::of(&index)?
+                    .is_none_or(|p| p.schema_version == SCHEMA_VERSION)
+                    && schema.matches(&index.schema());
+                if current {
+                    analysis::register(&index);
+                    return Ok(Self {
+                        index,
+                        schema,
+                        dir,
+                        root: root.to_owned(),
+                    });
+                }
+                tracing::warn!(dir = %dir.display(), "search index has another schema version; rebuilding it");
             }
-            tracing::warn!(dir = %dir.display(), "search index has another schema version; rebuilding it");
-            drop(index);
-            std::fs::remove_dir_all(dir).map_err(directory_error)?;
-            std::fs::create_dir_all(dir).map_err(directory_error)?;
+            drop(directory);
+            let fresh = Self::create_build(root, schema)?;
+            fresh.make_current()?;
+            remove_build(&dir);
+            return Ok(fresh);
         }
-        let index = Index::create_in_dir(dir, schema.schema.clone())?;
+        let fresh = Self::create_build(root, schema)?;
+        fresh.make_current()?;
+        Ok(fresh)
+    }
+
+    /// An empty build in the same index directory, not served until
+    /// [`CatalogIndex::make_current`].
+    pub fn create_beside(&self) -> Result<Self> {
+        Self::create_build(&self.root, self.schema.clone())
+    }
+
+    fn create_build(root: &Path, schema: CatalogSchema) -> Result<Self> {
+        let stamp = chrono::Utc::now().timestamp_millis();
+        let mut dir = root.join(format!("{BUILD_PREFIX}{stamp}"));
+        let mut attempt = 1;
+        while dir.exists() {
+            dir = root.join(format!("{BUILD_PREFIX}{stamp}-{attempt}"));
+            attempt += 1;
+        }
+        std::fs::create_dir(&dir).map_err(directory_error(&dir))?;
+        let index = Index::create_in_dir(&dir, schema.schema.clone())?;
         analysis::register(&index);
         Ok(Self {
             index,
             schema,
-            dir: dir.to_owned(),
+            dir,
+            root: root.to_owned(),
         })
+    }
+
+    /// Makes this build the one served from now on (a process opening the index
+    /// directory gets it): `current` is replaced in one rename.
+    pub fn make_current(&self) -> Result<()> {
+        // Relative, so the index directory can be moved as a whole.
+        let name = self.dir.file_name().unwrap_or_default();
+        let staged = self.root.join(format!("{CURRENT_LINK}.next"));
+        match std::fs::remove_file(&staged) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(directory_error(&staged)(error)),
+        }
+        std::os::unix::fs::symlink(name, &staged).map_err(directory_error(&staged))?;
+        std::fs::rename(&staged, self.root.join(CURRENT_LINK))
+            .map_err(directory_error(&self.root))?;
+        // The rename is durable once the directory is.
+        std::fs::File::open(&self.root)
+            .and_then(|root| root.sync_all())
+            .map_err(directory_error(&self.root))?;
+        Ok(())
+    }
+
+    /// Deletes this build's directory (one that is not current and whose writer has
+    /// stopped).
+    pub fn remove(self) {
+        remove_build(&self.dir);
+    }
+
+    /// Whether `current` names this build.
+    pub fn is_current(&self) -> bool {
+        current_build(&self.root).ok().flatten().as_deref() == Some(self.dir.as_path())
+    }
+
+    /// Deletes every build of the index directory but this one (leftovers of a
+    /// rebuild that crashed or was replaced). Call only while holding the writer lock
+    /// of the current build, so no rebuild of another process is running.
+    pub fn remove_other_builds(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_build = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.starts_with(BUILD_PREFIX));
+            if is_build && path != self.dir {
+                remove_build(&path);
+            }
+        }
     }
 
     /// The single writer of this index (a lock file keeps it single across processes).
@@ -104,7 +204,7 @@ impl CatalogIndex {
         self.index
             .writer_with_num_threads(threads.max(1), WRITER_MEMORY_BYTES * threads.max(1))
             .map_err(|error| match error {
-                TantivyError::LockFailure(..) => EtlError::IndexLocked(self.dir.clone()),
+                TantivyError::LockFailure(..) => EtlError::IndexLocked(self.root.clone()),
                 other => EtlError::Index(other),
             })
     }
@@ -181,6 +281,50 @@ impl CatalogIndex {
     }
 }
 
+/// The build `root/current` names, if it exists.
+fn current_build(root: &Path) -> Result<Option<PathBuf>> {
+    match std::fs::read_link(root.join(CURRENT_LINK)) {
+        Ok(target) => {
+            let dir = root.join(target);
+            Ok(dir.is_dir().then_some(dir))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(directory_error(root)(error)),
+    }
+}
+
+/// Moves an index that an older version wrote straight into `root` into a build of
+/// its own and points `current` at it, so upgrading keeps serving it.
+fn adopt_unversioned_index(root: &Path) -> Result<()> {
+    if !root.join("meta.json").is_file() || root.join(CURRENT_LINK).exists() {
+        return Ok(());
+    }
+    let build = root.join(ADOPTED_BUILD);
+    std::fs::create_dir_all(&build).map_err(directory_error(&build))?;
+    for entry in std::fs::read_dir(root).map_err(directory_error(root))? {
+        let entry = entry.map_err(directory_error(root))?;
+        let is_layout = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(BUILD_PREFIX) || name.starts_with(CURRENT_LINK));
+        if !is_layout && entry.path().is_file() {
+            std::fs::rename(entry.path(), build.join(entry.file_name()))
+                .map_err(directory_error(root))?;
+        }
+    }
+    std::os::unix::fs::symlink(ADOPTED_BUILD, root.join(CURRENT_LINK))
+        .map_err(directory_error(root))?;
+    tracing::info!(dir = %build.display(), "search index moved into its build directory");
+    Ok(())
+}
+
+/// Deletes a build directory; a failure only leaves disk to the next sweep.
+fn remove_build(dir: &Path) {
+    if let Err(error) = std::fs::remove_dir_all(dir) {
+        tracing::warn!(%error, dir = %dir.display(), "could not remove an old search index build");
+    }
+}
+
 /// Days from 1970-01-01 to a `YYYY-MM-DD` date.
 pub(crate) fn days_since_epoch(date: &str) -> Option<i64> {
     let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
@@ -195,4 +339,103 @@ pub fn commit(writer: &mut IndexWriter, position: &Position) -> Result<()> {
     prepared.set_payload(&payload);
     prepared.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("cinema-etl-layout-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn builds(root: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(root)
+            .expect("root")
+            .flatten()
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter(|name| name.starts_with(BUILD_PREFIX))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// An index an older version wrote straight into the directory keeps serving its
+    /// documents after the upgrade, moved into a build of its own.
+    #[test]
+    fn an_index_written_straight_into_its_directory_is_adopted_with_its_documents() {
+        let root = scratch("adopt");
+        std::fs::create_dir_all(&root).expect("root");
+        let schema = CatalogSchema::new();
+        let index = Index::create_in_dir(&root, schema.schema.clone()).expect("legacy index");
+        analysis::register(&index);
+        let mut writer = index
+            .writer_with_num_threads(1, 15_000_000)
+            .expect("writer");
+        let mut doc = TantivyDocument::default();
+        doc.add_text(schema.kind, Kind::Genre.as_str());
+        writer.add_document(doc).expect("document");
+        let position = Position {
+            schema_version: SCHEMA_VERSION,
+            generation: 7,
+            watermark: Some(Utc::now()),
+        };
+        commit(&mut writer, &position).expect("commit");
+        writer.wait_merging_threads().expect("writer stops");
+        drop(index);
+
+        let opened = CatalogIndex::open_or_create(&root).expect("open");
+        assert_eq!(opened.dir, root.join(ADOPTED_BUILD));
+        assert!(opened.is_current());
+        assert_eq!(Position::of(&opened.index).expect("meta"), Some(position));
+        let reader = opened.index.reader().expect("reader");
+        assert_eq!(reader.searcher().num_docs(), 1);
+        assert!(
+            !root.join("meta.json").exists(),
+            "nothing is left beside the builds"
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// A build made beside the served one is not served until it replaces `current`;
+    /// then a process opening the directory gets it, and the writer's sweep deletes
+    /// every other build.
+    #[test]
+    fn a_build_made_beside_goes_live_by_replacing_current_and_leftovers_are_swept() {
+        let root = scratch("beside");
+        let live = CatalogIndex::open_or_create(&root).expect("open");
+        assert!(live.is_current());
+        let next = live.create_beside().expect("beside");
+        let leftover = live.create_beside().expect("a crashed rebuild's");
+        assert_ne!(next.dir, live.dir);
+        assert!(!next.is_current());
+        assert_eq!(
+            CatalogIndex::open_or_create(&root).expect("reopen").dir,
+            live.dir,
+            "a build in progress is not served"
+        );
+
+        next.make_current().expect("go live");
+        assert!(next.is_current() && !live.is_current());
+        assert_eq!(
+            CatalogIndex::open_or_create(&root).expect("reopen").dir,
+            next.dir
+        );
+        assert_eq!(builds(&root).len(), 3);
+        next.remove_other_builds();
+        assert_eq!(
+            builds(&root),
+            [next
+                .dir
+                .file_name()
+                .and_then(|name| name.to_str())
+                .expect("build name")
+                .to_owned()]
+        );
+        assert!(!leftover.dir.exists());
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

@@ -7,7 +7,8 @@
 //! - [`source`]: every Postgres read; [`index`]: the index on disk and the durable
 //!   position committed with it;
 //! - [`sync`]: the ETL itself (full build, `LISTEN/NOTIFY` increments, catch-up,
-//!   backoff); [`search`]: the warm reader and the queries the search API serves;
+//!   backoff); [`rebuild`]: a full build beside the live index that goes live when
+//!   complete, so edits stay searchable while it runs; [`search`]: the warm reader and the queries the search API serves;
 //!   [`listing`]: the in-memory film table lists and facet counts come from.
 //!
 //! The host runs [`sync::run`] under `cinema up` and serves [`search::SearchIndex`]
@@ -19,6 +20,7 @@ pub mod highlight;
 pub mod index;
 pub mod listing;
 pub mod model;
+pub mod rebuild;
 pub mod schema;
 pub mod search;
 pub mod source;

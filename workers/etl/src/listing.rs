@@ -159,6 +159,12 @@ impl SegmentCache {
         *cache = current;
         Ok(parts)
     }
+
+    /// Takes every segment `other` has read (a rebuild's reader handing over).
+    pub(crate) fn take_from(&self, other: &SegmentCache) {
+        let theirs = std::mem::take(&mut *other.segments.lock().unwrap_or_else(|p| p.into_inner()));
+        *self.segments.lock().unwrap_or_else(|p| p.into_inner()) = theirs;
+    }
 }
 
 /// Where a row's film lives: segment ordinal and index in that segment's films.

@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Bound;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tantivy::collector::{Count, FacetCollector, TopDocs};
 use tantivy::query::{
@@ -153,11 +153,19 @@ struct Snapshot {
     films: Option<Arc<FilmTable>>,
 }
 
+/// The build a [`SearchIndex`] reads, replaced when a rebuild beside it goes live.
+struct Source {
+    index: CatalogIndex,
+    reader: IndexReader,
+}
+
 /// The warm reader of the catalog index. Cheap to share (`Arc`); every search sees
 /// one consistent snapshot.
 pub struct SearchIndex {
+    /// Schema handles and terms (the same for every build).
     index: CatalogIndex,
-    reader: IndexReader,
+    /// Taken only to reload or switch builds; searches read the snapshot.
+    source: Mutex<Source>,
     snapshot: RwLock<Arc<Snapshot>>,
     /// Films read per segment, kept across publishes; `None` for a reader that only
     /// backs a build (`cinema reindex`) and never lists.
@@ -167,7 +175,6 @@ pub struct SearchIndex {
 impl std::fmt::Debug for SearchIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SearchIndex")
-            .field("dir", &self.index.dir)
             .field("version", &self.version())
             .finish()
     }
@@ -186,16 +193,14 @@ impl SearchIndex {
     }
 
     fn open_with(index: &CatalogIndex, segments: Option<SegmentCache>) -> SearchResult<Self> {
-        let reader = index
-            .index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .doc_store_cache_num_blocks(256)
-            .try_into()?;
+        let reader = open_reader(index)?;
         let snapshot = build_snapshot(index, &reader, segments.as_ref())?;
         Ok(Self {
             index: index.clone(),
-            reader,
+            source: Mutex::new(Source {
+                index: index.clone(),
+                reader,
+            }),
             snapshot: RwLock::new(Arc::new(snapshot)),
             segments,
         })
@@ -204,15 +209,44 @@ impl SearchIndex {
     /// Picks up the last commit (the ETL calls this after publishing) and returns the
     /// new version.
     pub fn reload(&self) -> SearchResult<u64> {
-        self.reader.reload()?;
-        let snapshot = Arc::new(build_snapshot(
-            &self.index,
-            &self.reader,
-            self.segments.as_ref(),
-        )?);
+        let source = self.source.lock().unwrap_or_else(|p| p.into_inner());
+        source.reader.reload()?;
+        let snapshot = build_snapshot(&source.index, &source.reader, self.segments.as_ref())?;
+        Ok(self.show(snapshot))
+    }
+
+    /// A reader of another build of the same index that keeps (or not) a film table
+    /// as this one does: for a rebuild that will replace this index.
+    pub fn open_like(&self, index: &CatalogIndex) -> SearchResult<Self> {
+        Self::open_with(
+            index,
+            self.segments.as_ref().map(|_| SegmentCache::default()),
+        )
+    }
+
+    /// Serves what `other` (a reader of a rebuild that went live) serves from now on,
+    /// taking over its warm snapshot and film table, so the switch costs no reading.
+    /// Searches already running finish on the old build. Returns the new version.
+    pub fn adopt(&self, other: &SearchIndex) -> u64 {
+        let mut source = self.source.lock().unwrap_or_else(|p| p.into_inner());
+        let theirs = other.source.lock().unwrap_or_else(|p| p.into_inner());
+        *source = Source {
+            index: theirs.index.clone(),
+            reader: theirs.reader.clone(),
+        };
+        if let (Some(mine), Some(theirs)) = (&self.segments, &other.segments) {
+            mine.take_from(theirs);
+        }
+        let snapshot = other.snapshot();
         let version = snapshot.version;
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
-        Ok(version)
+        version
+    }
+
+    fn show(&self, snapshot: Snapshot) -> u64 {
+        let version = snapshot.version;
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+        version
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
@@ -642,6 +676,15 @@ pub(crate) fn stored_json<T: serde::de::DeserializeOwned>(
         .and_then(|value| value.as_str())
         .ok_or_else(|| SearchError::CorruptDocument(what.to_string()))?;
     serde_json::from_str(json).map_err(|e| SearchError::CorruptDocument(format!("{what}: {e}")))
+}
+
+fn open_reader(index: &CatalogIndex) -> SearchResult<IndexReader> {
+    Ok(index
+        .index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .doc_store_cache_num_blocks(256)
+        .try_into()?)
 }
 
 fn build_snapshot(

@@ -9,7 +9,9 @@
 //!   transactions that committed late) and drops documents whose rows are gone;
 //! - Postgres down: retries with exponential backoff; the last published index keeps
 //!   serving;
-//! - each publish is one tantivy commit whose payload is the new [`Position`].
+//! - each publish is one tantivy commit whose payload is the new [`Position`];
+//! - `POST /etl/reindex` builds beside the live index ([`crate::rebuild`]): edits keep
+//!   being published while it runs, and the new build goes live with them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use uuid::Uuid;
 use crate::error::{EtlError, Result};
 use crate::index::{CatalogIndex, Position, commit};
 use crate::model::{Film, Person};
+use crate::rebuild::{Rebuild, RebuildProgress};
 use crate::schema::{Kind, SCHEMA_VERSION};
 use crate::search::SearchIndex;
 use crate::source::{self, CHANGES_CHANNEL, ContentTable};
@@ -110,6 +113,10 @@ pub struct Indexer {
     side_connection: Option<String>,
     /// Turns true on shutdown: long builds and catch-ups stop between chunks.
     stop: Option<watch::Receiver<bool>>,
+    /// Indexing threads of the writer (a rebuild beside this index gets as many).
+    threads: usize,
+    /// How far a rebuild beside this index is (shared with the search API).
+    rebuild_progress: Arc<RebuildProgress>,
 }
 
 impl std::fmt::Debug for Indexer {
@@ -122,9 +129,13 @@ impl std::fmt::Debug for Indexer {
 }
 
 impl Indexer {
-    /// Takes the index's writer lock ([`EtlError::IndexLocked`] if another process has it).
+    /// Takes the index's writer lock ([`EtlError::IndexLocked`] if another process has
+    /// it). The writer of the served build sweeps builds left over by a crash.
     pub fn new(index: &CatalogIndex, search: Arc<SearchIndex>, threads: usize) -> Result<Self> {
         let writer = index.writer(threads)?;
+        if index.is_current() {
+            index.remove_other_builds();
+        }
         let position = Position::of(&index.index)?.unwrap_or(Position {
             schema_version: SCHEMA_VERSION,
             ..Position::default()
@@ -137,6 +148,93 @@ impl Indexer {
             committed_at: Instant::now(),
             side_connection: None,
             stop: None,
+            threads,
+            rebuild_progress: Arc::default(),
+        })
+    }
+
+    /// An indexer of a new, empty build beside this index (for [`Rebuild`]): same
+    /// settings, versions continuing this index's.
+    pub(crate) fn beside(&self) -> Result<Self> {
+        let index = self.index.create_beside()?;
+        let search = Arc::new(self.search.open_like(&index)?);
+        let mut next = Self::new(&index, search, self.threads)?;
+        next.side_connection = self.side_connection.clone();
+        next.stop = self.stop.clone();
+        next.position.generation = self.position.generation;
+        Ok(next)
+    }
+
+    /// Drops a build that will not go live: stops its writer, deletes its directory.
+    pub(crate) fn discard(self) {
+        if let Err(error) = self.writer.wait_merging_threads() {
+            tracing::warn!(%error, "etl: stopping an abandoned build's writer failed");
+        }
+        self.index.remove();
+    }
+
+    /// How far a rebuild beside this index is (for the search API).
+    pub fn rebuild_progress(&self) -> Arc<RebuildProgress> {
+        self.rebuild_progress.clone()
+    }
+
+    /// Makes a build made beside this index (by [`Rebuild`]) the live one: catches it
+    /// up with the rows changed since its own last catch-up and the rows `deleted`
+    /// meanwhile (or, with `reconcile`, drops every document whose row is gone),
+    /// publishes it with a version newer than any this index published, points
+    /// `current` at it, hands its warm reader to the search API and deletes the old
+    /// build.
+    pub async fn go_live(
+        &mut self,
+        mut next: Indexer,
+        client: &Client,
+        overlap: Duration,
+        deleted: &[Change],
+        reconcile: bool,
+    ) -> Result<Published> {
+        let caught_up = async {
+            next.catch_up(client, overlap, reconcile).await?;
+            next.write_changes(client, deleted).await
+        };
+        if let Err(error) = caught_up.await {
+            next.discard();
+            return Err(error);
+        }
+        next.position.generation = next.position.generation.max(self.position.generation);
+        let published = next
+            .publish(next.position.watermark, true)
+            .and_then(|version| {
+                next.index.make_current()?;
+                Ok(version)
+            });
+        let version = match published {
+            Ok(version) => version,
+            Err(error) => {
+                next.discard();
+                return Err(error);
+            }
+        };
+        let Indexer {
+            index,
+            writer,
+            search,
+            position,
+            committed_at,
+            ..
+        } = next;
+        let old_writer = std::mem::replace(&mut self.writer, writer);
+        let old_index = std::mem::replace(&mut self.index, index);
+        self.position = position;
+        self.committed_at = committed_at;
+        self.search.adopt(&search);
+        // The old build's writer finishes before its directory goes.
+        if let Err(error) = old_writer.wait_merging_threads() {
+            tracing::warn!(%error, "etl: stopping the replaced build's writer failed");
+        }
+        old_index.remove();
+        Ok(Published {
+            version,
+            documents: self.search.document_count(),
         })
     }
 
@@ -542,6 +640,93 @@ async fn connect(settings: &EtlSettings) -> Result<Session> {
     })
 }
 
+/// A rebuild beside the live index and the reindex requests waiting for it: one
+/// build answers every request made before it goes live (it goes live caught up to
+/// that moment).
+#[derive(Debug, Default)]
+struct PendingRebuild {
+    build: Option<Rebuild>,
+    waiting: Vec<oneshot::Sender<Result<u64, String>>>,
+    /// Rows deleted while the build ran (a catch-up by `modified` cannot see them).
+    deleted: Vec<Change>,
+    /// Notifications may have been missed while the build ran: going live must then
+    /// compare every id instead of replaying `deleted`.
+    reconcile: bool,
+}
+
+impl PendingRebuild {
+    /// Queues a reindex request, starting a build unless one runs.
+    fn request(
+        &mut self,
+        live: &Indexer,
+        settings: &EtlSettings,
+        reply: oneshot::Sender<Result<u64, String>>,
+    ) {
+        self.waiting.push(reply);
+        if self.build.is_some() {
+            return;
+        }
+        match Rebuild::start(live, &settings.postgres_url, settings.overlap) {
+            Ok(build) => {
+                tracing::info!("etl: full rebuild started beside the live index");
+                self.build = Some(build);
+                self.deleted.clear();
+                self.reconcile = false;
+            }
+            Err(error) => {
+                tracing::error!(%error, "etl: could not start a rebuild");
+                self.answer(Err(error.to_string()));
+            }
+        }
+    }
+
+    /// The finished build (never resolves while none runs). Cancel-safe.
+    async fn finished(&mut self) -> Result<Indexer> {
+        match &mut self.build {
+            Some(build) => {
+                let built = build.finished().await;
+                self.build = None;
+                built
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Notes the deletions among changes the live index applied.
+    fn saw(&mut self, changes: &[Change]) {
+        if self.build.is_none() || self.reconcile {
+            return;
+        }
+        self.deleted
+            .extend(changes.iter().filter(|c| c.op == "DELETE").cloned());
+        if self.deleted.len() > MAX_QUEUED_CHANGES {
+            self.missed_notifications();
+        }
+    }
+
+    /// Notifications were dropped or the connection lost while the build ran.
+    fn missed_notifications(&mut self) {
+        if self.build.is_some() {
+            self.reconcile = true;
+            self.deleted = Vec::new();
+        }
+    }
+
+    fn answer(&mut self, outcome: Result<u64, String>) {
+        for reply in self.waiting.drain(..) {
+            let _ = reply.send(outcome.clone());
+        }
+    }
+
+    /// On shutdown: waits for the build's thread to stop, tells the waiting.
+    fn abandon(&mut self) {
+        if let Some(mut build) = self.build.take() {
+            build.join();
+        }
+        self.answer(Err("the ETL stopped before the rebuild went live".into()));
+    }
+}
+
 /// Runs the ETL until `shutdown` turns true: builds or catches up, then follows
 /// notifications, catching up periodically; reconnects with backoff on any Postgres
 /// failure. Returns an error only for fatal index failures.
@@ -549,16 +734,36 @@ pub async fn run(
     settings: EtlSettings,
     mut indexer: Indexer,
     mut commands: mpsc::Receiver<EtlCommand>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     indexer.stop_when(shutdown.clone());
+    let mut rebuild = PendingRebuild::default();
+    let outcome = run_connected(
+        &settings,
+        &mut indexer,
+        &mut commands,
+        shutdown,
+        &mut rebuild,
+    )
+    .await;
+    rebuild.abandon();
+    outcome
+}
+
+async fn run_connected(
+    settings: &EtlSettings,
+    indexer: &mut Indexer,
+    commands: &mut mpsc::Receiver<EtlCommand>,
+    mut shutdown: watch::Receiver<bool>,
+    rebuild: &mut PendingRebuild,
+) -> Result<()> {
     let mut backoff = Duration::from_millis(250);
     let mut attempt = 0u32;
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
-        let session = match connect(&settings).await {
+        let session = match connect(settings).await {
             Ok(session) => session,
             Err(error) => {
                 attempt += 1;
@@ -571,18 +776,11 @@ pub async fn run(
                 continue;
             }
         };
-        match follow(
-            &settings,
-            &mut indexer,
-            session,
-            &mut commands,
-            &mut shutdown,
-        )
-        .await
-        {
+        match follow(settings, indexer, session, commands, &mut shutdown, rebuild).await {
             Ok(()) => return Ok(()),
             Err(error) if error.is_retriable() => {
                 indexer.rollback();
+                rebuild.missed_notifications();
                 tracing::warn!(%error, "etl: postgres failed; reconnecting");
                 backoff = Duration::from_millis(250);
                 attempt = 0;
@@ -603,6 +801,7 @@ async fn follow(
     mut session: Session,
     commands: &mut mpsc::Receiver<EtlCommand>,
     shutdown: &mut watch::Receiver<bool>,
+    rebuild: &mut PendingRebuild,
 ) -> Result<()> {
     let started = Instant::now();
     let published = if indexer.is_built() {
@@ -640,8 +839,10 @@ async fn follow(
                 }
                 let started = Instant::now();
                 let published = indexer.apply(&session.client, &batch).await?;
+                rebuild.saw(&batch);
                 tracing::debug!(changes = batch.len(), documents = published.documents, version = published.version, took_ms = started.elapsed().as_millis() as u64, "etl: published changes");
                 if session.overflowed.swap(false, Ordering::Relaxed) {
+                    rebuild.missed_notifications();
                     tracing::info!("etl: notifications overflowed; catching up instead");
                     while session.changes.try_recv().is_ok() {}
                     indexer.catch_up(&session.client, settings.overlap, true).await?;
@@ -652,16 +853,28 @@ async fn follow(
                 tracing::debug!(documents = published.documents, version = published.version, "etl: periodic catch-up");
             }
             Some(command) = commands.recv() => match command {
-                EtlCommand::Reindex(reply) => {
-                    let started = Instant::now();
-                    let result = indexer.full_build(&session.client, settings.overlap, &mut |_, _| {}).await;
-                    match result {
-                        Ok(published) => {
-                            tracing::info!(version = published.version, documents = published.documents, took_ms = started.elapsed().as_millis() as u64, "etl: full rebuild published");
-                            let _ = reply.send(Ok(published.version));
-                        }
-                        Err(error) => {
-                            let _ = reply.send(Err(error.to_string()));
+                EtlCommand::Reindex(reply) => rebuild.request(indexer, settings, reply),
+            },
+            built = rebuild.finished() => {
+                let next = match built {
+                    Ok(next) => next,
+                    Err(error) => {
+                        tracing::error!(%error, "etl: the rebuild failed; the live index keeps serving");
+                        rebuild.answer(Err(error.to_string()));
+                        continue;
+                    }
+                };
+                let started = Instant::now();
+                let deleted = std::mem::take(&mut rebuild.deleted);
+                match indexer.go_live(next, &session.client, settings.overlap, &deleted, rebuild.reconcile).await {
+                    Ok(published) => {
+                        tracing::info!(version = published.version, documents = published.documents, took_ms = started.elapsed().as_millis() as u64, "etl: full rebuild published");
+                        rebuild.answer(Ok(published.version));
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "etl: the rebuild could not go live; the live index keeps serving");
+                        rebuild.answer(Err(error.to_string()));
+                        if error.is_retriable() {
                             return Err(error);
                         }
                     }

@@ -1,16 +1,23 @@
 //! Change-to-searchable latency of the ETL: renames a film in Postgres to a fresh word,
 //! then polls the host's search API until that word finds it; prints p50/p99/max.
+//! With `--during-reindex`, full rebuilds (`POST /etl/reindex`) run back to back while
+//! it measures, and it also prints how many completed and how long each took.
 //!
-//! Usage: `etl_latency POSTGRES_URL INTERNAL_API_URL [ROUNDS]`, with the internal API's
-//! credential in `CINEMA_INTERNAL_API_TOKEN`.
+//! Usage: `etl_latency POSTGRES_URL INTERNAL_API_URL [ROUNDS] [--during-reindex]`, with
+//! the internal API's credential in `CINEMA_INTERNAL_API_TOKEN`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
+    let during_reindex = std::env::args().any(|arg| arg == "--during-reindex");
+    let mut args = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"));
     let (Some(postgres_url), Some(internal)) = (args.next(), args.next()) else {
-        eprintln!("usage: etl_latency POSTGRES_URL INTERNAL_API_URL [ROUNDS]");
+        eprintln!("usage: etl_latency POSTGRES_URL INTERNAL_API_URL [ROUNDS] [--during-reindex]");
         std::process::exit(2);
     };
     let rounds: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(50);
@@ -22,6 +29,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .query_one("SELECT id::text FROM content.film ORDER BY id LIMIT 1", &[])
         .await?
         .get(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let rebuilds = during_reindex.then(|| {
+        tokio::spawn(reindex_until(
+            http.clone(),
+            format!("{internal}/etl/reindex"),
+            internal_token.clone(),
+            stop.clone(),
+        ))
+    });
     let mut samples = Vec::with_capacity(rounds);
     for round in 0..rounds {
         // Words far apart from each other, so a typo-tolerant search for this round's
@@ -52,15 +68,53 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         samples.push(started.elapsed());
     }
+    stop.store(true, Ordering::Relaxed);
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    let during = if during_reindex {
+        " during full reindexes"
+    } else {
+        ""
+    };
     println!(
-        "change-to-searchable over {rounds} updates: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        "change-to-searchable over {rounds} updates{during}: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
         at(0.50).as_secs_f64() * 1000.0,
         at(0.99).as_secs_f64() * 1000.0,
         samples[samples.len() - 1].as_secs_f64() * 1000.0
     );
+    if let Some(rebuilds) = rebuilds {
+        let took = rebuilds.await??;
+        let mean = took.iter().sum::<Duration>().as_secs_f64() / took.len().max(1) as f64;
+        println!(
+            "full reindexes meanwhile: {} completed, {mean:.1} s each on average",
+            took.len()
+        );
+    }
     Ok(())
+}
+
+/// Asks for full rebuilds one after another until `stop`; returns how long each took.
+async fn reindex_until(
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    stop: Arc<AtomicBool>,
+) -> Result<Vec<Duration>, String> {
+    let mut took = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let response = http
+            .post(&url)
+            .header("x-cinema-internal-token", &token)
+            .send()
+            .await
+            .map_err(|e| format!("reindex request failed: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("reindex answered {}", response.status()));
+        }
+        took.push(started.elapsed());
+    }
+    Ok(took)
 }
 
 /// A 12-letter word from a number (a bijective scramble, base 26).
