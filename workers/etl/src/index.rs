@@ -25,7 +25,7 @@ use tantivy::{Index, IndexWriter, TantivyDocument, TantivyError, Term};
 use crate::analysis;
 use crate::error::{EtlError, Result};
 use crate::model::{Film, GenreRef, Person};
-use crate::schema::{CatalogSchema, GENRE_FACET_ROOT, Kind, SCHEMA_VERSION, doc_key};
+use crate::schema::{CatalogSchema, GENRE_FACET_ROOT, Kind, SCHEMA_VERSION, doc_key, uuid_bytes};
 
 /// Memory budget of the index writer, per indexing thread.
 const WRITER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
@@ -211,7 +211,7 @@ impl CatalogIndex {
 
     /// The term deleting (or finding) one document.
     pub fn key_term(&self, kind: Kind, uuid: &str) -> Term {
-        Term::from_field_text(self.schema.key, &doc_key(kind, uuid))
+        Term::from_field_bytes(self.schema.key, &doc_key(kind, uuid))
     }
 
     /// The term matching every document of a kind.
@@ -223,7 +223,7 @@ impl CatalogIndex {
         let s = &self.schema;
         let mut doc = TantivyDocument::default();
         doc.add_text(s.kind, Kind::Film.as_str());
-        doc.add_text(s.key, doc_key(Kind::Film, &film.uuid));
+        doc.add_bytes(s.key, &doc_key(Kind::Film, &film.uuid));
         doc.add_text(s.title, &film.title);
         doc.add_text(s.description, &film.description);
         for person in film
@@ -235,7 +235,7 @@ impl CatalogIndex {
             doc.add_text(s.people, &person.full_name);
         }
         for person_id in film.person_ids() {
-            doc.add_text(s.person_id, person_id);
+            doc.add_bytes(s.person_id, &uuid_bytes(person_id));
         }
         for genre in &film.genre {
             doc.add_text(s.genre_names, &genre.name);
@@ -264,7 +264,7 @@ impl CatalogIndex {
         let s = &self.schema;
         let mut doc = TantivyDocument::default();
         doc.add_text(s.kind, Kind::Person.as_str());
-        doc.add_text(s.key, doc_key(Kind::Person, &person.uuid));
+        doc.add_bytes(s.key, &doc_key(Kind::Person, &person.uuid));
         doc.add_text(s.title, &person.full_name);
         doc.add_text(s.doc, serde_json::to_string(person).unwrap_or_default());
         doc
@@ -274,7 +274,7 @@ impl CatalogIndex {
         let s = &self.schema;
         let mut doc = TantivyDocument::default();
         doc.add_text(s.kind, Kind::Genre.as_str());
-        doc.add_text(s.key, doc_key(Kind::Genre, &genre.uuid));
+        doc.add_bytes(s.key, &doc_key(Kind::Genre, &genre.uuid));
         doc.add_text(s.title, &genre.name);
         doc.add_text(s.doc, serde_json::to_string(genre).unwrap_or_default());
         doc

@@ -17,14 +17,17 @@ use tantivy::query::{
     FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery, Weight,
 };
 use tantivy::schema::{Facet, Field, IndexRecordOption, Value};
-use tantivy::{DocAddress, IndexReader, Order, ReloadPolicy, Searcher, TantivyDocument, Term};
+use tantivy::{
+    DocAddress, DocSet, IndexReader, Order, ReloadPolicy, Searcher, TERMINATED, TantivyDocument,
+    Term,
+};
 
 use crate::analysis;
 use crate::highlight::Highlighter;
 use crate::index::{CatalogIndex, Position};
 use crate::listing::{FilmTable, GenreCounter, SegmentCache};
 use crate::model::{Film, FilmListItem, Genre, GenreRef, Highlight, Person};
-use crate::schema::{GENRE_FACET_ROOT, Kind};
+use crate::schema::{GENRE_FACET_ROOT, Kind, key_prefix, parse_doc_key, uuid_bytes};
 
 /// Most films listed for one person.
 const MAX_PERSON_FILMS: usize = 1000;
@@ -310,7 +313,10 @@ impl SearchIndex {
             clauses.push(filter(s.genre_id, genre));
         }
         if let Some(person) = &query.person {
-            clauses.push(filter(s.person_id, person));
+            clauses.push(filter_term(Term::from_field_bytes(
+                s.person_id,
+                &uuid_bytes(person),
+            )));
         }
         if let Some(film_type) = &query.film_type {
             clauses.push(filter(s.film_type, film_type));
@@ -558,10 +564,11 @@ fn addresses<K>(hits: Vec<(K, DocAddress)>) -> Vec<DocAddress> {
 
 /// A filter clause: must match, adds nothing to the score.
 fn filter(field: Field, value: &str) -> (Occur, Box<dyn Query>) {
-    let term = TermQuery::new(
-        Term::from_field_text(field, value),
-        IndexRecordOption::Basic,
-    );
+    filter_term(Term::from_field_text(field, value))
+}
+
+fn filter_term(term: Term) -> (Occur, Box<dyn Query>) {
+    let term = TermQuery::new(term, IndexRecordOption::Basic);
     (
         Occur::Must,
         Box::new(ConstScoreQuery::new(Box::new(term), 0.0)),
@@ -754,23 +761,31 @@ impl SearchIndex {
     /// while nobody listened).
     pub fn document_ids(&self, kind: Kind) -> SearchResult<std::collections::HashSet<String>> {
         let snapshot = self.snapshot();
-        let prefix = format!("{}:", kind.as_str());
+        let prefix = key_prefix(kind);
         let mut ids = std::collections::HashSet::new();
-        let mut key = String::new();
         for segment in snapshot.searcher.segment_readers() {
-            let Some(column) = segment.fast_fields().str("key")? else {
-                continue;
-            };
-            for doc in segment.doc_ids_alive() {
-                for ord in column.term_ords(doc) {
-                    key.clear();
-                    if column
-                        .ord_to_str(ord, &mut key)
-                        .map_err(tantivy::TantivyError::from)?
-                        && let Some(id) = key.strip_prefix(&prefix)
-                    {
-                        ids.insert(id.to_owned());
-                    }
+            // The key field's terms are the keys; a deleted document's term stays in
+            // its segment until a merge, so each key's document is checked alive.
+            let keys = segment.inverted_index(self.index.schema.key)?;
+            let mut terms = keys
+                .terms()
+                .range()
+                .ge(prefix)
+                .lt([prefix[0] + 1])
+                .into_stream()
+                .map_err(tantivy::TantivyError::from)?;
+            while terms.advance() {
+                let mut postings = keys
+                    .read_postings_from_terminfo(terms.value(), IndexRecordOption::Basic)
+                    .map_err(tantivy::TantivyError::from)?;
+                let mut doc = postings.doc();
+                while doc != TERMINATED && segment.is_deleted(doc) {
+                    doc = postings.advance();
+                }
+                if doc != TERMINATED
+                    && let Some((_, id)) = parse_doc_key(terms.key())
+                {
+                    ids.insert(id.to_string());
                 }
             }
         }
