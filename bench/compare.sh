@@ -20,7 +20,9 @@
 #   `cinema up` with no consumers (--no-ugc-loader), as the peer's intake runs, so the
 #   intake path is compared alone; REUSE=1 keeps the data of the last
 #   run (no seeding, copying or indexing); CINEMA_RUNTIME_CONFIG=FILE is passed to
-#   `cinema up --runtime-config-file` (default cinema-runtime-config.toml); CINEMA_BIN=FILE measures another build.
+#   `cinema up --runtime-config-file` (default cinema-runtime-config.toml); CINEMA_BIN=FILE measures another build;
+#   PROFILE_DIR=DIR records a CPU profile of `cinema up` during each route's cinema run
+#   (perf, DIR/ROUTE.perf; read with `perf report -i DIR/ROUTE.perf --no-children`).
 #
 # What it does: copies the peers to a scratch folder (CINEMA_PEERS_DIR, default
 # ../shared/peers; never changed in place), makes their virtualenv, seeds the peer's
@@ -145,7 +147,8 @@ SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
   --ugc-postgres-url "$DB_URL" --ugc-read-model-group "$RUN_ID.read_model" --spool-dir "$SCRATCH/spool" \
   --clickhouse-url "$CH_URL" --clickhouse-database "$CH_DB" \
   >"$SCRATCH/cinema.log" 2>&1 &
-pids+=($!)
+cinema_pid=$!
+pids+=("$cinema_pid")
 for _ in $(seq 1 300); do
   curl -fs -o /dev/null "http://127.0.0.1:$PEER_PORT/health" &&
     { [[ " $ROUTES " != *_uncached* ]] || curl -fs -o /dev/null "http://127.0.0.1:$PEER_UNCACHED_PORT/health"; } &&
@@ -300,7 +303,15 @@ for route in $ROUTES; do
   peer_base="http://127.0.0.1:$PEER_PORT"
   [[ $route != *_uncached ]] || peer_base="http://127.0.0.1:$PEER_UNCACHED_PORT"
   read -r peer_rps peer_p99 peer_errors <<<"$(result peer "$peer_base" "$PEER_TOKEN" "$route")"
+  profiler=""
+  if [ -n "${PROFILE_DIR:-}" ]; then
+    command -v perf >/dev/null || { echo "PROFILE_DIR needs perf (apt-get install linux-perf)" >&2; exit 1; }
+    mkdir -p "$PROFILE_DIR"
+    perf record -q -F 499 -g -p "$cinema_pid" -o "$PROFILE_DIR/$route.perf" >/dev/null 2>&1 &
+    profiler=$!
+  fi
   read -r cinema_rps cinema_p99 cinema_errors <<<"$(result cinema "http://$ADDR" "$CINEMA_TOKEN" "$route")"
+  [ -z "$profiler" ] || { kill -INT "$profiler" 2>/dev/null; wait "$profiler" 2>/dev/null || true; }
   [ "$peer_errors" = 0 ] || echo "  warning: the peer answered $route with $peer_errors errors (see $SCRATCH/peer-$route.txt)" >&2
   [ "$cinema_errors" = 0 ] || echo "  warning: cinema answered $route with $cinema_errors errors (see $SCRATCH/cinema-$route.txt)" >&2
   ratio=$(python3 -c "print('-' if '$peer_rps' == '-' else f'{float(\"$cinema_rps\") / float(\"$peer_rps\"):.1f}x')")
