@@ -11,7 +11,7 @@
 //! [`stamp`] gives each draft its ids (see [`crate::ids`] for the derivations) and the
 //! server's `user_id` and `occurred_at_ms`; it cannot fail. Pure: no I/O.
 
-use cinema_domain::ugc::{MAX_EVENTS_PER_BATCH, UgcEvent, UgcPayload};
+use cinema_domain::ugc::{EventType, MAX_EVENTS_PER_BATCH, UgcEvent, UgcPayload};
 use serde_json::{Map, Value};
 
 use crate::ids::{
@@ -26,7 +26,6 @@ pub const IDEMPOTENCY_KEY_FIELD: &str = "Idempotency-Key";
 /// Field naming a whole non-batch body that is not a JSON object.
 pub const BODY_FIELD: &str = "body";
 /// The only event type `POST /events` accepts; the others have their own routes.
-const VIEW_PROGRESS: &str = "view_progress";
 /// `review_id` of a review draft until [`stamp`] derives the real one from its event
 /// id; a valid UUID so validation can run first. Never leaves the component.
 const PENDING_REVIEW_ID: &str = "00000000-0000-0000-0000-000000000000";
@@ -258,7 +257,7 @@ fn view_progress_batch(body: &Value) -> InputResult<Vec<Draft>> {
 }
 
 fn view_progress(fields: &Fields<'_>) -> Result<Draft, Invalid> {
-    if fields.string("type")? != VIEW_PROGRESS {
+    if fields.string("type")? != EventType::ViewProgress.as_str() {
         return Err(fields.invalid(
             "type",
             "only view_progress events are accepted on this route",

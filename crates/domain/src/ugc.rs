@@ -68,18 +68,65 @@ struct FlatEvent {
     value: Option<i8>,
 }
 
-/// Every `type` an event may have.
-const EVENT_TYPES: &[&str] = &[
-    "view_progress",
-    "bookmark_set",
-    "bookmark_removed",
-    "rating_set",
-    "rating_removed",
-    "review_posted",
-    "review_deleted",
-    "review_like_set",
-    "review_like_removed",
-];
+/// An event's `type`: the one place its wire names are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    ViewProgress,
+    BookmarkSet,
+    BookmarkRemoved,
+    RatingSet,
+    RatingRemoved,
+    ReviewPosted,
+    ReviewDeleted,
+    ReviewLikeSet,
+    ReviewLikeRemoved,
+}
+
+impl EventType {
+    /// Every type, in declaration order.
+    pub const ALL: [EventType; 9] = [
+        Self::ViewProgress,
+        Self::BookmarkSet,
+        Self::BookmarkRemoved,
+        Self::RatingSet,
+        Self::RatingRemoved,
+        Self::ReviewPosted,
+        Self::ReviewDeleted,
+        Self::ReviewLikeSet,
+        Self::ReviewLikeRemoved,
+    ];
+
+    /// The name on the wire (`type`) and in ClickHouse.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ViewProgress => "view_progress",
+            Self::BookmarkSet => "bookmark_set",
+            Self::BookmarkRemoved => "bookmark_removed",
+            Self::RatingSet => "rating_set",
+            Self::RatingRemoved => "rating_removed",
+            Self::ReviewPosted => "review_posted",
+            Self::ReviewDeleted => "review_deleted",
+            Self::ReviewLikeSet => "review_like_set",
+            Self::ReviewLikeRemoved => "review_like_removed",
+        }
+    }
+
+    /// The type a wire name denotes.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+/// Every `type` name, for "expected one of" errors.
+const EVENT_TYPE_NAMES: [&str; EventType::ALL.len()] = {
+    let mut names = [""; EventType::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = EventType::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 impl Serialize for UgcEvent {
     /// The event's fields, then `type`, then the payload's fields in declaration order
@@ -137,41 +184,43 @@ impl<'de> Deserialize<'de> for UgcEvent {
         fn needed<T, E: Error>(value: Option<T>, field: &'static str) -> Result<T, E> {
             value.ok_or_else(|| E::missing_field(field))
         }
-        let payload = match flat.kind.as_str() {
-            "view_progress" => UgcPayload::ViewProgress {
+        let Some(kind) = EventType::parse(&flat.kind) else {
+            return Err(D::Error::unknown_variant(&flat.kind, &EVENT_TYPE_NAMES));
+        };
+        let payload = match kind {
+            EventType::ViewProgress => UgcPayload::ViewProgress {
                 film_id: needed(flat.film_id, "film_id")?,
                 position_s: needed(flat.position_s, "position_s")?,
                 duration_s: needed(flat.duration_s, "duration_s")?,
             },
-            "bookmark_set" => UgcPayload::BookmarkSet {
+            EventType::BookmarkSet => UgcPayload::BookmarkSet {
                 film_id: needed(flat.film_id, "film_id")?,
             },
-            "bookmark_removed" => UgcPayload::BookmarkRemoved {
+            EventType::BookmarkRemoved => UgcPayload::BookmarkRemoved {
                 film_id: needed(flat.film_id, "film_id")?,
             },
-            "rating_set" => UgcPayload::RatingSet {
+            EventType::RatingSet => UgcPayload::RatingSet {
                 film_id: needed(flat.film_id, "film_id")?,
                 score: needed(flat.score, "score")?,
             },
-            "rating_removed" => UgcPayload::RatingRemoved {
+            EventType::RatingRemoved => UgcPayload::RatingRemoved {
                 film_id: needed(flat.film_id, "film_id")?,
             },
-            "review_posted" => UgcPayload::ReviewPosted {
+            EventType::ReviewPosted => UgcPayload::ReviewPosted {
                 review_id: needed(flat.review_id, "review_id")?,
                 film_id: needed(flat.film_id, "film_id")?,
                 text: needed(flat.text, "text")?,
             },
-            "review_deleted" => UgcPayload::ReviewDeleted {
+            EventType::ReviewDeleted => UgcPayload::ReviewDeleted {
                 review_id: needed(flat.review_id, "review_id")?,
             },
-            "review_like_set" => UgcPayload::ReviewLikeSet {
+            EventType::ReviewLikeSet => UgcPayload::ReviewLikeSet {
                 review_id: needed(flat.review_id, "review_id")?,
                 value: needed(flat.value, "value")?,
             },
-            "review_like_removed" => UgcPayload::ReviewLikeRemoved {
+            EventType::ReviewLikeRemoved => UgcPayload::ReviewLikeRemoved {
                 review_id: needed(flat.review_id, "review_id")?,
             },
-            other => return Err(D::Error::unknown_variant(other, EVENT_TYPES)),
         };
         Ok(Self {
             event_id: flat.event_id,
@@ -267,16 +316,21 @@ fn check_uuid(field: &'static str, value: &str) -> Result<(), FieldError> {
 impl UgcPayload {
     /// The wire name of the event type.
     pub fn type_name(&self) -> &'static str {
+        self.event_type().as_str()
+    }
+
+    /// The payload's [`EventType`].
+    pub fn event_type(&self) -> EventType {
         match self {
-            Self::ViewProgress { .. } => "view_progress",
-            Self::BookmarkSet { .. } => "bookmark_set",
-            Self::BookmarkRemoved { .. } => "bookmark_removed",
-            Self::RatingSet { .. } => "rating_set",
-            Self::RatingRemoved { .. } => "rating_removed",
-            Self::ReviewPosted { .. } => "review_posted",
-            Self::ReviewDeleted { .. } => "review_deleted",
-            Self::ReviewLikeSet { .. } => "review_like_set",
-            Self::ReviewLikeRemoved { .. } => "review_like_removed",
+            Self::ViewProgress { .. } => EventType::ViewProgress,
+            Self::BookmarkSet { .. } => EventType::BookmarkSet,
+            Self::BookmarkRemoved { .. } => EventType::BookmarkRemoved,
+            Self::RatingSet { .. } => EventType::RatingSet,
+            Self::RatingRemoved { .. } => EventType::RatingRemoved,
+            Self::ReviewPosted { .. } => EventType::ReviewPosted,
+            Self::ReviewDeleted { .. } => EventType::ReviewDeleted,
+            Self::ReviewLikeSet { .. } => EventType::ReviewLikeSet,
+            Self::ReviewLikeRemoved { .. } => EventType::ReviewLikeRemoved,
         }
     }
 
@@ -509,9 +563,18 @@ mod tests {
         );
         let error = decode(r#""type": "watched", "film_id": "f""#).expect_err("unknown type");
         assert!(
-            error.to_string().contains("unknown variant `watched`"),
-            "{error}"
+            error.to_string().contains("unknown variant `watched`")
+                && error.to_string().contains("`review_like_removed`"),
+            "names what is expected: {error}"
         );
+        let kinds: Vec<EventType> = every_kind_of_event()
+            .iter()
+            .map(|event| event.payload.event_type())
+            .collect();
+        assert_eq!(kinds, EventType::ALL, "one event of each type, in order");
+        for kind in EventType::ALL {
+            assert_eq!(EventType::parse(kind.as_str()), Some(kind));
+        }
         let ignored = decode(r#""type": "bookmark_set", "film_id": "f", "score": 3, "x": [1]"#)
             .expect("extra fields are ignored");
         assert_eq!(
