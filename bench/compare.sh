@@ -22,7 +22,8 @@
 #   run (no seeding, copying or indexing); CINEMA_RUNTIME_CONFIG=FILE is passed to
 #   `cinema up --runtime-config-file` (default cinema-runtime-config.toml); CINEMA_BIN=FILE measures another build;
 #   PROFILE_DIR=DIR records a CPU profile of `cinema up` during each route's cinema run
-#   (perf, DIR/ROUTE.perf; read with `perf report -i DIR/ROUTE.perf --no-children`).
+#   (perf, DIR/ROUTE.perf, guest functions named through --guest-perf-map; read with
+#   `perf report -i DIR/ROUTE.perf --no-children`).
 #
 # What it does: copies the peers to a scratch folder (CINEMA_PEERS_DIR, default
 # ../shared/peers; never changed in place), makes their virtualenv, seeds the peer's
@@ -145,7 +146,7 @@ SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
   --runtime-config-file "${CINEMA_RUNTIME_CONFIG:-cinema-runtime-config.toml}" \
   --kafka-brokers 127.0.0.1:9092 --ugc-topic "$RUN_ID.ugc" --ugc-loader-group "$RUN_ID.loader" \
   --ugc-postgres-url "$DB_URL" --ugc-read-model-group "$RUN_ID.read_model" --spool-dir "$SCRATCH/spool" \
-  --clickhouse-url "$CH_URL" --clickhouse-database "$CH_DB" \
+  --clickhouse-url "$CH_URL" --clickhouse-database "$CH_DB" ${PROFILE_DIR:+--guest-perf-map} \
   >"$SCRATCH/cinema.log" 2>&1 &
 cinema_pid=$!
 pids+=("$cinema_pid")

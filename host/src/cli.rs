@@ -472,10 +472,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         max_instances: args.max_instances.max(1),
         queue_timeout: Duration::from_millis(args.queue_timeout_ms),
         postgres_pool_size: args.postgres_pool_size.max(1),
-        serving_threads: match args.serving_threads {
-            0 => crate::runtime::default_serving_threads(),
-            threads => threads,
-        },
+        serving_threads: crate::runtime::serving_threads(args.serving_threads),
         guest_perf_map: args.guest_perf_map,
     };
     tracing::info!(?settings, manifest = %args.manifest.display(), "starting");

@@ -85,9 +85,12 @@ pub struct RuntimeSettings {
     pub guest_perf_map: bool,
 }
 
-/// One serving thread per core (at least one).
-pub fn default_serving_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+/// Serving threads for a requested count: 0 means one per core (at least one).
+pub fn serving_threads(requested: usize) -> usize {
+    match requested {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        threads => threads,
+    }
 }
 
 impl Default for RuntimeSettings {
@@ -101,7 +104,7 @@ impl Default for RuntimeSettings {
             max_instances: 256,
             queue_timeout: Duration::from_secs(2),
             postgres_pool_size: 16,
-            serving_threads: default_serving_threads(),
+            serving_threads: serving_threads(0),
             guest_perf_map: false,
         }
     }
