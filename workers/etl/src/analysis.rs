@@ -13,9 +13,13 @@
 //! words split with a fast path for ASCII and Cyrillic ([`WordTokenizer`]), and each
 //! analyzer remembers the term of every word it has seen ([`RememberedTerms`]), so
 //! lowercasing and stemming run once per distinct word of an indexing thread, not once
-//! per occurrence.
+//! per occurrence. The query side (highlights) looks words up in one memory shared by
+//! every search thread ([`term_of_word`]), so the catalog's vocabulary is stemmed once
+//! per process, not once per search.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::{LazyLock, RwLock};
 
 use tantivy::Index;
 use tantivy::tokenizer::{
@@ -58,15 +62,54 @@ pub fn register(index: &Index) {
         .register(CATALOG_ANALYZER, catalog_analyzer());
 }
 
-/// Runs the analyzer over a query or a document text and returns its terms in order.
-pub fn terms(text: &str) -> Vec<String> {
-    let mut analyzer = catalog_analyzer();
-    let mut stream = analyzer.token_stream(text);
-    let mut terms = Vec::new();
-    while stream.advance() {
-        terms.push(stream.token().text.clone());
+/// Terms of the words the query side has analyzed, shared by every search thread (a
+/// word's term depends on nothing else). At most [`REMEMBERED_WORDS`] words (a few
+/// MB); past that it starts over.
+static SHARED_TERMS: LazyLock<RwLock<HashMap<String, String>>> = LazyLock::new(RwLock::default);
+
+thread_local! {
+    /// The word-to-term chain of a search thread, for words not remembered yet.
+    static WORD_TO_TERM: RefCell<TextAnalyzer> = RefCell::new(word_to_term());
+}
+
+/// Calls `with` on the term the catalog analyzer makes of `word` (one word as
+/// [`words`] yields it: a run of letters and digits shorter than [`MAX_TOKEN_BYTES`]),
+/// or returns `None` for a word the analyzer drops.
+pub(crate) fn term_of_word<R>(word: &str, with: impl FnOnce(&str) -> R) -> Option<R> {
+    if word.is_empty() || word.len() >= MAX_TOKEN_BYTES {
+        return None;
     }
-    terms
+    if let Some(term) = SHARED_TERMS
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(word)
+    {
+        return Some(with(term));
+    }
+    let term = WORD_TO_TERM.with(|analyzer| {
+        let mut analyzer = analyzer.borrow_mut();
+        let mut stream = analyzer.token_stream(word);
+        if stream.advance() {
+            stream.token().text.clone()
+        } else {
+            word.to_owned()
+        }
+    });
+    let answer = with(&term);
+    let mut shared = SHARED_TERMS.write().unwrap_or_else(|p| p.into_inner());
+    if shared.len() >= REMEMBERED_WORDS {
+        shared.clear();
+    }
+    shared.insert(word.to_owned(), term);
+    Some(answer)
+}
+
+/// The terms the catalog analyzer makes of a text (a query), in order, through the
+/// shared memory of [`term_of_word`].
+pub fn terms(text: &str) -> Vec<String> {
+    words(text)
+        .filter_map(|(from, to)| term_of_word(&text[from..to], str::to_owned))
+        .collect()
 }
 
 /// Splits text into words as tantivy's `SimpleTokenizer` does (runs of letters and
@@ -375,10 +418,14 @@ mod tests {
             }
             out
         };
-        // Twice, so the second pass answers from what the analyzer remembers.
+        // Twice, so the second pass answers from what the analyzer remembers (and the
+        // query side from the shared memory of terms).
         for _ in 0..2 {
             for text in &texts {
-                assert_eq!(tokens(&mut fast, text), tokens(&mut stock, text), "{text}");
+                let expected = tokens(&mut stock, text);
+                assert_eq!(tokens(&mut fast, text), expected, "{text}");
+                let query_terms: Vec<String> = expected.into_iter().map(|t| t.0).collect();
+                assert_eq!(terms(text), query_terms, "query terms of {text}");
             }
         }
     }

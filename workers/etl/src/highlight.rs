@@ -13,9 +13,8 @@
 //! highlighted twice: one pass over the text with no token stream, no fragment list and
 //! no intermediate strings, and a word is analyzed (lowercased, stemmed) only when its
 //! first letter starts a query term (stemming only rewrites endings, so no other word
-//! can become one).
-
-use tantivy::tokenizer::{TextAnalyzer, TokenStream};
+//! can become one), through the memory of terms every search shares
+//! ([`analysis::term_of_word`]).
 
 use crate::analysis;
 
@@ -24,7 +23,6 @@ pub struct Highlighter {
     terms: Vec<String>,
     /// First letters of `terms`, as the analyzer writes them.
     initials: Vec<char>,
-    analyzer: TextAnalyzer,
     max_bytes: usize,
     /// Matching words of the fragment being read, then of the best one (byte ranges).
     marks: Vec<std::ops::Range<usize>>,
@@ -49,7 +47,6 @@ impl Highlighter {
         Self {
             terms: terms.to_vec(),
             initials,
-            analyzer: analysis::catalog_analyzer(),
             max_bytes,
             marks: Vec::new(),
         }
@@ -100,13 +97,12 @@ impl Highlighter {
     }
 
     /// Whether `word` analyzes to one of the terms.
-    fn is_match(&mut self, word: &str) -> bool {
+    fn is_match(&self, word: &str) -> bool {
         let initial = word.chars().next().map(analysis::initial_letter);
         if !initial.is_some_and(|c| self.initials.contains(&c)) {
             return false;
         }
-        let mut stream = self.analyzer.token_stream(word);
-        stream.advance() && self.terms.iter().any(|t| *t == stream.token().text)
+        analysis::term_of_word(word, |term| self.terms.iter().any(|t| t == term)).unwrap_or(false)
     }
 
     fn render(&self, text: &str, fragment: Fragment) -> String {
