@@ -36,7 +36,7 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocId, Order, Searcher, SegmentReader, TantivyDocument, TantivyError};
 
 use crate::index::days_since_epoch;
-use crate::model::{FilmListItem, Genre};
+use crate::model::{FilmListItem, Genre, SharedText};
 use crate::schema::Kind;
 use crate::search::{FilmQuery, FilmSort, SearchResult, stored_json};
 
@@ -114,12 +114,12 @@ impl SegmentFilms {
                 genres: fields.genre.into_iter().map(|g| g.uuid).collect(),
                 description: fields.description,
                 item: FilmListItem {
-                    uuid: fields.uuid,
-                    title: fields.title,
+                    uuid: fields.uuid.into(),
+                    title: fields.title.into(),
                     imdb_rating: fields.imdb_rating,
-                    access: fields.access,
-                    film_type: fields.film_type,
-                    creation_date: fields.creation_date,
+                    access: fields.access.into(),
+                    film_type: fields.film_type.into(),
+                    creation_date: fields.creation_date.map(SharedText::from),
                     highlight: None,
                 },
             });

@@ -2,7 +2,58 @@
 //! catalog's wire shapes (`uuid`, `imdb_rating`, ...). The index keeps each document's
 //! JSON as it will be served, so a lookup is one stored-document read.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
+
+/// Text the film table shares with every page it answers: cloning it is a reference
+/// count, not a copy (a search or list of 50 hits made 250 string copies). Serialized
+/// as a plain JSON string.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct SharedText(Arc<str>);
+
+impl SharedText {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for SharedText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SharedText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl From<&str> for SharedText {
+    fn from(text: &str) -> Self {
+        Self(Arc::from(text))
+    }
+}
+
+impl From<String> for SharedText {
+    fn from(text: String) -> Self {
+        Self(Arc::from(text))
+    }
+}
+
+impl Serialize for SharedText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::from)
+    }
+}
 
 /// A film's full detail (`GET /api/v1/films/{uuid}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,13 +142,13 @@ pub struct Genre {
 /// A film in a list or a search result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FilmListItem {
-    pub uuid: String,
-    pub title: String,
+    pub uuid: SharedText,
+    pub title: SharedText,
     pub imdb_rating: Option<f64>,
-    pub access: String,
+    pub access: SharedText,
     #[serde(rename = "type")]
-    pub film_type: String,
-    pub creation_date: Option<String>,
+    pub film_type: SharedText,
+    pub creation_date: Option<SharedText>,
     /// Matched words in `<b>` tags (HTML-escaped text), for text searches.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub highlight: Option<Highlight>,
@@ -113,12 +164,12 @@ pub struct Highlight {
 impl From<&Film> for FilmListItem {
     fn from(film: &Film) -> Self {
         Self {
-            uuid: film.uuid.clone(),
-            title: film.title.clone(),
+            uuid: film.uuid.as_str().into(),
+            title: film.title.as_str().into(),
             imdb_rating: film.imdb_rating,
-            access: film.access.clone(),
-            film_type: film.film_type.clone(),
-            creation_date: film.creation_date.clone(),
+            access: film.access.as_str().into(),
+            film_type: film.film_type.as_str().into(),
+            creation_date: film.creation_date.as_deref().map(SharedText::from),
             highlight: None,
         }
     }
