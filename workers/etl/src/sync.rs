@@ -93,6 +93,17 @@ pub struct Change {
     pub op: String,
 }
 
+/// What [`Indexer::write_catch_up`] did.
+enum CatchUp {
+    /// The index was rebuilt from scratch and published (mass update, or never built).
+    Rebuilt(Published),
+    /// Documents rewritten, not yet published, and the watermark to publish them with.
+    Written {
+        documents: u64,
+        watermark: chrono::DateTime<chrono::Utc>,
+    },
+}
+
 /// Counts of a publish, for logs and progress.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Published {
@@ -192,21 +203,28 @@ impl Indexer {
         deleted: &[Change],
         reconcile: bool,
     ) -> Result<Published> {
-        let caught_up = async {
-            next.catch_up(client, overlap, reconcile).await?;
-            next.write_changes(client, deleted).await
-        };
-        if let Err(error) = caught_up.await {
-            next.discard();
-            return Err(error);
-        }
+        // Any publish of the new build is newer than what this index published.
         next.position.generation = next.position.generation.max(self.position.generation);
-        let published = next
-            .publish(next.position.watermark, true)
-            .and_then(|version| {
-                next.index.make_current()?;
-                Ok(version)
-            });
+        let caught_up = async {
+            let watermark = match next.write_catch_up(client, overlap, reconcile).await? {
+                CatchUp::Rebuilt(_) => next.position.watermark,
+                CatchUp::Written { watermark, .. } => Some(watermark),
+            };
+            next.write_changes(client, deleted).await?;
+            Ok(watermark)
+        };
+        let watermark = match caught_up.await {
+            Ok(watermark) => watermark,
+            Err(error) => {
+                next.discard();
+                return Err(error);
+            }
+        };
+        // One commit for the catch-up and the deletions, so the loop reloads once.
+        let published = next.publish(watermark, true).and_then(|version| {
+            next.index.make_current()?;
+            Ok(version)
+        });
         let version = match published {
             Ok(version) => version,
             Err(error) => {
@@ -347,8 +365,41 @@ impl Indexer {
         overlap: Duration,
         reconcile: bool,
     ) -> Result<Published> {
+        let (written, watermark) = match self.write_catch_up(client, overlap, reconcile).await? {
+            CatchUp::Rebuilt(published) => return Ok(published),
+            CatchUp::Written {
+                documents,
+                watermark,
+            } => (documents, watermark),
+        };
+        if written == 0 && self.committed_at.elapsed() < IDLE_COMMIT_INTERVAL {
+            // Nothing to publish: the new watermark holds in memory (the next catch-up
+            // starts there) and is committed with the next change or idle interval.
+            self.position.watermark = Some(watermark);
+            return Ok(Published {
+                version: self.position.generation,
+                documents: 0,
+            });
+        }
+        let version = self.publish(Some(watermark), written > 0)?;
+        Ok(Published {
+            version,
+            documents: written,
+        })
+    }
+
+    /// The writing half of [`Indexer::catch_up`]: rewrites what changed since the
+    /// watermark and leaves publishing to the caller (a mass update, or an index never
+    /// built, is rebuilt and published instead).
+    async fn write_catch_up(
+        &mut self,
+        client: &Client,
+        overlap: Duration,
+        reconcile: bool,
+    ) -> Result<CatchUp> {
         let Some(since) = self.position.watermark else {
-            return self.full_build(client, overlap, &mut |_, _| {}).await;
+            let published = self.full_build(client, overlap, &mut |_, _| {}).await?;
+            return Ok(CatchUp::Rebuilt(published));
         };
         let started = source::database_now(client).await?;
         let mut changes = Vec::new();
@@ -375,7 +426,8 @@ impl Indexer {
                 changed = changes.len(),
                 "etl: mass update; rebuilding the index"
             );
-            return self.full_build(client, overlap, &mut |_, _| {}).await;
+            let published = self.full_build(client, overlap, &mut |_, _| {}).await?;
+            return Ok(CatchUp::Rebuilt(published));
         }
         let mut written = 0;
         for chunk in changes.chunks(CATCH_UP_CHUNK) {
@@ -385,20 +437,9 @@ impl Indexer {
         if reconcile {
             written += self.drop_vanished(client).await?;
         }
-        let watermark = started - chrono::Duration::from_std(overlap).unwrap_or_default();
-        if written == 0 && self.committed_at.elapsed() < IDLE_COMMIT_INTERVAL {
-            // Nothing to publish: the new watermark holds in memory (the next catch-up
-            // starts there) and is committed with the next change or idle interval.
-            self.position.watermark = Some(watermark);
-            return Ok(Published {
-                version: self.position.generation,
-                documents: 0,
-            });
-        }
-        let version = self.publish(Some(watermark), written > 0)?;
-        Ok(Published {
-            version,
+        Ok(CatchUp::Written {
             documents: written,
+            watermark: started - chrono::Duration::from_std(overlap).unwrap_or_default(),
         })
     }
 
