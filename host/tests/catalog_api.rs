@@ -86,7 +86,9 @@ impl Reply {
     }
 }
 
-async fn start() -> Catalog {
+/// A platform database holding [`FIXTURE_SQL`]: its URL, the JWKS of its signing keys,
+/// and a client to change content with.
+async fn fixture_database() -> (String, String, tokio_postgres::Client) {
     let (database_url, jwks) = common::platform_database().await;
     let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
         .await
@@ -95,6 +97,11 @@ async fn start() -> Catalog {
     db.batch_execute(FIXTURE_SQL)
         .await
         .expect("fixture content");
+    (database_url, jwks, db)
+}
+
+async fn start() -> Catalog {
+    let (database_url, jwks, db) = fixture_database().await;
     let index = TempDir::new("index");
     let app = start_app(&database_url, &jwks, index.path(), &database_url, &[]);
     let catalog = Catalog {
@@ -202,12 +209,20 @@ impl Catalog {
 
     /// Waits until the search API serves a film (the first build is done).
     async fn wait_until_indexed(&self, film: &str) {
+        self.wait_until_indexed_within(film, Duration::from_secs(30))
+            .await;
+    }
+
+    async fn wait_until_indexed_within(&self, film: &str, within: Duration) {
         let path = format!("/search/films/{film}");
-        let found = TestApp::eventually(Duration::from_secs(30), || async {
+        let found = TestApp::eventually(within, || async {
             (self.internal(&path).await.0 == 200).then_some(())
         })
         .await;
-        assert!(found.is_some(), "film {film} was not indexed within 30 s");
+        assert!(
+            found.is_some(),
+            "film {film} was not indexed within {within:?}"
+        );
     }
 
     /// Polls the search API until `check` accepts the answer to `path` (10 s at most).
@@ -769,14 +784,7 @@ async fn etl_catches_up_after_being_stopped() {
 /// it builds serves a host that runs no ETL.
 #[tokio::test]
 async fn reindex_builds_an_index_a_host_can_serve() {
-    let (database_url, jwks) = common::platform_database().await;
-    let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    db.batch_execute(FIXTURE_SQL)
-        .await
-        .expect("fixture content");
+    let (database_url, jwks, db) = fixture_database().await;
     let index = TempDir::new("reindex");
     let output = common::run_cinema(&[
         "reindex",
@@ -853,14 +861,7 @@ async fn without_an_index_catalog_reads_answer_503_search_unavailable() {
 /// become searchable without a restart.
 #[tokio::test]
 async fn etl_survives_losing_postgres_and_catches_up_when_it_returns() {
-    let (database_url, jwks) = common::platform_database().await;
-    let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    db.batch_execute(FIXTURE_SQL)
-        .await
-        .expect("fixture content");
+    let (database_url, jwks, db) = fixture_database().await;
     let mut proxy = common::CuttableProxy::start("127.0.0.1:5432".parse().expect("address")).await;
     let database = database_url.rsplit('/').next().expect("database name");
     let etl_url = format!("postgres://postgres@127.0.0.1:{}/{database}", proxy.port);
@@ -940,14 +941,7 @@ INSERT INTO content.film_person (id, film_id, person_id, role) VALUES
 /// deletion made meanwhile, and only the new build is left on disk.
 #[tokio::test]
 async fn an_edit_during_a_full_reindex_is_searchable_before_the_rebuild_goes_live() {
-    let (database_url, jwks) = common::platform_database().await;
-    let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    db.batch_execute(FIXTURE_SQL)
-        .await
-        .expect("fixture content");
+    let (database_url, jwks, db) = fixture_database().await;
     // Enough films that a full build takes seconds while an edit takes milliseconds.
     db.batch_execute(
         "INSERT INTO content.film (id, title, description, rating)
@@ -966,11 +960,9 @@ async fn an_edit_during_a_full_reindex_is_searchable_before_the_rebuild_goes_liv
         index,
         jwks,
     };
-    let indexed = TestApp::eventually(Duration::from_secs(120), || async {
-        (catalog.internal(&format!("/search/films/{MATRIX}")).await.0 == 200).then_some(())
-    })
-    .await;
-    assert!(indexed.is_some(), "the first build never finished");
+    catalog
+        .wait_until_indexed_within(MATRIX, Duration::from_secs(120))
+        .await;
     let (_, before) = catalog.internal("/search/version").await;
     let version_before = before["version"].as_u64().expect("version");
 
