@@ -215,7 +215,7 @@ impl SearchIndex {
         let source = self.source.lock().unwrap_or_else(|p| p.into_inner());
         source.reader.reload()?;
         let snapshot = build_snapshot(&source.index, &source.reader, self.segments.as_ref())?;
-        Ok(self.show(snapshot))
+        Ok(self.show(Arc::new(snapshot)))
     }
 
     /// A reader of another build of the same index that keeps (or not) a film table
@@ -240,15 +240,13 @@ impl SearchIndex {
         if let (Some(mine), Some(theirs)) = (&self.segments, &other.segments) {
             mine.take_from(theirs);
         }
-        let snapshot = other.snapshot();
-        let version = snapshot.version;
-        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
-        version
+        self.show(other.snapshot())
     }
 
-    fn show(&self, snapshot: Snapshot) -> u64 {
+    /// Makes `snapshot` what searches read from now on; returns its version.
+    fn show(&self, snapshot: Arc<Snapshot>) -> u64 {
         let version = snapshot.version;
-        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
         version
     }
 
