@@ -991,9 +991,97 @@ async fn unreachable_dependencies_answer_503_with_their_codes_then_recover() {
     assert_eq!(status, 202, "the same write once the host is back: {body}");
 }
 
+/// A request's events travel as one record (`cinema_domain::ugc::record`): a batch of
+/// 100 heartbeats is one message on the topic, keyed by the token's user, holding the
+/// events in the order sent, with the ids the 202 answered.
+#[tokio::test]
+async fn a_batch_of_events_is_one_record_keyed_by_its_user() {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+
+    let platform = Platform::new("127.0.0.1:9092").await;
+    let app = platform.start(&[]);
+    let (token, user) = user_token(&app).await;
+    let (status, answer) = send(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/ugc/events",
+        &token,
+        Some(heartbeats(100, 0)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let answered: Vec<String> = answer["event_ids"]
+        .as_array()
+        .expect("event_ids")
+        .iter()
+        .map(|id| id.as_str().expect("an id").to_owned())
+        .collect();
+    // Once the loader has stored them, the record is on the topic.
+    platform
+        .wait_for_rows(
+            &format!("user_id = toUUID('{user}')"),
+            100,
+            Duration::from_secs(30),
+        )
+        .await;
+
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &platform.brokers)
+        .set("group.id", common::unique("record_reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    consumer
+        .subscribe(&[platform.topic.as_str()])
+        .expect("subscribe");
+    let partitions = consumer
+        .fetch_metadata(Some(&platform.topic), Duration::from_secs(10))
+        .expect("topic metadata")
+        .topics()[0]
+        .partitions()
+        .len();
+    let mut records = Vec::new();
+    let mut partitions_at_end = 0;
+    while partitions_at_end < partitions {
+        match tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("the topic reads to its end within 30 s")
+        {
+            Ok(message) => records.push((
+                message.key().unwrap_or_default().to_vec(),
+                message.payload().unwrap_or_default().to_vec(),
+            )),
+            Err(rdkafka::error::KafkaError::PartitionEOF(_)) => partitions_at_end += 1,
+            Err(error) => panic!("reading the topic: {error}"),
+        }
+    }
+    let [(key, payload)] = records.as_slice() else {
+        panic!("one record for one request, found {}", records.len());
+    };
+    assert_eq!(key.as_slice(), user.as_bytes());
+    let decoded = cinema_domain::ugc::record::decode(payload);
+    assert!(decoded.undecodable.is_empty(), "{:?}", decoded.undecodable);
+    let ids: Vec<&str> = decoded.events.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, answered);
+    let positions: Vec<u32> = decoded
+        .events
+        .iter()
+        .map(|event| match event.payload {
+            cinema_domain::ugc::UgcPayload::ViewProgress { position_s, .. } => position_s,
+            ref other => panic!("a heartbeat, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(positions, (0..100).collect::<Vec<u32>>());
+    assert!(decoded.events.iter().all(|event| event.user_id == user));
+}
+
 /// Messages on the events topic that are not events (not JSON, or missing fields) go
 /// to the topic's dead-letter topic with the reason and their origin in headers; the
-/// events around them load as usual.
+/// events around them load as usual. In a record of several events, only the bad one
+/// is dead-lettered (with its index); the others load.
 #[tokio::test]
 async fn undecodable_messages_go_to_the_dead_letter_topic_with_their_reason() {
     use rdkafka::Message;
@@ -1024,9 +1112,15 @@ async fn undecodable_messages_go_to_the_dead_letter_topic_with_their_reason() {
         .set("bootstrap.servers", &platform.brokers)
         .create()
         .expect("producer");
-    let garbage: [&[u8]; 2] = [
+    let good_in_a_batch = format!(
+        r#"{{"event_id":"6f000000-0000-4000-8000-000000000001","user_id":"{user}","occurred_at_ms":1764150000000,"type":"view_progress","film_id":"30000000-0000-4000-8000-000000000001","position_s":1,"duration_s":60}}"#
+    );
+    let bad_in_a_batch = r#"{"type":"view_progress","film_id":"y"}"#;
+    let batch = format!("[{good_in_a_batch},{bad_in_a_batch}]");
+    let garbage: [&[u8]; 3] = [
         b"not json at all",
         br#"{"type":"view_progress","film_id":"x"}"#,
+        batch.as_bytes(),
     ];
     for payload in garbage {
         producer
@@ -1050,7 +1144,7 @@ async fn undecodable_messages_go_to_the_dead_letter_topic_with_their_reason() {
     .await;
     assert_eq!(status, 202);
     platform
-        .wait_for_rows(&mine, 6, Duration::from_secs(30))
+        .wait_for_rows(&mine, 7, Duration::from_secs(30))
         .await;
 
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
@@ -1086,8 +1180,18 @@ async fn undecodable_messages_go_to_the_dead_letter_topic_with_their_reason() {
             .unwrap_or_default();
         letters.push((message.payload().unwrap_or_default().to_vec(), headers));
     }
-    for ((payload, headers), sent) in letters.iter().zip(garbage) {
-        assert_eq!(payload.as_slice(), sent);
+    let sent_alone = [garbage[0].to_vec(), garbage[1].to_vec()];
+    for ((payload, headers), sent) in letters.iter().zip(&sent_alone) {
+        assert_eq!(payload, sent);
+        assert!(!headers.contains_key("x-source-index"), "{headers:?}");
+    }
+    let (payload, headers) = &letters[2];
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(payload).expect("the bad event's JSON"),
+        serde_json::from_str::<serde_json::Value>(bad_in_a_batch).expect("JSON"),
+    );
+    assert_eq!(headers["x-source-index"], "1", "{headers:?}");
+    for (_, headers) in &letters {
         assert!(!headers["x-error"].is_empty(), "{headers:?}");
         assert_eq!(headers["x-source-topic"], platform.topic);
         assert!(

@@ -13,6 +13,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod record;
+
 /// Kafka topic of accepted UGC events.
 pub const UGC_EVENTS_TOPIC: &str = "ugc.events";
 /// Kafka topic of events the loader could not decode: [`dead_letter_topic`] of

@@ -2,7 +2,8 @@
 //! (events already validated and stamped by the ugc component).
 //!
 //! 202 means durable: every event was acknowledged by Kafka (idempotent producer,
-//! `acks=all`, lz4) on topic `ugc.events` keyed by user id, or, while Kafka is
+//! `acks=all`, lz4) on topic `ugc.events` keyed by user id, one record per request
+//! (see [`cinema_domain::ugc::record`]), or, while Kafka is
 //! unreachable, written and fsynced to the local [`spool`]. While anything waits in
 //! the spool, new events go to the spool too, so each user's events keep their order;
 //! the replayer sends the spool oldest first as soon as Kafka answers again.
@@ -21,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use cinema_domain::error::ErrorBody;
-use cinema_domain::ugc::{UgcEvent, dead_letter_topic};
+use cinema_domain::ugc::{UgcEvent, dead_letter_topic, record};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -139,25 +140,25 @@ impl Intake {
         }
     }
 
-    /// Sends every event to Kafka and waits for all acknowledgements.
+    /// Sends the events to Kafka as [`record`]s keyed by user, in order, and waits for
+    /// every acknowledgement. A request's events are one user's and usually make one
+    /// record; a spool segment's are many users' and make a few records per run of one
+    /// user's events.
     async fn produce(&self, events: &[UgcEvent]) -> Result<(), String> {
         let producer = self.producer();
-        let mut deliveries = Vec::with_capacity(events.len());
-        for event in events {
-            let payload = serde_json::to_vec(event).map_err(|e| e.to_string())?;
-            let producer = &producer;
-            let topic = self.settings.topic.as_str();
-            deliveries.push(async move {
-                let record = FutureRecord::to(topic)
-                    .key(event.user_id.as_bytes())
-                    .payload(&payload);
-                producer
-                    .send(record, self.settings.delivery_timeout)
-                    .await
-                    .map(|_| ())
-                    .map_err(|(error, _)| error.to_string())
-            });
+        let topic = self.settings.topic.as_str();
+        let mut records = Vec::new();
+        for run in events.chunk_by(|a, b| a.user_id == b.user_id) {
+            for payload in
+                record::encode(run, record::MAX_RECORD_BYTES).map_err(|e| e.to_string())?
+            {
+                records.push((run[0].user_id.as_bytes(), payload));
+            }
         }
+        let deliveries = records.iter().map(|(key, payload)| {
+            let record = FutureRecord::to(topic).key(*key).payload(payload);
+            producer.send(record, self.settings.delivery_timeout)
+        });
         // librdkafka's own message timeout does not always fire (an idempotent producer
         // can wait forever for a producer id from a broker that restarted empty), so
         // the wait is bounded here too.
@@ -166,7 +167,7 @@ impl Intake {
             .await
             .map_err(|_| format!("kafka did not acknowledge within {bound:?}"))?;
         for result in results {
-            result?;
+            result.map_err(|(error, _)| error.to_string())?;
         }
         Ok(())
     }

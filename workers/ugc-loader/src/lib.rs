@@ -5,21 +5,22 @@
 //! into ClickHouse and only then are its offsets committed. So a crash or a ClickHouse
 //! outage never loses an event: uncommitted ones are consumed again, and the table's
 //! ReplacingMergeTree folds the repeats by event id. While ClickHouse refuses a batch
-//! the loader retries it with backoff and commits nothing. Messages that do not
-//! decode go to `ugc.events.dlq` with headers saying why and where they came from
-//! (`x-error`, `x-source-topic`, `x-source-partition`, `x-source-offset`); they are
-//! retried until Kafka acknowledges them, and only then are their offsets committed.
+//! the loader retries it with backoff and commits nothing. A record holds one request's
+//! events ([`cinema_domain::ugc::record`]); what does not decode (a whole record, or
+//! one event of it) goes to `ugc.events.dlq` with headers saying why and where it came
+//! from (`x-error`, `x-source-topic`, `x-source-partition`, `x-source-offset`, and
+//! `x-source-index` for one event of several); dead letters are retried until Kafka
+//! acknowledges them, and only then are their offsets committed.
 //! On shutdown the batch in hand is finished and committed, then the loader exits.
 
 pub mod read_model;
 mod row;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use cinema_domain::ugc::UgcEvent;
+use cinema_domain::ugc::record;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
@@ -107,6 +108,39 @@ pub(crate) fn commit(
     }
 }
 
+/// What a batch covers: the offset after the last message taken from each partition,
+/// the offsets to commit once the batch is stored.
+#[derive(Debug, Default)]
+pub(crate) struct NextOffsets(Vec<(String, i32, i64)>);
+
+impl NextOffsets {
+    /// Notes that everything up to `message` on its partition is in the batch.
+    pub(crate) fn note(&mut self, message: &BorrowedMessage<'_>) {
+        let (topic, partition, next) = (message.topic(), message.partition(), message.offset() + 1);
+        match self
+            .0
+            .iter_mut()
+            .find(|(t, p, _)| *p == partition && t == topic)
+        {
+            Some((_, _, offset)) => *offset = next,
+            None => self.0.push((topic.to_owned(), partition, next)),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The offsets as Kafka takes them for a commit.
+    pub(crate) fn to_list(&self) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition, next) in &self.0 {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+        }
+        Ok(list)
+    }
+}
+
 /// What stops the loader for good (everything else is retried).
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
@@ -121,7 +155,7 @@ struct Batch {
     /// Rows with their events' acceptance time (ms).
     rows: Vec<(EventRow, i64)>,
     dead_letters: Vec<DeadLetter>,
-    next_offsets: HashMap<(String, i32), i64>,
+    next_offsets: NextOffsets,
     bytes: usize,
     events: usize,
 }
@@ -134,13 +168,15 @@ struct DeadLetter {
     topic: String,
     partition: i32,
     offset: i64,
+    /// The event's position in the record, when the record held several.
+    index: Option<usize>,
 }
 
 impl DeadLetter {
     fn headers(&self) -> OwnedHeaders {
         let partition = self.partition.to_string();
         let offset = self.offset.to_string();
-        OwnedHeaders::new()
+        let headers = OwnedHeaders::new()
             .insert(Header {
                 key: "x-error",
                 value: Some(self.error.as_str()),
@@ -156,13 +192,34 @@ impl DeadLetter {
             .insert(Header {
                 key: "x-source-offset",
                 value: Some(offset.as_str()),
-            })
+            });
+        match self.index {
+            Some(index) => headers.insert(Header {
+                key: "x-source-index",
+                value: Some(index.to_string().as_str()),
+            }),
+            None => headers,
+        }
     }
 }
 
 impl Batch {
     fn is_empty(&self) -> bool {
-        self.events == 0
+        self.events == 0 && self.next_offsets.is_empty()
+    }
+
+    /// Queues what `message` held but could not be read for the dead-letter topic.
+    fn dead_letter(&mut self, message: &BorrowedMessage<'_>, undecodable: record::Undecodable) {
+        tracing::warn!(error = %undecodable.error, partition = message.partition(), offset = message.offset(), index = ?undecodable.index, "ugc-loader: undecodable event goes to the dead-letter topic");
+        self.dead_letters.push(DeadLetter {
+            key: message.key().map(<[u8]>::to_vec),
+            payload: undecodable.payload,
+            error: undecodable.error,
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            index: undecodable.index,
+        });
     }
 }
 
@@ -199,11 +256,12 @@ pub async fn run(
                 return Ok(());
             }
         }
-        let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), next) in &batch.next_offsets {
-            offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
-        }
-        commit(&consumer, &offsets, *shutdown.borrow(), "ugc-loader");
+        commit(
+            &consumer,
+            &batch.next_offsets.to_list()?,
+            *shutdown.borrow(),
+            "ugc-loader",
+        );
         tracing::debug!(
             events = batch.events,
             rows = batch.rows.len(),
@@ -244,28 +302,25 @@ async fn collect(consumer: &StreamConsumer, settings: &LoaderSettings) -> Batch 
             deadline = Some(tokio::time::Instant::now() + settings.max_batch_wait);
         }
         let payload = message.payload().unwrap_or_default();
-        batch.events += 1;
         batch.bytes += payload.len();
-        batch.next_offsets.insert(
-            (message.topic().to_owned(), message.partition()),
-            message.offset() + 1,
-        );
-        match serde_json::from_slice::<UgcEvent>(payload)
-            .map_err(|e| e.to_string())
-            .and_then(|event| Ok((EventRow::try_from(&event)?, event.occurred_at_ms)))
-        {
-            Ok(row) => batch.rows.push(row),
-            Err(error) => {
-                tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "ugc-loader: undecodable event goes to the dead-letter topic");
-                batch.dead_letters.push(DeadLetter {
-                    key: message.key().map(<[u8]>::to_vec),
-                    payload: payload.to_vec(),
-                    error,
-                    topic: message.topic().to_owned(),
-                    partition: message.partition(),
-                    offset: message.offset(),
-                });
+        batch.next_offsets.note(&message);
+        let decoded = record::decode(payload);
+        batch.events += decoded.events.len() + decoded.undecodable.len();
+        for event in decoded.events {
+            match EventRow::try_from(&event) {
+                Ok(row) => batch.rows.push((row, event.occurred_at_ms)),
+                Err(error) => batch.dead_letter(
+                    &message,
+                    record::Undecodable {
+                        index: None,
+                        payload: serde_json::to_vec(&event).unwrap_or_default(),
+                        error,
+                    },
+                ),
             }
+        }
+        for undecodable in decoded.undecodable {
+            batch.dead_letter(&message, undecodable);
         }
         if batch.events >= settings.max_batch_events || batch.bytes >= settings.max_batch_bytes {
             return batch;

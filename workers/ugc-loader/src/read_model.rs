@@ -12,14 +12,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cinema_domain::ugc::{UgcEvent, UgcPayload};
+use cinema_domain::ugc::{UgcEvent, UgcPayload, record};
+use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
-use crate::LoaderError;
+use crate::{LoaderError, NextOffsets};
 
 /// How the read-model consumer runs.
 #[derive(Debug, Clone)]
@@ -79,25 +79,24 @@ pub async fn run(
             }
             backoff = (backoff * 2).min(settings.max_backoff);
         }
-        let mut list = TopicPartitionList::new();
-        for ((topic, partition), next) in &offsets {
-            list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
-        }
-        crate::commit(&consumer, &list, *shutdown.borrow(), "ugc read models");
+        crate::commit(
+            &consumer,
+            &offsets.to_list()?,
+            *shutdown.borrow(),
+            "ugc read models",
+        );
         if *shutdown.borrow() {
             return Ok(());
         }
     }
 }
 
-type Offsets = HashMap<(String, i32), i64>;
-
 async fn collect(
     consumer: &StreamConsumer,
     settings: &ReadModelSettings,
-) -> (Vec<UgcEvent>, Offsets) {
+) -> (Vec<UgcEvent>, NextOffsets) {
     let mut events = Vec::new();
-    let mut offsets = Offsets::new();
+    let mut offsets = NextOffsets::default();
     let mut deadline = None;
     let mut received_count = 0usize;
     loop {
@@ -122,18 +121,11 @@ async fn collect(
         if deadline.is_none() {
             deadline = Some(tokio::time::Instant::now() + settings.max_batch_wait);
         }
-        offsets.insert(
-            (message.topic().to_owned(), message.partition()),
-            message.offset() + 1,
-        );
-        // Undecodable messages are the loader's to dead-letter; here they are skipped.
-        if let Some(event) = message
-            .payload()
-            .and_then(|p| serde_json::from_slice::<UgcEvent>(p).ok())
-        {
-            events.push(event);
-        }
-        received_count += 1;
+        offsets.note(&message);
+        // Undecodable events are the loader's to dead-letter; here they are skipped.
+        let decoded = record::decode(message.payload().unwrap_or_default());
+        received_count += decoded.events.len() + decoded.undecodable.len();
+        events.extend(decoded.events);
         if received_count >= settings.max_batch_events {
             return (events, offsets);
         }
