@@ -10,11 +10,12 @@
 //!   loader stores the events once;
 //! - review id: `sha256("review_posted\n" event_id)`, so a repeated review post gets
 //!   the same review id as the first;
-//! - fresh event id (no key, no body `event_id`): `sha256` of the user, the time in
-//!   nanoseconds, a process counter and 128 bits from the standard library's random
-//!   hash keys (`RandomState`, seeded from `wasi:random`).
+//! - fresh event id (no key, no body `event_id`): a random 128-bit base per request
+//!   (SipHash of the user, the time in nanoseconds and a counter under the standard
+//!   library's random hash keys, `RandomState`, seeded from `wasi:random`) plus the
+//!   event's place among the request's fresh ids.
 //!
-//! Pure but for [`fresh_event_id`] (clock, counter, entropy). This module does not
+//! Pure but for [`FreshEventIds`] (clock, counter, entropy). This module does not
 //! decide which id wins (see `input::stamp`).
 
 use std::collections::hash_map::RandomState;
@@ -86,6 +87,10 @@ fn hyphenate(hex: impl Iterator<Item = u8>) -> String {
 /// The canonical (lowercase, hyphenated) form of a UUID in any form [`is_uuid`]
 /// accepts, so that equal ids compare equal downstream.
 pub fn canonical_uuid(value: &str) -> Option<String> {
+    if is_canonical_uuid(value) {
+        // The usual case: ids sent as ids are sent, copied as they are.
+        return Some(value.to_owned());
+    }
     if !is_uuid(value) {
         return None;
     }
@@ -95,6 +100,19 @@ pub fn canonical_uuid(value: &str) -> Option<String> {
             .filter(|b| *b != b'-')
             .map(|b| b.to_ascii_lowercase()),
     ))
+}
+
+/// Whether `value` is already lowercase and hyphenated (`8-4-4-4-12` hex digits).
+fn is_canonical_uuid(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, b)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                *b == b'-'
+            } else {
+                b.is_ascii_digit() || (b'a'..=b'f').contains(b)
+            }
+        })
 }
 
 /// The event id of the `index`-th event of a request sent with `key` by `user_id`;
@@ -123,26 +141,41 @@ pub fn review_id_for(event_id: &str) -> String {
     uuid_v8(&digest)
 }
 
-/// Events given a fresh id by this instance; part of every fresh id's input.
-static FRESH_IDS: AtomicU64 = AtomicU64::new(0);
+/// Requests that made fresh ids in this instance; part of every fresh id's input.
+static FRESH_ID_REQUESTS: AtomicU64 = AtomicU64::new(0);
 
-/// A new, unique event id for a write without an idempotency key or body `event_id`:
-/// 128 bits from two SipHash runs under this thread's random keys (each `RandomState`
-/// takes the thread's keys, then the next), over the user, the time and a counter of
-/// this instance. No cryptographic hash: the id needs to be unique, not derived.
-pub fn fresh_event_id(user_id: &str) -> String {
-    let count = FRESH_IDS.fetch_add(1, Ordering::Relaxed);
-    let now_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let halves = [
-        RandomState::new().hash_one((user_id, now_ns, count)),
-        RandomState::new().hash_one((count, now_ns, user_id)),
-    ];
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&halves[0].to_le_bytes());
-    bytes[8..].copy_from_slice(&halves[1].to_le_bytes());
-    uuid_v8(&bytes)
+/// New, unique event ids for the writes of one request that come without an
+/// idempotency key or body `event_id`: a 128-bit base drawn once per request from two
+/// SipHash runs under this thread's random keys (each `RandomState` takes the thread's
+/// keys, then the next), over the user, the time and a counter of this instance; the
+/// request's `n`-th id is the base plus `n`. No cryptographic hash: the ids need to be
+/// unique, not derived, and bases of two requests are 2^-128 apart from sharing a
+/// range.
+pub struct FreshEventIds {
+    base: u128,
+    issued: u128,
+}
+
+impl FreshEventIds {
+    pub fn new(user_id: &str) -> Self {
+        let count = FRESH_ID_REQUESTS.fetch_add(1, Ordering::Relaxed);
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let high = RandomState::new().hash_one((user_id, now_ns, count));
+        let low = RandomState::new().hash_one((count, now_ns, user_id));
+        Self {
+            base: (u128::from(high) << 64) | u128::from(low),
+            issued: 0,
+        }
+    }
+
+    /// The next id of this request.
+    pub fn next_id(&mut self) -> String {
+        let id = self.base.wrapping_add(self.issued);
+        self.issued += 1;
+        uuid_v8(&id.to_be_bytes())
+    }
 }
 
 #[cfg(test)]
@@ -213,13 +246,17 @@ mod tests {
         assert!(is_uuid(&review_id));
     }
 
-    /// Fresh ids are UUIDs and never repeat.
+    /// Fresh ids are UUIDs and never repeat, within a request or across requests.
     #[test]
     fn fresh_event_ids_are_unique_uuids() {
-        let ids: std::collections::HashSet<String> =
-            (0..1_000).map(|_| fresh_event_id(USER)).collect();
-        assert_eq!(ids.len(), 1_000);
-        assert!(ids.iter().all(|id| is_uuid(id)));
+        let ids: std::collections::HashSet<String> = (0..100)
+            .flat_map(|_| {
+                let mut fresh = FreshEventIds::new(USER);
+                (0..100).map(move |_| fresh.next_id())
+            })
+            .collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(ids.iter().all(|id| is_canonical_uuid(id)));
     }
 
     /// Keys are 1 to 200 printable ASCII characters; anything else is refused.
@@ -241,6 +278,15 @@ mod tests {
             canonical_uuid("30000000000040008000ABCDEF000001").as_deref(),
             Some("30000000-0000-4000-8000-abcdef000001")
         );
+        assert_eq!(
+            canonical_uuid("30000000-0000-4000-8000-abcdef000001").as_deref(),
+            Some("30000000-0000-4000-8000-abcdef000001")
+        );
+        assert_eq!(
+            canonical_uuid("30000000-0000-4000-8000-ABCDEF000001").as_deref(),
+            Some("30000000-0000-4000-8000-abcdef000001")
+        );
         assert_eq!(canonical_uuid("not-a-uuid"), None);
+        assert_eq!(canonical_uuid("30000000-0000-4000-8000-abcdef00000g"), None);
     }
 }

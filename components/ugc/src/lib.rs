@@ -171,6 +171,7 @@ async fn serve_write(request: Request, write: Write<'_>) -> ApiResult<Reply> {
         may_delete_review(author.as_deref(), caller_id(&claims).as_deref())?;
     }
     let user_id = claims.sub.as_str();
+    let mut fresh_ids = ids::FreshEventIds::new(user_id);
     let events = input::stamp(
         drafts,
         Stamp {
@@ -178,7 +179,7 @@ async fn serve_write(request: Request, write: Write<'_>) -> ApiResult<Reply> {
             occurred_at_ms: now_ms(),
             idempotency_key: idempotency_key.as_ref(),
         },
-        || ids::fresh_event_id(user_id),
+        || fresh_ids.next_id(),
     );
     Intake::new(&settings.internal_api_url, request_id, &access_token)
         .submit(&events)
