@@ -23,7 +23,9 @@
 #   `cinema up --runtime-config-file` (default cinema-runtime-config.toml); CINEMA_BIN=FILE measures another build;
 #   PROFILE_DIR=DIR records a CPU profile of `cinema up` during each route's cinema run
 #   (perf, DIR/ROUTE.perf, guest functions named through --guest-perf-map; read with
-#   `perf report -i DIR/ROUTE.perf --no-children`).
+#   `perf report -i DIR/ROUTE.perf --no-children`); CPU_BY_PROCESS=1 prints, per route and
+#   side, the CPU seconds each process used (servers included: Postgres, ClickHouse,
+#   the broker, wrk) to stderr.
 #
 # What it does: copies the peers to a scratch folder (CINEMA_PEERS_DIR, default
 # ../shared/peers; never changed in place), makes their virtualenv, seeds the peer's
@@ -303,7 +305,9 @@ printf '|%s|%s|%s|%s|%s|%s|\n' "-----------------" "--------------" "-----------
 for route in $ROUTES; do
   peer_base="http://127.0.0.1:$PEER_PORT"
   [[ $route != *_uncached ]] || peer_base="http://127.0.0.1:$PEER_UNCACHED_PORT"
+  [ -z "${CPU_BY_PROCESS:-}" ] || python3 bench/cpu_by_process.py save "$SCRATCH/cpu.json"
   read -r peer_rps peer_p99 peer_errors <<<"$(result peer "$peer_base" "$PEER_TOKEN" "$route")"
+  [ -z "${CPU_BY_PROCESS:-}" ] || { echo "  CPU seconds by process, peer $route:"; python3 bench/cpu_by_process.py diff "$SCRATCH/cpu.json" | sed 's/^/    /'; } >&2
   profiler=""
   if [ -n "${PROFILE_DIR:-}" ]; then
     command -v perf >/dev/null || { echo "PROFILE_DIR needs perf (apt-get install linux-perf)" >&2; exit 1; }
@@ -311,7 +315,9 @@ for route in $ROUTES; do
     perf record -q -F 499 -g -p "$cinema_pid" -o "$PROFILE_DIR/$route.perf" >/dev/null 2>&1 &
     profiler=$!
   fi
+  [ -z "${CPU_BY_PROCESS:-}" ] || python3 bench/cpu_by_process.py save "$SCRATCH/cpu.json"
   read -r cinema_rps cinema_p99 cinema_errors <<<"$(result cinema "http://$ADDR" "$CINEMA_TOKEN" "$route")"
+  [ -z "${CPU_BY_PROCESS:-}" ] || { echo "  CPU seconds by process, cinema $route:"; python3 bench/cpu_by_process.py diff "$SCRATCH/cpu.json" | sed 's/^/    /'; } >&2
   [ -z "$profiler" ] || { kill -INT "$profiler" 2>/dev/null; wait "$profiler" 2>/dev/null || true; }
   [ "$peer_errors" = 0 ] || echo "  warning: the peer answered $route with $peer_errors errors (see $SCRATCH/peer-$route.txt)" >&2
   [ "$cinema_errors" = 0 ] || echo "  warning: cinema answered $route with $cinema_errors errors (see $SCRATCH/cinema-$route.txt)" >&2
