@@ -273,6 +273,8 @@ cinema_loader_rate() {
     [ "$rows" = "$last" ] && break
     last=$rows; sleep 2
   done
+  echo "  ugc_intake with consumers: $rows events in ClickHouse, accept-to-ClickHouse lag $(curl -fsS "$CH_URL/?database=$CH_DB" --data-binary \
+    "SELECT concat('p50 ', toString(quantile(0.5)(load_lag_ms)), ' ms, p99 ', toString(quantile(0.99)(load_lag_ms)), ' ms') FROM ugc_events")" >&2
   curl -fsS "$CH_URL" --data-binary "DROP DATABASE IF EXISTS $reload" >/dev/null
   "$CINEMA" migrate --postgres-url "$DB_URL" --clickhouse-url "$CH_URL" --clickhouse-database "$reload" >/dev/null
   RUST_LOG=warn "$CINEMA" up --from spin.toml --listen "$RELOAD_ADDR" --internal-listen "$RELOAD_INTERNAL" \

@@ -1044,6 +1044,105 @@ async fn an_edit_during_a_full_reindex_is_searchable_before_the_rebuild_goes_liv
     assert_eq!(current.to_str(), Some(builds[0].as_str()));
 }
 
+/// A `POST /etl/reindex` that loses Postgres midway answers 503
+/// `search_index_unavailable`, never a 500 and never a half-made index: the served
+/// build keeps answering with what it had; once Postgres is back a reindex goes live,
+/// and only its build is left on disk.
+#[tokio::test]
+async fn a_reindex_that_loses_postgres_midway_is_503_and_the_served_index_keeps_answering() {
+    let (database_url, jwks, db) = fixture_database().await;
+    db.batch_execute(
+        "INSERT INTO content.film (id, title, description, rating)
+         SELECT gen_random_uuid(), 'Filler ' || i, 'A film made to fill the catalog, number ' || i,
+                (i % 100) / 10.0
+         FROM generate_series(1, 60000) AS i",
+    )
+    .await
+    .expect("filler films");
+    let mut proxy = common::CuttableProxy::start("127.0.0.1:5432".parse().expect("address")).await;
+    let database = database_url.rsplit('/').next().expect("database name");
+    let etl_url = format!("postgres://postgres@127.0.0.1:{}/{database}", proxy.port);
+    let index = TempDir::new("rebuild_fails");
+    let app = start_app(&database_url, &jwks, index.path(), &etl_url, &[]);
+    let catalog = Catalog {
+        app,
+        db,
+        database_url,
+        index,
+        jwks,
+    };
+    catalog
+        .wait_until_indexed_within(MATRIX, Duration::from_secs(120))
+        .await;
+    let reindex = || {
+        let request = catalog
+            .app
+            .http
+            .post(format!("{}/etl/reindex", catalog.app.internal))
+            .header(common::INTERNAL_TOKEN_HEADER, common::INTERNAL_TOKEN)
+            .timeout(Duration::from_secs(180));
+        async move {
+            let response = request.send().await.expect("reindex request");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+
+    let failing = tokio::spawn(reindex());
+    catalog
+        .eventually_internal("/search/version", |_, body| body["rebuild"].is_object())
+        .await;
+    proxy.cut().await;
+    let (status, answer) = failing.await.expect("reindex task");
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(
+        answer["error"]["code"], "search_index_unavailable",
+        "{answer}"
+    );
+    let (status, found) = catalog.internal("/search/films?query=матрица").await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(
+        search_titles(&found).first().map(String::as_str),
+        Some("Матрица"),
+        "{found}"
+    );
+    let (_, fillers) = catalog
+        .internal("/search/films?query=filler&page_size=1")
+        .await;
+    assert_eq!(fillers["total"], 60000, "{fillers}");
+
+    proxy.restore().await;
+    let mut answered = (0, Value::Null);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
+        // 503 while the ETL is still reconnecting.
+        answered = reindex().await;
+        if answered.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        answered.0, 200,
+        "a reindex once Postgres is back: {}",
+        answered.1
+    );
+    let builds: Vec<String> = std::fs::read_dir(catalog.index.path())
+        .expect("index dir")
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| name.starts_with("build-"))
+        .collect();
+    assert_eq!(
+        builds.len(),
+        1,
+        "failed and replaced builds are deleted: {builds:?}"
+    );
+}
+
 /// A full build reads the whole catalog with a scan per table and joins it itself; each
 /// film and person it builds equals what an incremental update reads for that id (the
 /// aggregates in Postgres), orders included, with or without a second connection.

@@ -759,6 +759,36 @@ impl PendingRebuild {
         }
     }
 
+    /// While the ETL has no Postgres connection, so that nobody waits on it: answers
+    /// reindex requests at once (503 at the search API), and when a running build ends
+    /// answers those waiting for it (it failed, or it cannot go live without the
+    /// loop's connection and is dropped). Never returns; cancel-safe.
+    async fn serve_disconnected(
+        &mut self,
+        commands: &mut mpsc::Receiver<EtlCommand>,
+    ) -> std::convert::Infallible {
+        loop {
+            tokio::select! {
+                Some(command) = commands.recv() => match command {
+                    EtlCommand::Reindex(reply) => {
+                        let _ = reply.send(Err("the ETL is reconnecting to Postgres; retry once it is back".into()));
+                    }
+                },
+                built = self.finished() => {
+                    let reason = match built {
+                        Ok(next) => {
+                            next.discard();
+                            "the ETL lost Postgres before the rebuild could go live; retry once it is back".to_owned()
+                        }
+                        Err(error) => error.to_string(),
+                    };
+                    tracing::warn!(%reason, "etl: the rebuild ended while postgres was unreachable; the live index keeps serving");
+                    self.answer(Err(reason));
+                }
+            }
+        }
+    }
+
     /// On shutdown: waits for the build's thread to stop, tells the waiting.
     fn abandon(&mut self) {
         if let Some(mut build) = self.build.take() {
@@ -804,7 +834,11 @@ async fn run_connected(
         if *shutdown.borrow() {
             return Ok(());
         }
-        let session = match connect(settings).await {
+        let connected = tokio::select! {
+            connected = connect(settings) => connected,
+            never = rebuild.serve_disconnected(commands) => match never {},
+        };
+        let session = match connected {
             Ok(session) => session,
             Err(error) => {
                 attempt += 1;
@@ -812,6 +846,7 @@ async fn run_connected(
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.changed() => return Ok(()),
+                    never = rebuild.serve_disconnected(commands) => match never {},
                 }
                 backoff = (backoff * 2).min(settings.max_backoff);
                 continue;
