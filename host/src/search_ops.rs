@@ -98,12 +98,35 @@ pub fn start(args: &UpArgs) -> anyhow::Result<CatalogRuntime> {
     })
 }
 
-/// `cinema reindex`: a full build with a progress line.
+/// `cinema reindex`: a full build with a progress line, made beside the served build
+/// and made current only once complete, so a failed or interrupted run leaves the
+/// index as it was. The served build's writer lock is held throughout: a running
+/// `cinema up` makes this fail at once (it rebuilds with `POST /etl/reindex`), and none
+/// can start on the index meanwhile.
 pub async fn reindex(postgres_url: &str, dir: &Path) -> anyhow::Result<()> {
-    let index = CatalogIndex::open_or_create(dir)
+    let served = CatalogIndex::open_or_create(dir)
         .with_context(|| format!("failed to open the search index in {}", dir.display()))?;
-    let search = Arc::new(SearchIndex::open_for_build(&index)?);
-    let mut indexer = Indexer::new(&index, search, 2)?;
+    let served_lock = served.writer(1)?;
+    let index = served.create_beside()?;
+    let built = build_into(&index, postgres_url, dir).await;
+    match built {
+        Ok(()) => {
+            index.make_current()?;
+            drop(served_lock);
+            index.remove_other_builds();
+            Ok(())
+        }
+        Err(error) => {
+            index.remove();
+            Err(error)
+        }
+    }
+}
+
+/// The full build of `cinema reindex` into `index`, committed there.
+async fn build_into(index: &CatalogIndex, postgres_url: &str, dir: &Path) -> anyhow::Result<()> {
+    let search = Arc::new(SearchIndex::open_for_build(index)?);
+    let mut indexer = Indexer::new(index, search, 2)?;
     indexer.read_in_parallel_from(postgres_url);
     let (client, connection) = tokio_postgres::connect(postgres_url, NoTls)
         .await

@@ -818,6 +818,102 @@ async fn reindex_builds_an_index_a_host_can_serve() {
     assert_eq!(list.ids().len(), 5);
 }
 
+/// `cinema reindex` builds beside the served build and switches only once complete: a
+/// second run replaces the first (one build left on disk, `current` naming it, the new
+/// content in it); a run that cannot reach Postgres fails and leaves the served build
+/// as it was; a run against an index a host is serving refuses at once, saying what to
+/// do instead.
+#[tokio::test]
+async fn reindex_switches_only_a_complete_build_and_never_under_a_running_host() {
+    let (database_url, jwks, db) = fixture_database().await;
+    let index = TempDir::new("reindex_twice");
+    let reindex = |postgres_url: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cinema"))
+            .args([
+                "reindex",
+                "--postgres-url",
+                postgres_url,
+                "--index-dir",
+                index.path(),
+            ])
+            .output()
+            .expect("run cinema reindex")
+    };
+    let builds = || {
+        let mut names: Vec<String> = std::fs::read_dir(index.path())
+            .expect("index dir")
+            .flatten()
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter(|name| name.starts_with("build-"))
+            .collect();
+        names.sort();
+        names
+    };
+    let current = || {
+        std::fs::read_link(std::path::Path::new(index.path()).join("current"))
+            .expect("current link")
+            .to_string_lossy()
+            .into_owned()
+    };
+    assert!(reindex(&database_url).status.success());
+    let first = builds();
+    assert_eq!(first, [current()], "one build, and it is current");
+
+    db.execute(
+        "INSERT INTO content.film (id, title, rating) VALUES
+         ('30000000-0000-4000-8000-000000000012', 'Солярис', 8.1)",
+        &[],
+    )
+    .await
+    .expect("a new film");
+    let second = reindex(&database_url);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(String::from_utf8_lossy(&second.stdout).contains("indexed 9 documents"));
+    let replaced = builds();
+    assert_eq!(replaced, [current()], "one build, and it is current");
+    assert_ne!(replaced, first, "the second run built anew");
+
+    let failed = reindex("postgres://postgres@127.0.0.1:1/cinema");
+    assert!(!failed.status.success());
+    assert_eq!(
+        builds(),
+        replaced,
+        "a failed run leaves the served build alone"
+    );
+    assert_eq!(current(), replaced[0]);
+
+    let app = start_app(&database_url, &jwks, index.path(), &database_url, &[]);
+    let catalog = Catalog {
+        app,
+        db,
+        database_url: database_url.clone(),
+        index,
+        jwks,
+    };
+    let (status, found) = catalog.internal("/search/films?query=солярис").await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(search_titles(&found), ["Солярис"], "{found}");
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_cinema"))
+        .args([
+            "reindex",
+            "--postgres-url",
+            &database_url,
+            "--index-dir",
+            catalog.index.path(),
+        ])
+        .output()
+        .expect("run cinema reindex");
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("/etl/reindex"), "{message}");
+    let (status, found) = catalog.internal("/search/films?query=солярис").await;
+    assert_eq!(status, 200, "the host still serves: {found}");
+}
+
 /// Before the ETL ever built an index (its Postgres unreachable), catalog reads answer
 /// 503 `search_unavailable` rather than an error page or a hang; auth still works.
 #[tokio::test]
