@@ -127,7 +127,7 @@ impl Tokenizer for WordTokenizer {
         self.token.reset();
         WordStream {
             text,
-            chars: text.char_indices(),
+            at: 0,
             token: &mut self.token,
         }
     }
@@ -135,7 +135,8 @@ impl Tokenizer for WordTokenizer {
 
 pub struct WordStream<'a> {
     text: &'a str,
-    chars: std::str::CharIndices<'a>,
+    /// Byte offset where the next word is looked for.
+    at: usize,
     token: &'a mut Token,
 }
 
@@ -143,7 +144,7 @@ impl TokenStream for WordStream<'_> {
     fn advance(&mut self) -> bool {
         self.token.text.clear();
         self.token.position = self.token.position.wrapping_add(1);
-        let Some((start, end)) = next_word(self.text, &mut self.chars) else {
+        let Some((start, end)) = next_word(self.text, &mut self.at) else {
             return false;
         };
         self.token.offset_from = start;
@@ -304,13 +305,30 @@ fn is_word_char(c: char) -> bool {
         || (!c.is_ascii() && c.is_alphanumeric())
 }
 
+/// Whether the character starting at byte `at` of `text` is part of a word, and its
+/// length in bytes. ASCII and the Cyrillic block (whose first 128 code points, lead
+/// bytes `0xD0` and `0xD1`, are all letters) are told from their bytes; anything else
+/// is decoded and asked [`is_word_char`].
+#[inline]
+fn word_char_at(text: &str, at: usize) -> (bool, usize) {
+    let bytes = text.as_bytes();
+    match bytes[at] {
+        byte if byte.is_ascii() => (byte.is_ascii_alphanumeric(), 1),
+        0xD0 | 0xD1 => (true, 2),
+        _ => {
+            let c = text[at..].chars().next().unwrap_or_default();
+            (is_word_char(c), c.len_utf8())
+        }
+    }
+}
+
 /// The byte ranges of the words [`catalog_analyzer`] makes tokens of, in order: runs of
 /// letters and digits, shorter than [`MAX_TOKEN_BYTES`].
 pub(crate) fn words(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let mut chars = text.char_indices();
+    let mut at = 0;
     std::iter::from_fn(move || {
         loop {
-            let (start, end) = next_word(text, &mut chars)?;
+            let (start, end) = next_word(text, &mut at)?;
             if end - start < MAX_TOKEN_BYTES {
                 return Some((start, end));
             }
@@ -318,13 +336,31 @@ pub(crate) fn words(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
     })
 }
 
-/// The byte range of the next word of `text` that `chars` (its char indices) reaches.
-fn next_word(text: &str, chars: &mut std::str::CharIndices<'_>) -> Option<(usize, usize)> {
-    let start = chars.find(|(_, c)| is_word_char(*c))?.0;
-    let end = chars
-        .find(|(_, c)| !is_word_char(*c))
-        .map_or(text.len(), |(at, _)| at);
-    Some((start, end))
+/// The byte range of the next word of `text` at or after byte `at`, which it moves past
+/// the word and the character that ended it.
+fn next_word(text: &str, at: &mut usize) -> Option<(usize, usize)> {
+    let mut i = *at;
+    let start = loop {
+        if i >= text.len() {
+            *at = i;
+            return None;
+        }
+        let (is_word, len) = word_char_at(text, i);
+        if is_word {
+            break i;
+        }
+        i += len;
+    };
+    while i < text.len() {
+        let (is_word, len) = word_char_at(text, i);
+        if !is_word {
+            *at = i + len;
+            return Some((start, i));
+        }
+        i += len;
+    }
+    *at = i;
+    Some((start, i))
 }
 
 /// A word's first letter as the catalog analyzer's terms begin: lowercased, `ё` as `е`.
@@ -333,6 +369,7 @@ pub(crate) fn initial_letter(c: char) -> char {
     match c {
         'A'..='Z' => c.to_ascii_lowercase(),
         'А'..='Я' => char::from_u32(c as u32 + 0x20).unwrap_or(c),
+        'а'..='я' => c,
         'ё' | 'Ё' => 'е',
         c if c.is_ascii() => c,
         c => {
@@ -353,6 +390,24 @@ mod tests {
         assert_eq!(terms("Звёздные войны"), terms("звездная война"));
         assert_eq!(terms("wars"), terms("war"));
         assert_eq!(terms("Matrix Reloaded"), vec!["matrix", "reload"]);
+    }
+
+    /// The word scanner reads ASCII and the first 128 Cyrillic code points from their
+    /// bytes: they must be the characters [`is_word_char`] says they are.
+    #[test]
+    fn the_byte_shortcuts_agree_with_the_word_characters() {
+        for c in ('\0'..='\u{7F}').chain('\u{0400}'..='\u{047F}') {
+            let text = c.to_string();
+            assert_eq!(
+                word_char_at(&text, 0),
+                (is_word_char(c), c.len_utf8()),
+                "{c:?}"
+            );
+        }
+        assert_eq!(
+            words("a҂b Ωmega, ёж").collect::<Vec<_>>(),
+            [(0, 1), (3, 4), (5, 11), (13, 17)]
+        );
     }
 
     /// `ё` and `е` are one letter for search, in any case.

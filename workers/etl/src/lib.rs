@@ -2,6 +2,7 @@
 //!
 //! Tour:
 //! - [`analysis`]: how text becomes terms (Russian/English stemming, `ё` folding);
+//!   [`near`]: the typo and prefix automaton a query word's near misses come from;
 //!   [`highlight`]: a search's terms marked in a hit's title and description;
 //! - [`schema`]: the tantivy fields; [`model`]: the documents in their wire shape;
 //! - [`source`]: every Postgres read; [`index`]: the index on disk and the durable
@@ -20,6 +21,7 @@ pub mod highlight;
 pub mod index;
 pub mod listing;
 pub mod model;
+pub mod near;
 pub mod rebuild;
 pub mod schema;
 pub mod search;

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tantivy::collector::{Count, FacetCollector, TopDocs};
 use tantivy::query::{
-    AutomatonWeight, BooleanQuery, BoostQuery, ConstScoreQuery, DfaWrapper, EnableScoring,
-    FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery, Weight,
+    AutomatonWeight, BooleanQuery, BoostQuery, ConstScoreQuery, EnableScoring, Occur, Query,
+    RangeQuery, TermQuery, Weight,
 };
 use tantivy::schema::{Facet, Field, IndexRecordOption, Value};
 use tantivy::{
@@ -27,6 +27,7 @@ use crate::highlight::Highlighter;
 use crate::index::{CatalogIndex, Position};
 use crate::listing::{FilmTable, GenreCounter, SegmentCache};
 use crate::model::{Film, FilmListItem, Genre, GenreRef, Highlight, Person};
+use crate::near::{NearWords, typo_distance};
 use crate::schema::{GENRE_FACET_ROOT, Kind, key_prefix, parse_doc_key, uuid_bytes};
 
 /// Most films listed for one person.
@@ -305,7 +306,7 @@ impl SearchIndex {
         ];
         for (position, term) in terms.iter().enumerate() {
             let is_last = position + 1 == terms.len();
-            clauses.push((Occur::Must, word_query(&text_fields, term, is_last)?));
+            clauses.push((Occur::Must, word_query(&text_fields, term, is_last)));
         }
         if let Some(genre) = &query.genre {
             clauses.push(filter(s.genre_id, genre));
@@ -464,7 +465,7 @@ impl SearchIndex {
             let is_last = position + 1 == terms.len();
             clauses.push((
                 Occur::Must,
-                word_query(&[(s.title, 1.0, true)], term, is_last)?,
+                word_query(&[(s.title, 1.0, true)], term, is_last),
             ));
         }
         let offset = (page_number.max(1) - 1) * page_size;
@@ -581,37 +582,13 @@ fn range(lower: Bound<Term>, upper: Bound<Term>) -> (Occur, Box<dyn Query>) {
     )
 }
 
-/// Typos allowed in a word of this many characters.
-fn typo_distance(word: &str) -> u8 {
-    match word.chars().count() {
-        0..=3 => 0,
-        4..=7 => 1,
-        _ => 2,
-    }
-}
-
 /// One query word over weighted fields: exact term (BM25, boosted per field) or, in the
 /// fields marked fuzzy, a near miss or (for the last word) a prefix, at a low constant
 /// score so exact matches rank first. The near-miss automaton is built once and shared
 /// by every fuzzy field.
-fn word_query(
-    fields: &[(Field, f32, bool)],
-    word: &str,
-    is_last: bool,
-) -> SearchResult<Box<dyn Query>> {
+fn word_query(fields: &[(Field, f32, bool)], word: &str, is_last: bool) -> Box<dyn Query> {
     let distance = typo_distance(word);
-    let near = match fields.iter().find(|(_, _, fuzzy)| *fuzzy) {
-        Some(&(field, _, _)) if is_last || distance > 0 => {
-            let term = Term::from_field_text(field, word);
-            let query = if is_last {
-                FuzzyTermQuery::new_prefix(term, distance, true)
-            } else {
-                FuzzyTermQuery::new(term, distance, true)
-            };
-            Some(Arc::new(query.automaton()?))
-        }
-        _ => None,
-    };
+    let near = (is_last || distance > 0).then(|| Arc::new(NearWords::new(word, distance, is_last)));
     let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     for &(field, boost, fuzzy) in fields {
         let term = Term::from_field_text(field, word);
@@ -631,16 +608,16 @@ fn word_query(
             ));
         }
     }
-    Ok(Box::new(BooleanQuery::new(alternatives)))
+    Box::new(BooleanQuery::new(alternatives))
 }
 
-/// The terms of one field a Levenshtein automaton accepts, as `FuzzyTermQuery` matches
+/// The terms of one field a [`NearWords`] automaton accepts, as `FuzzyTermQuery` matches
 /// them (a constant score), with the automaton shared between fields: building it costs
 /// more than running it.
 #[derive(Clone)]
 struct NearTermsQuery {
     field: Field,
-    automaton: Arc<DfaWrapper>,
+    automaton: Arc<NearWords>,
 }
 
 impl std::fmt::Debug for NearTermsQuery {
@@ -653,7 +630,7 @@ impl std::fmt::Debug for NearTermsQuery {
 
 impl Query for NearTermsQuery {
     fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        Ok(Box::new(AutomatonWeight::<DfaWrapper>::new(
+        Ok(Box::new(AutomatonWeight::<NearWords>::new(
             self.field,
             self.automaton.clone(),
         )))
@@ -1004,7 +981,7 @@ mod tests {
         assert!(page.total > 0);
         let terms = analysis::terms("matrix");
         let s = &index.index.schema;
-        let word = word_query(&[(s.title, 4.0, true)], &terms[0], true).expect("query");
+        let word = word_query(&[(s.title, 4.0, true)], &terms[0], true);
         let mut clauses = vec![filter(s.kind, Kind::Film.as_str())];
         clauses.push((Occur::Must, word));
         let by_column = facet_counts(&snapshot, &BooleanQuery::new(clauses)).expect("facets");
