@@ -453,7 +453,6 @@ async fn an_announcement_reaches_a_role_except_who_opted_out_and_can_be_left_in_
 #[tokio::test]
 async fn undeliverable_mail_is_marked_failed_and_dead_lettered() {
     use rdkafka::Message;
-    use rdkafka::consumer::{Consumer, StreamConsumer};
 
     let smtp = Smtp::start();
     let platform = Platform::new().await;
@@ -486,16 +485,8 @@ async fn undeliverable_mail_is_marked_failed_and_dead_lettered() {
     .expect("the delivery failed for good");
     assert!(failed.contains("recipient"), "{failed}");
 
-    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", "127.0.0.1:9092")
-        .set("group.id", common::unique("dlq_reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.queue.backoff.ms", "20")
-        .create()
-        .expect("consumer");
-    consumer
-        .subscribe(&[platform.dead_letters.as_str()])
-        .expect("subscribe");
+    let consumer =
+        common::kafka::reader("127.0.0.1:9092", "dlq_reader", &platform.dead_letters, &[]);
     let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
         .await
         .expect("a dead letter within 30 s")

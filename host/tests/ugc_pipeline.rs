@@ -997,7 +997,7 @@ async fn unreachable_dependencies_answer_503_with_their_codes_then_recover() {
 #[tokio::test]
 async fn a_batch_of_events_is_one_record_keyed_by_its_user() {
     use rdkafka::Message;
-    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::consumer::Consumer;
 
     let platform = Platform::new("127.0.0.1:9092").await;
     let app = platform.start(&[]);
@@ -1027,16 +1027,12 @@ async fn a_batch_of_events_is_one_record_keyed_by_its_user() {
         )
         .await;
 
-    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &platform.brokers)
-        .set("group.id", common::unique("record_reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
-        .create()
-        .expect("consumer");
-    consumer
-        .subscribe(&[platform.topic.as_str()])
-        .expect("subscribe");
+    let consumer = common::kafka::reader(
+        &platform.brokers,
+        "record_reader",
+        &platform.topic,
+        &[("enable.partition.eof", "true")],
+    );
     let partitions = consumer
         .fetch_metadata(Some(&platform.topic), Duration::from_secs(10))
         .expect("topic metadata")
@@ -1085,7 +1081,6 @@ async fn a_batch_of_events_is_one_record_keyed_by_its_user() {
 #[tokio::test]
 async fn undecodable_messages_go_to_the_dead_letter_topic_with_their_reason() {
     use rdkafka::Message;
-    use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::Headers;
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -1147,17 +1142,8 @@ async fn undecodable_messages_go_to_the_dead_letter_topic_with_their_reason() {
         .wait_for_rows(&mine, 7, Duration::from_secs(30))
         .await;
 
-    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &platform.brokers)
-        .set("group.id", common::unique("dlq_reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.queue.backoff.ms", "20")
-        .create()
-        .expect("consumer");
     let dead_letter_topic = cinema_domain::ugc::dead_letter_topic(&platform.topic);
-    consumer
-        .subscribe(&[dead_letter_topic.as_str()])
-        .expect("subscribe");
+    let consumer = common::kafka::reader(&platform.brokers, "dlq_reader", &dead_letter_topic, &[]);
     let mut letters = Vec::new();
     while letters.len() < garbage.len() {
         let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())

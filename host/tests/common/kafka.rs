@@ -81,3 +81,28 @@ impl Drop for PrivateKafka {
         self.stop();
     }
 }
+
+/// A consumer of `topic` in a group of its own (named after `purpose`), reading from the
+/// topic's start and polling the broker every 20 ms; `extra` sets more of its config
+/// (such as `enable.partition.eof`).
+pub fn reader(
+    brokers: &str,
+    purpose: &str,
+    topic: &str,
+    extra: &[(&str, &str)],
+) -> rdkafka::consumer::StreamConsumer {
+    use rdkafka::consumer::Consumer;
+
+    let mut config = rdkafka::ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", super::unique(purpose))
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.queue.backoff.ms", "20");
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
+    let consumer: rdkafka::consumer::StreamConsumer = config.create().expect("a Kafka consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
+}
