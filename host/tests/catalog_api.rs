@@ -103,14 +103,7 @@ async fn fixture_database() -> (String, String, tokio_postgres::Client) {
 async fn start() -> Catalog {
     let (database_url, jwks, db) = fixture_database().await;
     let index = TempDir::new("index");
-    let app = start_app(&database_url, &jwks, index.path(), &database_url, &[]);
-    let catalog = Catalog {
-        app,
-        db,
-        database_url,
-        index,
-        jwks,
-    };
+    let catalog = Catalog::serve(database_url, jwks, db, index);
     catalog.wait_until_indexed(MATRIX).await;
     catalog
 }
@@ -146,6 +139,37 @@ fn start_app(
 }
 
 impl Catalog {
+    /// `cinema up` over a fixture database ([`start_app`]), its ETL keeping `index` from
+    /// the same database.
+    fn serve(
+        database_url: String,
+        jwks: String,
+        db: tokio_postgres::Client,
+        index: TempDir,
+    ) -> Self {
+        let etl_url = database_url.clone();
+        Self::serve_with_etl(database_url, jwks, db, index, &etl_url)
+    }
+
+    /// [`Catalog::serve`] with the ETL reading Postgres at `etl_url` (a proxy that can cut
+    /// it, or an address where nothing answers).
+    fn serve_with_etl(
+        database_url: String,
+        jwks: String,
+        db: tokio_postgres::Client,
+        index: TempDir,
+        etl_url: &str,
+    ) -> Self {
+        let app = start_app(&database_url, &jwks, index.path(), etl_url, &[]);
+        Self {
+            app,
+            db,
+            database_url,
+            index,
+            jwks,
+        }
+    }
+
     async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         self.get_with(path, token, &[]).await
     }
@@ -285,6 +309,12 @@ async fn insert_fillers(db: &tokio_postgres::Client, count: u32) {
     )
     .await
     .expect("filler films");
+}
+
+/// The URL of the same database reached through another local port (a proxy's).
+fn through_port(database_url: &str, port: u16) -> String {
+    let database = database_url.rsplit('/').next().expect("database name");
+    format!("postgres://postgres@127.0.0.1:{port}/{database}")
 }
 
 /// The index builds (`build-*`) in an index directory, sorted.
@@ -801,14 +831,7 @@ async fn etl_catches_up_after_being_stopped() {
     .await
     .expect("changes while stopped");
 
-    let app = start_app(&database_url, &jwks, index.path(), &database_url, &[]);
-    let catalog = Catalog {
-        app,
-        db,
-        database_url,
-        index,
-        jwks,
-    };
+    let catalog = Catalog::serve(database_url, jwks, db, index);
     let (status, version) = catalog.internal("/search/version").await;
     assert_eq!(
         status, 200,
@@ -853,20 +876,13 @@ async fn reindex_builds_an_index_a_host_can_serve() {
     assert!(output.contains("indexed 8 documents"), "{output}");
 
     // Postgres "down" for this host's ETL: it retries, the index keeps serving.
-    let app = start_app(
-        &database_url,
-        &jwks,
-        index.path(),
-        "postgres://postgres@127.0.0.1:1/cinema",
-        &[],
-    );
-    let catalog = Catalog {
-        app,
-        db,
+    let catalog = Catalog::serve_with_etl(
         database_url,
-        index,
         jwks,
-    };
+        db,
+        index,
+        "postgres://postgres@127.0.0.1:1/cinema",
+    );
     let (status, film) = catalog.internal(&format!("/search/films/{MATRIX}")).await;
     assert_eq!(status, 200, "{film}");
     let token = catalog.user().await;
@@ -929,14 +945,7 @@ async fn reindex_switches_only_a_complete_build_and_never_under_a_running_host()
     );
     assert_eq!(current(), replaced[0]);
 
-    let app = start_app(&database_url, &jwks, index.path(), &database_url, &[]);
-    let catalog = Catalog {
-        app,
-        db,
-        database_url: database_url.clone(),
-        index,
-        jwks,
-    };
+    let catalog = Catalog::serve(database_url.clone(), jwks, db, index);
     let (status, found) = catalog.internal("/search/films?query=солярис").await;
     assert_eq!(status, 200, "{found}");
     assert_eq!(search_titles(&found), ["Солярис"], "{found}");
@@ -1002,17 +1011,9 @@ async fn without_an_index_catalog_reads_answer_503_search_unavailable() {
 async fn etl_survives_losing_postgres_and_catches_up_when_it_returns() {
     let (database_url, jwks, db) = fixture_database().await;
     let mut proxy = common::CuttableProxy::start("127.0.0.1:5432".parse().expect("address")).await;
-    let database = database_url.rsplit('/').next().expect("database name");
-    let etl_url = format!("postgres://postgres@127.0.0.1:{}/{database}", proxy.port);
+    let etl_url = through_port(&database_url, proxy.port);
     let index = TempDir::new("index");
-    let app = start_app(&database_url, &jwks, index.path(), &etl_url, &[]);
-    let catalog = Catalog {
-        app,
-        db,
-        database_url,
-        index,
-        jwks,
-    };
+    let catalog = Catalog::serve_with_etl(database_url, jwks, db, index, &etl_url);
     catalog.wait_until_indexed(MATRIX).await;
     let token = catalog.user().await;
 
@@ -1083,14 +1084,7 @@ async fn an_edit_during_a_full_reindex_is_searchable_before_the_rebuild_goes_liv
     let (database_url, jwks, db) = fixture_database().await;
     insert_fillers(&db, FILLER_FILMS).await;
     let index = TempDir::new("rebuild");
-    let app = start_app(&database_url, &jwks, index.path(), &database_url, &[]);
-    let catalog = Catalog {
-        app,
-        db,
-        database_url,
-        index,
-        jwks,
-    };
+    let catalog = Catalog::serve(database_url, jwks, db, index);
     catalog
         .wait_until_indexed_within(MATRIX, Duration::from_secs(120))
         .await;
@@ -1162,17 +1156,9 @@ async fn a_reindex_that_loses_postgres_midway_is_503_and_the_served_index_keeps_
     let (database_url, jwks, db) = fixture_database().await;
     insert_fillers(&db, FILLER_FILMS).await;
     let mut proxy = common::CuttableProxy::start("127.0.0.1:5432".parse().expect("address")).await;
-    let database = database_url.rsplit('/').next().expect("database name");
-    let etl_url = format!("postgres://postgres@127.0.0.1:{}/{database}", proxy.port);
+    let etl_url = through_port(&database_url, proxy.port);
     let index = TempDir::new("rebuild_fails");
-    let app = start_app(&database_url, &jwks, index.path(), &etl_url, &[]);
-    let catalog = Catalog {
-        app,
-        db,
-        database_url,
-        index,
-        jwks,
-    };
+    let catalog = Catalog::serve_with_etl(database_url, jwks, db, index, &etl_url);
     catalog
         .wait_until_indexed_within(MATRIX, Duration::from_secs(120))
         .await;
