@@ -186,6 +186,25 @@ async fn errors_map_to_interface_variants() {
     assert_eq!(body["error"]["kind"], "connection_failed", "{body}");
 }
 
+/// An address that says `sslmode=disable` (what spin.toml's defaults say, so that a
+/// real Spin reaches a local Postgres whose certificate is self-signed) connects and
+/// queries without TLS, though this Postgres offers it.
+#[tokio::test]
+async fn an_address_with_sslmode_disable_connects_without_tls() {
+    let (app, url) = app_with_database().await;
+    let (status, body) = app
+        .post_json(
+            "/probe/pg/query",
+            json!({
+                "statement": "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                "address": format!("{url}?sslmode=disable"),
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"][0][0]["boolean"], false, "{body}");
+}
+
 /// Requests reuse pooled connections instead of connecting every time.
 #[tokio::test]
 async fn connections_are_pooled_across_requests() {
