@@ -561,13 +561,21 @@ pub struct CuttableProxy {
 }
 
 impl CuttableProxy {
+    /// A proxy to `target` on a port it binds at once (picked as [`free_port`] picks,
+    /// but never released between the pick and the bind).
     pub async fn start(target: std::net::SocketAddr) -> Self {
+        let listener = loop {
+            // A port another process takes between the pick and the bind: pick again.
+            if let Ok(listener) = tokio::net::TcpListener::bind(("127.0.0.1", free_port())).await {
+                break listener;
+            }
+        };
         let mut proxy = Self {
-            port: free_port(),
+            port: listener.local_addr().expect("proxy address").port(),
             target,
             task: None,
         };
-        proxy.restore().await;
+        proxy.serve(listener);
         proxy
     }
 
@@ -576,6 +584,10 @@ impl CuttableProxy {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
             .await
             .expect("bind proxy port");
+        self.serve(listener);
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
         let target = self.target;
         self.task = Some(tokio::spawn(async move {
             // Dropping this task drops the set, which aborts every proxied connection.
