@@ -298,11 +298,10 @@ impl<T: TokenStream> TokenStream for YoFoldingStream<T> {
     }
 }
 
-/// What `SimpleTokenizer` counts as part of a word, with the common alphabets first.
+/// What `SimpleTokenizer` counts as part of a word (the scanner's byte shortcuts in
+/// [`word_char_at`] answer the common alphabets before it is asked).
 fn is_word_char(c: char) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(c, '\u{0410}'..='\u{044F}' | 'ё' | 'Ё')
-        || (!c.is_ascii() && c.is_alphanumeric())
+    c.is_alphanumeric()
 }
 
 /// Whether the character starting at byte `at` of `text` is part of a word, and its

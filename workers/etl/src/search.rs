@@ -588,7 +588,9 @@ fn range(lower: Bound<Term>, upper: Bound<Term>) -> (Occur, Box<dyn Query>) {
 /// by every fuzzy field.
 fn word_query(fields: &[(Field, f32, bool)], word: &str, is_last: bool) -> Box<dyn Query> {
     let distance = typo_distance(word);
-    let near = (is_last || distance > 0).then(|| Arc::new(NearWords::new(word, distance, is_last)));
+    let any_fuzzy = fields.iter().any(|&(_, _, fuzzy)| fuzzy);
+    let near = (any_fuzzy && (is_last || distance > 0))
+        .then(|| Arc::new(NearWords::new(word, distance, is_last)));
     let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     for &(field, boost, fuzzy) in fields {
         let term = Term::from_field_text(field, word);
