@@ -12,7 +12,7 @@ DURATION="${1:-10s}"
 ADDR=127.0.0.1:28090
 DB_BASE="${CINEMA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 DB_NAME=cinema_bench_auth
-DB_URL="$DB_BASE/$DB_NAME"
+DB_URL="$DB_BASE/$DB_NAME?sslmode=disable"
 CINEMA="$CARGO_TARGET_DIR/release/cinema"
 
 # shellcheck source=bench/lib.sh

@@ -12,7 +12,7 @@ ADDR=127.0.0.1:28190
 INTERNAL=127.0.0.1:28191
 DB_BASE="${CINEMA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 DB_NAME=cinema_bench_catalog
-DB_URL="$DB_BASE/$DB_NAME"
+DB_URL="$DB_BASE/$DB_NAME?sslmode=disable"
 INDEX_DIR=/var/tmp/cinema-bench-index
 CINEMA="$CARGO_TARGET_DIR/release/cinema"
 

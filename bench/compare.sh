@@ -54,7 +54,7 @@ PEER_INTAKE_PORT=28412
 RUN_ID="compare-$(date +%s)"
 DB_BASE="${CINEMA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 DB_NAME=cinema_compare
-DB_URL="$DB_BASE/$DB_NAME"
+DB_URL="$DB_BASE/$DB_NAME?sslmode=disable"
 # ClickHouse database of this run's events (made empty at each start, so the loader
 # row knows how many events the intake row produced).
 CH_DB="${DB_NAME}_events"

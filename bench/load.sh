@@ -16,7 +16,7 @@ ADDR=127.0.0.1:28390
 INTERNAL=127.0.0.1:28391
 DB_BASE="${CINEMA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 DB_NAME=cinema_bench_load
-DB_URL="$DB_BASE/$DB_NAME"
+DB_URL="$DB_BASE/$DB_NAME?sslmode=disable"
 CH_URL="${CINEMA_CLICKHOUSE_URL:-http://127.0.0.1:8123}"
 CH_DB=cinema_bench_load
 TOPICS="bench.load.$(date +%s)"

@@ -12,7 +12,7 @@ ADDR=127.0.0.1:28290
 INTERNAL=127.0.0.1:28291
 DB_BASE="${CINEMA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 DB_NAME=cinema_bench_token
-DB_URL="$DB_BASE/$DB_NAME"
+DB_URL="$DB_BASE/$DB_NAME?sslmode=disable"
 INDEX_DIR=/var/tmp/cinema-bench-token-index
 # CINEMA_BIN: another `cinema` binary to measure (an older build, say); not rebuilt.
 CINEMA="${CINEMA_BIN:-$CARGO_TARGET_DIR/release/cinema}"

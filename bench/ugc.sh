@@ -13,7 +13,7 @@ ADDR=127.0.0.1:28490
 INTERNAL=127.0.0.1:28491
 DB_BASE="${CINEMA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 DB_NAME=cinema_bench_ugc
-DB_URL="$DB_BASE/$DB_NAME"
+DB_URL="$DB_BASE/$DB_NAME?sslmode=disable"
 CH_URL="${CINEMA_CLICKHOUSE_URL:-http://127.0.0.1:8123}"
 CH_DB=cinema_bench_ugc
 TOPIC="ugc.bench.$(date +%s)"

@@ -12,7 +12,7 @@ ADDR=127.0.0.1:28590
 INTERNAL=127.0.0.1:28591
 DB_BASE="${CINEMA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 DB_NAME=cinema_fuzz
-DB_URL="$DB_BASE/$DB_NAME"
+DB_URL="$DB_BASE/$DB_NAME?sslmode=disable"
 CH_URL="${CINEMA_CLICKHOUSE_URL:-http://127.0.0.1:8123}"
 TOPICS="fuzz.$(date +%s)"
 WORK=/var/tmp/cinema-fuzz

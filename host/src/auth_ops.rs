@@ -15,7 +15,6 @@ use std::time::Duration;
 use cinema_domain::account::{normalize_email, validate_password};
 use cinema_domain::key_seal::{self, KeyEncryptionKey};
 use cinema_domain::token::{Jwk, Jwks, generate_ed25519_key};
-use tokio_postgres::NoTls;
 
 /// Role granted by `create-admin`.
 pub const ADMIN_ROLE: &str = "admin";
@@ -47,7 +46,7 @@ fn query_error(context: &'static str) -> impl Fn(tokio_postgres::Error) -> AuthO
 }
 
 async fn connect(url: &str) -> Result<tokio_postgres::Client, AuthOpsError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
+    let (client, connection) = cinema_postgres::connect(url)
         .await
         .map_err(|e| AuthOpsError::Connect(e.to_string()))?;
     tokio::spawn(connection);

@@ -168,7 +168,7 @@ pub struct DatabaseArgs {
     #[arg(
         long,
         env = "CINEMA_POSTGRES_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/cinema"
+        default_value = "postgres://postgres@127.0.0.1:5432/cinema?sslmode=disable"
     )]
     pub postgres_url: String,
 }
@@ -245,7 +245,7 @@ pub struct UpArgs {
     #[arg(
         long,
         env = "CINEMA_POSTGRES_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/cinema"
+        default_value = "postgres://postgres@127.0.0.1:5432/cinema?sslmode=disable"
     )]
     pub etl_postgres_url: String,
     /// Seconds between the ETL's catch-ups by `modified` while it listens.
@@ -278,7 +278,7 @@ pub struct UpArgs {
     #[arg(
         long,
         env = "CINEMA_POSTGRES_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/cinema"
+        default_value = "postgres://postgres@127.0.0.1:5432/cinema?sslmode=disable"
     )]
     pub ugc_postgres_url: String,
     /// Consumer group of the UGC read-model consumer.
@@ -384,7 +384,7 @@ pub struct MigrateArgs {
     #[arg(
         long,
         env = "CINEMA_POSTGRES_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/cinema"
+        default_value = "postgres://postgres@127.0.0.1:5432/cinema?sslmode=disable"
     )]
     pub postgres_url: String,
     /// ClickHouse HTTP endpoint.

@@ -170,10 +170,9 @@ impl TokenKeys {
     }
 
     async fn read_keys(&self) -> Result<Jwks, String> {
-        let (client, connection) =
-            tokio_postgres::connect(&self.postgres_url, tokio_postgres::NoTls)
-                .await
-                .map_err(|e| format!("connect to postgres for token keys: {e}"))?;
+        let (client, connection) = cinema_postgres::connect(&self.postgres_url)
+            .await
+            .map_err(|e| format!("connect to postgres for token keys: {e}"))?;
         let task = tokio::spawn(connection);
         let rows = client
             .query(

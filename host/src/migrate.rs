@@ -11,8 +11,6 @@
 
 use std::path::{Path, PathBuf};
 
-use tokio_postgres::NoTls;
-
 /// Why migrating failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -130,11 +128,11 @@ async fn ensure_postgres_database(url: &str) -> Result<(), MigrateError> {
     admin.dbname("postgres");
     let (client, connection) =
         admin
-            .connect(NoTls)
+            .connect(cinema_postgres::tls())
             .await
             .map_err(|e| MigrateError::PostgresConnect {
                 target: describe(&config),
-                message: e.to_string(),
+                message: cinema_postgres::describe(&e),
             })?;
     let task = tokio::spawn(connection);
     let exists = client
@@ -187,14 +185,12 @@ pub async fn migrate_postgres(
     let config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| MigrateError::BadUrl(format!("{e}")))?;
-    let (mut client, connection) =
-        config
-            .connect(NoTls)
-            .await
-            .map_err(|e| MigrateError::PostgresConnect {
-                target: describe(&config),
-                message: e.to_string(),
-            })?;
+    let (mut client, connection) = config.connect(cinema_postgres::tls()).await.map_err(|e| {
+        MigrateError::PostgresConnect {
+            target: describe(&config),
+            message: cinema_postgres::describe(&e),
+        }
+    })?;
     let task = tokio::spawn(connection);
     let failed = |name: &str| {
         let name = name.to_owned();

@@ -143,8 +143,7 @@ impl Revocations {
         last_purge: &mut std::time::Instant,
     ) -> Result<(), tokio_postgres::Error> {
         if client.as_ref().is_none_or(|c| c.is_closed()) {
-            let (fresh, connection) =
-                tokio_postgres::connect(postgres_url, tokio_postgres::NoTls).await?;
+            let (fresh, connection) = cinema_postgres::connect(postgres_url).await?;
             tokio::spawn(connection);
             *client = Some(fresh);
         }

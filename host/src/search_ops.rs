@@ -14,7 +14,6 @@ use cinema_etl::rebuild::RebuildProgress;
 use cinema_etl::sync::{self, EtlCommand, EtlSettings, Indexer};
 use cinema_etl::{CatalogIndex, SearchIndex};
 use tokio::sync::{mpsc, watch};
-use tokio_postgres::NoTls;
 
 use crate::cli::UpArgs;
 use crate::search_api::SearchState;
@@ -128,7 +127,7 @@ async fn build_into(index: &CatalogIndex, postgres_url: &str, dir: &Path) -> any
     let search = Arc::new(SearchIndex::open_for_build(index)?);
     let mut indexer = Indexer::new(index, search, 2)?;
     indexer.read_in_parallel_from(postgres_url);
-    let (client, connection) = tokio_postgres::connect(postgres_url, NoTls)
+    let (client, connection) = cinema_postgres::connect(postgres_url)
         .await
         .with_context(|| {
             "failed to connect to Postgres (is it running? `make services`; is the URL right? \

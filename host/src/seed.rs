@@ -13,7 +13,6 @@ use std::io::Write as _;
 use std::time::Instant;
 
 use futures::SinkExt;
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 /// Why seeding failed.
@@ -209,7 +208,7 @@ fn progress(label: &str, done: usize, total: usize, started: Instant) {
 
 /// Replaces the content tables' rows with the data set for `films` films.
 pub async fn seed(url: &str, films: usize) -> Result<SeedReport, SeedError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
+    let (client, connection) = cinema_postgres::connect(url)
         .await
         .map_err(|e| SeedError::Connect(e.to_string()))?;
     tokio::spawn(connection);

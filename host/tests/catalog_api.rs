@@ -313,8 +313,8 @@ async fn insert_fillers(db: &tokio_postgres::Client, count: u32) {
 
 /// The URL of the same database reached through another local port (a proxy's).
 fn through_port(database_url: &str, port: u16) -> String {
-    let database = database_url.rsplit('/').next().expect("database name");
-    format!("postgres://postgres@127.0.0.1:{port}/{database}")
+    let database = common::database_name(database_url);
+    format!("postgres://postgres@127.0.0.1:{port}/{database}?sslmode=disable")
 }
 
 /// The index builds (`build-*`) in an index directory, sorted.

@@ -177,7 +177,7 @@ async fn components_serve_requests_connected_as_their_own_roles() {
         .await
         .expect("connect");
     tokio::spawn(connection);
-    let database = database_url.rsplit('/').next().expect("database name");
+    let database = common::database_name(&database_url);
     let roles: Vec<String> = db
         .query(
             "SELECT DISTINCT usename::text FROM pg_stat_activity WHERE datname = $1 ORDER BY 1",

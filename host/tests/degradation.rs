@@ -83,11 +83,7 @@ impl Whole {
         )
         .await
         .expect("seed a film");
-        let database_name = database_url
-            .rsplit('/')
-            .next()
-            .expect("database name")
-            .to_owned();
+        let database_name = common::database_name(&database_url).to_owned();
         let broker_port = free_port();
         let kafka = CuttableProxy::start(([127, 0, 0, 1], broker_port).into()).await;
         let broker = PrivateKafka::start_advertising_on(broker_port, kafka.port);
@@ -157,7 +153,7 @@ impl Whole {
 
     fn proxied_database_url(&self) -> String {
         format!(
-            "postgres://postgres@127.0.0.1:{}/{}",
+            "postgres://postgres@127.0.0.1:{}/{}?sslmode=disable",
             self.postgres.port, self.database_name
         )
     }

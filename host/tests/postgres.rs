@@ -186,18 +186,20 @@ async fn errors_map_to_interface_variants() {
     assert_eq!(body["error"]["kind"], "connection_failed", "{body}");
 }
 
-/// An address that says `sslmode=disable` (what spin.toml's defaults say, so that a
-/// real Spin reaches a local Postgres whose certificate is self-signed) connects and
-/// queries without TLS, though this Postgres offers it.
+/// An address that says `sslmode=disable` (what spin.toml's defaults and every test
+/// database URL say, so that a local Postgres whose certificate is self-signed is
+/// reached at all) connects and queries without TLS, though this Postgres offers it.
+/// `postgres_tls.rs` covers the other modes.
 #[tokio::test]
 async fn an_address_with_sslmode_disable_connects_without_tls() {
     let (app, url) = app_with_database().await;
+    assert!(url.ends_with("?sslmode=disable"), "{url}");
     let (status, body) = app
         .post_json(
             "/probe/pg/query",
             json!({
                 "statement": "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-                "address": format!("{url}?sslmode=disable"),
+                "address": url,
             }),
         )
         .await;

@@ -33,10 +33,18 @@ pub fn component_wasm(name: &str) -> PathBuf {
     path
 }
 
+/// The URL of `database` on the test Postgres, without TLS: the local Postgres offers
+/// TLS with a self-signed certificate, which the host (like Spin) would refuse to trust.
 pub fn postgres_url(database: &str) -> String {
     let base = std::env::var("CINEMA_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    format!("{base}/{database}")
+    format!("{base}/{database}?sslmode=disable")
+}
+
+/// The database name of a `postgres://…/name[?options]` URL.
+pub fn database_name(database_url: &str) -> &str {
+    let path = database_url.rsplit('/').next().expect("a database name");
+    path.split('?').next().unwrap_or(path)
 }
 
 /// The Postgres role each edge component connects as (migration 0010) and the

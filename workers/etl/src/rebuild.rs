@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
-use tokio_postgres::NoTls;
 
 use crate::error::{EtlError, Result};
 use crate::sync::Indexer;
@@ -127,7 +126,7 @@ async fn build(
     progress: &RebuildProgress,
 ) -> Result<()> {
     let started = Instant::now();
-    let (client, connection) = tokio_postgres::connect(postgres_url, NoTls).await?;
+    let (client, connection) = cinema_postgres::connect(postgres_url).await?;
     tokio::spawn(connection);
     let published = next
         .full_build(&client, overlap, &mut |done, total| {

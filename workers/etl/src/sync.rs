@@ -22,7 +22,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use tantivy::IndexWriter;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 use uuid::Uuid;
 
 use crate::error::{EtlError, Result};
@@ -265,7 +265,7 @@ impl Indexer {
     /// A second client for a full build, when configured and reachable.
     async fn side_client(&self) -> Option<Client> {
         let url = self.side_connection.as_deref()?;
-        match tokio_postgres::connect(url, NoTls).await {
+        match cinema_postgres::connect(url).await {
             Ok((client, connection)) => {
                 tokio::spawn(connection);
                 Some(client)
@@ -638,7 +638,7 @@ struct Session {
 }
 
 async fn connect(settings: &EtlSettings) -> Result<Session> {
-    let (client, mut connection) = tokio_postgres::connect(&settings.postgres_url, NoTls).await?;
+    let (client, mut connection) = cinema_postgres::connect(&settings.postgres_url).await?;
     let (sender, changes) = mpsc::channel(MAX_QUEUED_CHANGES);
     let overflowed = Arc::new(AtomicBool::new(false));
     let overflow_flag = overflowed.clone();

@@ -86,7 +86,7 @@ pub(crate) async fn connected<'a>(
     let client = match slot.take().filter(|client| !client.is_closed()) {
         Some(client) => client,
         None => {
-            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+            let (client, connection) = cinema_postgres::connect(url).await?;
             tokio::spawn(async move {
                 if let Err(error) = connection.await {
                     tracing::warn!(%error, who, "notify: postgres connection ended");

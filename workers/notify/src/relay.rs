@@ -16,7 +16,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::{Notify, watch};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use crate::NotifySettings;
 
@@ -98,7 +98,7 @@ async fn relay_session(
     producer: &FutureProducer,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let (client, mut connection) = tokio_postgres::connect(&settings.postgres_url, NoTls)
+    let (client, mut connection) = cinema_postgres::connect(&settings.postgres_url)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let wake = std::sync::Arc::new(Notify::new());

@@ -16,7 +16,7 @@ use cinema_domain::ugc::{UgcEvent, UgcPayload, record};
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio::sync::watch;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use uuid::Uuid;
 
 use crate::{LoaderError, NextOffsets};
@@ -146,7 +146,7 @@ async fn apply(
         return Ok(());
     }
     if postgres.is_none() {
-        let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+        let (client, connection) = cinema_postgres::connect(url).await?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::warn!(%error, "ugc read models: postgres connection ended");

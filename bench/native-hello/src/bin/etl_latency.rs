@@ -21,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::process::exit(2);
     };
     let rounds: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(50);
-    let (db, connection) = tokio_postgres::connect(&postgres_url, tokio_postgres::NoTls).await?;
+    let (db, connection) = cinema_postgres::connect(&postgres_url).await?;
     tokio::spawn(connection);
     let http = reqwest::Client::new();
     let internal_token = std::env::var("CINEMA_INTERNAL_API_TOKEN").unwrap_or_default();

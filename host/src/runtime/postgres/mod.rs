@@ -73,7 +73,7 @@ impl PostgresPools {
         }
         let manager = Manager::from_config(
             config,
-            tokio_postgres::NoTls,
+            cinema_postgres::tls(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -123,7 +123,9 @@ impl PostgresPools {
             deadpool_postgres::PoolError::Timeout(_) => {
                 Error::ConnectionFailed("timed out waiting for a database connection".to_owned())
             }
-            deadpool_postgres::PoolError::Backend(e) => Error::ConnectionFailed(e.to_string()),
+            deadpool_postgres::PoolError::Backend(e) => {
+                Error::ConnectionFailed(cinema_postgres::describe(&e))
+            }
             other => Error::ConnectionFailed(other.to_string()),
         })?;
         Ok(OpenConnection {
