@@ -36,7 +36,7 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocId, Order, Searcher, SegmentReader, TantivyDocument, TantivyError};
 
 use crate::index::days_since_epoch;
-use crate::model::{FilmListItem, Genre, SharedText};
+use crate::model::{FilmListItem, Genre, ListedFilm, SharedText};
 use crate::schema::Kind;
 use crate::search::{FilmQuery, FilmSort, SearchResult, stored_json};
 
@@ -47,13 +47,28 @@ pub const MAX_TABLE_GENRES: usize = 64;
 #[derive(Debug, Clone)]
 pub struct TableFilm {
     doc: DocId,
-    pub item: FilmListItem,
-    /// What a search highlights besides the title.
-    pub description: String,
+    /// The list item, as JSON ready to be copied into a page.
+    pub item: ListedFilm,
+    /// `type` and `access`, which filters test (read when the table is built).
+    film_type: String,
+    access: String,
+    /// The title, then the description: what a search highlights, in one allocation.
+    text: Box<str>,
+    title_len: usize,
     rating: Option<f64>,
     date: Option<i64>,
     year: Option<i64>,
     genres: Vec<String>,
+}
+
+impl TableFilm {
+    pub fn title(&self) -> &str {
+        self.text.get(..self.title_len).unwrap_or_default()
+    }
+
+    pub fn description(&self) -> &str {
+        self.text.get(self.title_len..).unwrap_or_default()
+    }
 }
 
 /// The films of one segment (alive or not: deletes change, the segment does not).
@@ -106,22 +121,28 @@ impl SegmentFilms {
                 .as_deref()
                 .and_then(|d| d.get(..4))
                 .and_then(|y| y.parse().ok());
+            let item = ListedFilm::new(&FilmListItem {
+                uuid: fields.uuid.into(),
+                title: fields.title.as_str().into(),
+                imdb_rating: fields.imdb_rating,
+                access: fields.access.as_str().into(),
+                film_type: fields.film_type.as_str().into(),
+                creation_date: fields.creation_date.map(SharedText::from),
+                highlight: None,
+            });
             films.push(TableFilm {
                 doc,
                 rating: fields.imdb_rating,
                 date,
                 year,
                 genres: fields.genre.into_iter().map(|g| g.uuid).collect(),
-                description: fields.description,
-                item: FilmListItem {
-                    uuid: fields.uuid.into(),
-                    title: fields.title.into(),
-                    imdb_rating: fields.imdb_rating,
-                    access: fields.access.into(),
-                    film_type: fields.film_type.into(),
-                    creation_date: fields.creation_date.map(SharedText::from),
-                    highlight: None,
-                },
+                title_len: fields.title.len(),
+                text: [fields.title.as_str(), fields.description.as_str()]
+                    .concat()
+                    .into_boxed_str(),
+                item,
+                film_type: fields.film_type,
+                access: fields.access,
             });
             doc = postings.advance();
         }
@@ -296,6 +317,9 @@ pub struct FilmTable {
     sources: Vec<RowSource>,
     /// Per segment ordinal: document id → row, `u32::MAX` for no alive film.
     rows_by_doc: Vec<Vec<u32>>,
+    /// Per segment ordinal: document id → index in that segment's films, `u32::MAX`
+    /// for no alive film (what a search's page reads: one load less than by row).
+    films_by_doc: Vec<Vec<u32>>,
     /// Genre mask by row (what a search's genre counter reads).
     genres: Vec<u64>,
     /// `type` and `access` ordinals by row.
@@ -320,7 +344,7 @@ pub struct FilmTable {
 #[derive(Debug)]
 pub struct TablePage {
     pub total: usize,
-    pub items: Vec<FilmListItem>,
+    pub items: Vec<ListedFilm>,
     /// `(uuid, name, count)` of every genre with at least one match.
     pub genre_counts: Vec<(String, String, u64)>,
 }
@@ -349,6 +373,7 @@ impl FilmTable {
             parts: Vec::new(),
             sources: Vec::with_capacity(capacity),
             rows_by_doc: Vec::with_capacity(parts.len()),
+            films_by_doc: Vec::with_capacity(parts.len()),
             genres: Vec::with_capacity(capacity),
             film_type: Vec::with_capacity(capacity),
             access: Vec::with_capacity(capacity),
@@ -372,19 +397,21 @@ impl FilmTable {
         {
             let alive = segment.alive_bitset();
             let mut rows_by_doc = vec![u32::MAX; segment.max_doc() as usize];
+            let mut films_by_doc = vec![u32::MAX; segment.max_doc() as usize];
             for (index, film) in part.films.iter().enumerate() {
                 if alive.is_some_and(|a| !a.is_alive(film.doc)) {
                     continue;
                 }
                 let row = table.sources.len() as u32;
                 rows_by_doc[film.doc as usize] = row;
+                films_by_doc[film.doc as usize] = index as u32;
                 table.sources.push(RowSource {
                     segment: ordinal as u32,
                     film: index as u32,
                 });
                 let (Some(film_type), Some(access)) = (
-                    intern(&mut table.film_types, &film.item.film_type),
-                    intern(&mut table.accesses, &film.item.access),
+                    intern(&mut table.film_types, &film.film_type),
+                    intern(&mut table.accesses, &film.access),
                 ) else {
                     // Not the two values each the schema allows: the tantivy path serves.
                     return Ok(None);
@@ -405,6 +432,7 @@ impl FilmTable {
                 }));
             }
             table.rows_by_doc.push(rows_by_doc);
+            table.films_by_doc.push(films_by_doc);
         }
         for mask in &table.genres {
             add_genres(&mut table.genre_totals, *mask);
@@ -432,11 +460,15 @@ impl FilmTable {
 
     /// The film at a document address, if it is an alive film.
     pub fn film_at(&self, address: tantivy::DocAddress) -> Option<&TableFilm> {
-        let row = *self
-            .rows_by_doc
-            .get(address.segment_ord as usize)?
+        let segment = address.segment_ord as usize;
+        let film = *self
+            .films_by_doc
+            .get(segment)?
             .get(address.doc_id as usize)?;
-        (row != u32::MAX).then(|| self.film(row))
+        if film == u32::MAX {
+            return None;
+        }
+        self.parts.get(segment)?.films.get(film as usize)
     }
 
     fn film(&self, row: u32) -> &TableFilm {
@@ -444,7 +476,7 @@ impl FilmTable {
         &self.parts[source.segment as usize].films[source.film as usize]
     }
 
-    fn item(&self, row: u32) -> FilmListItem {
+    fn item(&self, row: u32) -> ListedFilm {
         self.film(row).item.clone()
     }
 

@@ -154,6 +154,105 @@ pub struct FilmListItem {
     pub highlight: Option<Highlight>,
 }
 
+/// A film of a page (a list or a search hit), held as the JSON its [`FilmListItem`]
+/// serializes to, without a highlight. The film table keeps one per film, so a page
+/// clones a reference count and copies bytes instead of cloning five fields and
+/// formatting them again (the profile of uncached searches had about a seventh of its
+/// time in those clones' cache misses, and 4% in string escaping).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedFilm {
+    /// `{"uuid":"…",…}`: `uuid` first, no `highlight`.
+    json: SharedText,
+    /// Matched words in `<b>` tags (HTML-escaped text), for text searches.
+    pub highlight: Option<Highlight>,
+}
+
+impl ListedFilm {
+    pub fn new(item: &FilmListItem) -> Self {
+        let fields = FilmListItem {
+            highlight: None,
+            ..item.clone()
+        };
+        Self {
+            // A struct of strings and numbers always serializes.
+            json: serde_json::to_string(&fields)
+                .unwrap_or_else(|_| "{}".to_owned())
+                .into(),
+            highlight: item.highlight.clone(),
+        }
+    }
+
+    /// The film's id (the first field of its JSON; ids hold no escapes).
+    pub fn uuid(&self) -> &str {
+        self.json
+            .strip_prefix("{\"uuid\":\"")
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+    }
+
+    /// Bytes of the JSON without the highlight.
+    pub fn json_len(&self) -> usize {
+        self.json.len()
+    }
+
+    /// The fields, parsed back (tests and non-hot paths).
+    pub fn fields(&self) -> FilmListItem {
+        let mut item: FilmListItem =
+            serde_json::from_str(&self.json).unwrap_or_else(|_| FilmListItem {
+                uuid: SharedText::default(),
+                title: SharedText::default(),
+                imdb_rating: None,
+                access: SharedText::default(),
+                film_type: SharedText::default(),
+                creation_date: None,
+                highlight: None,
+            });
+        item.highlight = self.highlight.clone();
+        item
+    }
+
+    /// Appends the film's JSON, with its highlight when it has one.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let json = self.json.as_bytes();
+        match &self.highlight {
+            None => out.extend_from_slice(json),
+            Some(highlight) => {
+                out.extend_from_slice(&json[..json.len().saturating_sub(1)]);
+                out.extend_from_slice(b",\"highlight\":");
+                if serde_json::to_writer(&mut *out, highlight).is_err() {
+                    out.extend_from_slice(b"null");
+                }
+                out.push(b'}');
+            }
+        }
+    }
+
+    /// A JSON array of `films`.
+    pub fn write_json_array(films: &[ListedFilm], out: &mut Vec<u8>) {
+        out.push(b'[');
+        for (position, film) in films.iter().enumerate() {
+            if position > 0 {
+                out.push(b',');
+            }
+            film.write_json(out);
+        }
+        out.push(b']');
+    }
+}
+
+impl From<&Film> for ListedFilm {
+    fn from(film: &Film) -> Self {
+        Self::new(&FilmListItem::from(film))
+    }
+}
+
+/// The same JSON as [`ListedFilm::write_json`], through serde (not the hot path).
+impl Serialize for ListedFilm {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.fields().serialize(serializer)
+    }
+}
+
 /// Highlighted fragments of a search hit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Highlight {
@@ -172,5 +271,47 @@ impl From<&Film> for FilmListItem {
             creation_date: film.creation_date.as_deref().map(SharedText::from),
             highlight: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(title: &str, highlight: Option<Highlight>) -> FilmListItem {
+        FilmListItem {
+            uuid: "6f1c2e34-6b5e-4a53-9f0e-1a2b3c4d5e6f".into(),
+            title: title.into(),
+            imdb_rating: Some(7.5),
+            access: "free".into(),
+            film_type: "movie".into(),
+            creation_date: None,
+            highlight,
+        }
+    }
+
+    /// A listed film writes the JSON serde writes for its fields, escapes included,
+    /// with and without a highlight, and gives its fields and id back.
+    #[test]
+    fn listed_film_json_equals_the_serde_json_of_its_fields() {
+        let highlight = Highlight {
+            title: "<b>Say</b> \"hi\" \\ Привет".to_owned(),
+            description: "a \u{1} control".to_owned(),
+        };
+        for item in [
+            item("Say \"hi\" \\ Привет\n", None),
+            item("Say \"hi\" \\ Привет\n", Some(highlight)),
+        ] {
+            let listed = ListedFilm::new(&item);
+            let mut written = Vec::new();
+            listed.write_json(&mut written);
+            let written: serde_json::Value = serde_json::from_slice(&written).expect("valid JSON");
+            assert_eq!(written, serde_json::to_value(&item).expect("serialize"));
+            assert_eq!(listed.fields(), item);
+            assert_eq!(listed.uuid(), "6f1c2e34-6b5e-4a53-9f0e-1a2b3c4d5e6f");
+        }
+        let mut array = Vec::new();
+        ListedFilm::write_json_array(&[], &mut array);
+        assert_eq!(array, b"[]");
     }
 }

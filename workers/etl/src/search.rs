@@ -25,8 +25,8 @@ use tantivy::{
 use crate::analysis;
 use crate::highlight::Highlighter;
 use crate::index::{CatalogIndex, Position};
-use crate::listing::{FilmTable, GenreCounter, SegmentCache};
-use crate::model::{Film, FilmListItem, Genre, GenreRef, Highlight, Person};
+use crate::listing::{FilmTable, GenreCounter, SegmentCache, TableFilm};
+use crate::model::{Film, Genre, GenreRef, Highlight, ListedFilm, Person};
 use crate::near::{NearWords, typo_distance};
 use crate::schema::{GENRE_FACET_ROOT, Kind, key_prefix, parse_doc_key, uuid_bytes};
 
@@ -119,8 +119,31 @@ pub struct FilmPage {
     pub total: usize,
     pub page_number: usize,
     pub page_size: usize,
-    pub items: Vec<FilmListItem>,
+    pub items: Vec<ListedFilm>,
     pub facets: Facets,
+}
+
+impl FilmPage {
+    /// The page as the search API answers it: the same JSON as serde gives, with the
+    /// films' ready JSON copied in instead of serialized again.
+    pub fn to_json(&self) -> Vec<u8> {
+        use std::io::Write;
+        let items_bytes: usize = self.items.iter().map(|item| item.json_len()).sum();
+        let mut out = Vec::with_capacity(items_bytes + 512);
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            out,
+            "{{\"version\":{},\"total\":{},\"page_number\":{},\"page_size\":{},\"items\":",
+            self.version, self.total, self.page_number, self.page_size
+        );
+        ListedFilm::write_json_array(&self.items, &mut out);
+        out.extend_from_slice(b",\"facets\":");
+        if serde_json::to_writer(&mut out, &self.facets).is_err() {
+            out.extend_from_slice(b"{\"genre\":[]}");
+        }
+        out.push(b'}');
+        out
+    }
 }
 
 /// Facet counts over all hits of a search (not just the page).
@@ -388,25 +411,48 @@ impl SearchIndex {
         };
 
         let mut highlighter = (!terms.is_empty()).then(|| Highlighter::new(&terms, SNIPPET_BYTES));
-        let mut items = Vec::with_capacity(addresses.len());
-        for address in addresses {
+        // The page's films are found first, all of them, in a loop short enough for the
+        // processor to wait for their (cache-missing) loads at the same time, rather
+        // than one after the other between highlights.
+        let table_films: Vec<Option<&TableFilm>> = addresses
+            .iter()
+            .map(|address| snapshot.films.as_ref().and_then(|t| t.film_at(*address)))
+            .collect();
+        let mut hits = Vec::with_capacity(addresses.len());
+        for (address, table_film) in addresses.into_iter().zip(table_films) {
             // From the film table, or (without one) the stored document.
-            let (mut item, description) =
-                match snapshot.films.as_ref().and_then(|t| t.film_at(address)) {
-                    Some(film) => (film.item.clone(), Cow::Borrowed(film.description.as_str())),
-                    None => {
-                        let film: Film = stored(searcher, s.doc, address)?;
-                        (FilmListItem::from(&film), Cow::Owned(film.description))
-                    }
-                };
-            if let Some(highlighter) = &mut highlighter {
-                item.highlight = Some(Highlight {
-                    title: highlighter.html(&item.title),
-                    description: highlighter.html(&description),
-                });
-            }
-            items.push(item);
+            hits.push(match table_film {
+                Some(film) => {
+                    // Starts loading the text the highlights read, as the loop goes on.
+                    std::hint::black_box(film.title().as_bytes().first().copied());
+                    (
+                        film.item.clone(),
+                        Cow::Borrowed(film.title()),
+                        Cow::Borrowed(film.description()),
+                    )
+                }
+                None => {
+                    let film: Film = stored(searcher, s.doc, address)?;
+                    (
+                        ListedFilm::from(&film),
+                        Cow::Owned(film.title),
+                        Cow::Owned(film.description),
+                    )
+                }
+            });
         }
+        let items = hits
+            .into_iter()
+            .map(|(mut item, title, description)| {
+                if let Some(highlighter) = &mut highlighter {
+                    item.highlight = Some(Highlight {
+                        title: highlighter.html(&title),
+                        description: highlighter.html(&description),
+                    });
+                }
+                item
+            })
+            .collect();
         Ok(film_page(snapshot, query, total, items, genre_counts))
     }
 
@@ -436,7 +482,7 @@ impl SearchIndex {
     }
 
     /// The films of a person (best rated first), or `None` for an unknown person.
-    pub fn person_films(&self, uuid: &str) -> SearchResult<Option<Vec<FilmListItem>>> {
+    pub fn person_films(&self, uuid: &str) -> SearchResult<Option<Vec<ListedFilm>>> {
         if self.person(uuid)?.is_none() {
             return Ok(None);
         }
@@ -512,7 +558,7 @@ fn film_page(
     snapshot: &Snapshot,
     query: &FilmQuery,
     total: usize,
-    items: Vec<FilmListItem>,
+    items: Vec<ListedFilm>,
     genre_counts: Vec<(String, String, u64)>,
 ) -> FilmPage {
     let mut genre: Vec<FacetCount> = genre_counts
@@ -862,7 +908,7 @@ mod tests {
     }
 
     fn uuids(page: &FilmPage) -> Vec<&str> {
-        page.items.iter().map(|i| i.uuid.as_str()).collect()
+        page.items.iter().map(ListedFilm::uuid).collect()
     }
 
     fn facets(page: &FilmPage) -> Vec<(&str, u64)> {
@@ -967,6 +1013,26 @@ mod tests {
             }
         }
         assert_eq!(compared, filters.len() * sorts.len() * 5);
+    }
+
+    /// The page JSON the search API sends (films copied in as ready JSON) is the JSON
+    /// serde gives for the same page, for lists and for searches with highlights.
+    #[test]
+    fn page_json_is_the_serde_json_of_the_page() {
+        let index = catalogue("page-json");
+        let search = FilmQuery {
+            text: "matrix".to_owned(),
+            sort: FilmSort::Relevance,
+            ..FilmQuery::default()
+        };
+        for query in [FilmQuery::default(), search] {
+            let page = index.search_films(&query).expect("search");
+            assert!(!page.items.is_empty(), "{query:?}");
+            let sent: serde_json::Value =
+                serde_json::from_slice(&page.to_json()).expect("the page is valid JSON");
+            let by_serde = serde_json::to_value(&page).expect("serialize");
+            assert_eq!(sent, by_serde, "{query:?}");
+        }
     }
 
     /// A text search counts its genres from the table as the facet column would.
