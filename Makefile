@@ -28,7 +28,7 @@ up: services components host
 test: services components test-tools
 	set -o pipefail; $(CARGO) test --release --workspace --no-fail-fast --lib --bins --tests 2>&1 | tee $(TEST_LOG)
 	$(MAKE) lint
-	scripts/fuzz.sh 100
+	CINEMA_BIN=$(CINEMA) scripts/fuzz.sh 100
 	@awk '/^test result:/ {p+=$$4; f+=$$6} END {printf "tests: %d passed, %d failed\n", p, f}' $(TEST_LOG)
 
 ## test-tools: an independent JWT library (PyJWT) the token tests verify against, an

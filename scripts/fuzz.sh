@@ -19,7 +19,9 @@ WORK=/var/tmp/cinema-fuzz
 TOOLS="${CINEMA_TOOLS_DIR:-/var/tmp/cinema-tools}"
 VENV="$TOOLS/schemathesis-3.39.16"
 ST="$VENV/bin/st"
-CINEMA="$CARGO_TARGET_DIR/release/cinema"
+# CINEMA_BIN: a `cinema` already built from this tree (`make test` passes the one its
+# test build just made, which saves a second build of the host with other features).
+CINEMA="${CINEMA_BIN:-$CARGO_TARGET_DIR/release/cinema}"
 
 if [ ! -x "$ST" ]; then
   echo "installing schemathesis 3.39.16 into $VENV..."
@@ -32,7 +34,10 @@ fi
 for c in auth catalog ugc; do
   [ -f "build/components/$c.wasm" ] || { echo "build/components/$c.wasm missing: run 'make components'" >&2; exit 1; }
 done
-cargo build --release -q -p cinema-host
+if [ -z "${CINEMA_BIN:-}" ]; then
+  echo "building the release cinema binary..."
+  cargo build --release -q -p cinema-host
+fi
 
 echo "preparing $DB_NAME with 500 films..."
 psql -q "$DB_BASE/postgres" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1
