@@ -11,13 +11,15 @@ COMPONENTS := hello auth catalog ugc admin
 FIXTURES := fixture-probe fixture-forbidden-import fixture-guarded
 COMPONENT_DIR := build/components
 CINEMA := $(CARGO_TARGET_DIR)/release/cinema
+# Where `make up` links the `cinema` binary, so it runs by name (a directory on the PATH).
+BIN_DIR ?= /usr/local/bin
 # The catalog search index the host's ETL keeps.
 INDEX_DIR ?= /var/tmp/cinema-index
 
-.PHONY: up test test-tools services components host check-imports lint fmt bench bench-load fuzz
+.PHONY: up test test-tools services components host install-cli check-imports lint fmt bench bench-load fuzz
 
 ## up: start local services, build everything, migrate, and serve the app on 127.0.0.1:3000
-up: services components host
+up: services components host install-cli
 	$(CINEMA) migrate
 	$(CINEMA) up --from spin.toml --runtime-config-file cinema-runtime-config.toml \
 		--index-dir $(INDEX_DIR) --kafka-brokers 127.0.0.1:9092
@@ -60,6 +62,14 @@ components:
 ## host: build the cinema binary
 host:
 	$(CARGO) build --release -p cinema-host
+
+## install-cli: link the cinema binary into BIN_DIR (default /usr/local/bin), so `cinema` runs by name
+install-cli: host
+	@if mkdir -p $(BIN_DIR) 2>/dev/null && ln -sfn $(CINEMA) $(BIN_DIR)/cinema 2>/dev/null; then \
+		echo "cinema: $(BIN_DIR)/cinema -> $(CINEMA)"; \
+	else \
+		echo "could not link cinema into $(BIN_DIR): run $(CINEMA) by its path, or set BIN_DIR to a writable directory on your PATH"; \
+	fi
 
 ## check-imports: fail when a platform component imports anything outside wit/ (world edge)
 check-imports: host
