@@ -102,23 +102,19 @@ type ApiResult<T> = Result<T, SearchApiError>;
 
 /// A JSON body with the index version it was read from.
 fn versioned<T: Serialize>(version: u64, body: T) -> Response {
-    let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert("x-index-version", HeaderValue::from(version));
-    response
+    with_index_version(version, Json(body).into_response())
 }
 
 /// A body already serialized as JSON, with the index version it was read from.
 fn versioned_json(version: u64, body: Vec<u8>) -> Response {
-    let mut response = (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response();
+    let json = [(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    )];
+    with_index_version(version, (json, body).into_response())
+}
+
+fn with_index_version(version: u64, mut response: Response) -> Response {
     response
         .headers_mut()
         .insert("x-index-version", HeaderValue::from(version));

@@ -327,8 +327,10 @@ async fn host_commands_honour_sslmode_and_verify_the_server() {
     )
     .expect("write a migration");
     let clickhouse_database = common::unique("cinema_test");
-    let migrate = |url: &str, ca_file: &str| {
-        Command::new(env!("CARGO_BIN_EXE_cinema"))
+    // Runs `cinema migrate` against `url` trusting `ca_file`; asserts it succeeds or
+    // fails as `succeeds` says and that its output says `says`.
+    let migrate = |url: &str, ca_file: &str, succeeds: bool, says: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_cinema"))
             .env("SSL_CERT_FILE", ca_file)
             .arg("migrate")
             .arg("--migrations-dir")
@@ -341,38 +343,30 @@ async fn host_commands_honour_sslmode_and_verify_the_server() {
             ])
             .args(["--clickhouse-database", &clickhouse_database])
             .output()
-            .expect("run cinema migrate")
-    };
-    let output_text = |o: &Output| {
-        format!(
+            .expect("run cinema migrate");
+        let text = format!(
             "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.status.success(), succeeds, "{url}: {text}");
+        assert!(text.contains(says), "{url}: {text}");
     };
 
-    let impostor = migrate(&postgres.url(Some("require")), &postgres.impostor_ca());
-    assert!(!impostor.status.success(), "{}", output_text(&impostor));
-    assert!(
-        output_text(&impostor).contains("UnknownIssuer"),
-        "{}",
-        output_text(&impostor)
+    let impostor_ca = postgres.impostor_ca();
+    let ca = postgres.ca();
+    migrate(
+        &postgres.url(Some("require")),
+        &impostor_ca,
+        false,
+        "UnknownIssuer",
     );
-
-    let plain = migrate(&postgres.url(Some("disable")), &postgres.ca());
-    assert!(!plain.status.success(), "{}", output_text(&plain));
-    assert!(
-        output_text(&plain).contains("no encryption"),
-        "{}",
-        output_text(&plain)
-    );
-
-    let verified = migrate(&postgres.url(Some("require")), &postgres.ca());
-    assert!(verified.status.success(), "{}", output_text(&verified));
-    assert!(
-        output_text(&verified).contains("postgres: 1 applied"),
-        "{}",
-        output_text(&verified)
+    migrate(&postgres.url(Some("disable")), &ca, false, "no encryption");
+    migrate(
+        &postgres.url(Some("require")),
+        &ca,
+        true,
+        "postgres: 1 applied",
     );
 
     let _ = clickhouse::Client::default()

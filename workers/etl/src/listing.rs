@@ -121,7 +121,7 @@ impl SegmentFilms {
                 .as_deref()
                 .and_then(|d| d.get(..4))
                 .and_then(|y| y.parse().ok());
-            let item = ListedFilm::new(&FilmListItem {
+            let item = ListedFilm::new(FilmListItem {
                 uuid: fields.uuid.into(),
                 title: fields.title.as_str().into(),
                 imdb_rating: fields.imdb_rating,

@@ -140,7 +140,7 @@ pub struct Genre {
 }
 
 /// A film in a list or a search result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FilmListItem {
     pub uuid: SharedText,
     pub title: SharedText,
@@ -168,17 +168,15 @@ pub struct ListedFilm {
 }
 
 impl ListedFilm {
-    pub fn new(item: &FilmListItem) -> Self {
-        let fields = FilmListItem {
-            highlight: None,
-            ..item.clone()
-        };
+    pub fn new(mut item: FilmListItem) -> Self {
+        // Taken out first: the JSON is the fields alone (`highlight` skips when `None`).
+        let highlight = item.highlight.take();
         Self {
             // A struct of strings and numbers always serializes.
-            json: serde_json::to_string(&fields)
+            json: serde_json::to_string(&item)
                 .unwrap_or_else(|_| "{}".to_owned())
                 .into(),
-            highlight: item.highlight.clone(),
+            highlight,
         }
     }
 
@@ -197,16 +195,7 @@ impl ListedFilm {
 
     /// The fields, parsed back (tests and non-hot paths).
     pub fn fields(&self) -> FilmListItem {
-        let mut item: FilmListItem =
-            serde_json::from_str(&self.json).unwrap_or_else(|_| FilmListItem {
-                uuid: SharedText::default(),
-                title: SharedText::default(),
-                imdb_rating: None,
-                access: SharedText::default(),
-                film_type: SharedText::default(),
-                creation_date: None,
-                highlight: None,
-            });
+        let mut item: FilmListItem = serde_json::from_str(&self.json).unwrap_or_default();
         item.highlight = self.highlight.clone();
         item
     }
@@ -242,7 +231,7 @@ impl ListedFilm {
 
 impl From<&Film> for ListedFilm {
     fn from(film: &Film) -> Self {
-        Self::new(&FilmListItem::from(film))
+        Self::new(FilmListItem::from(film))
     }
 }
 
@@ -302,7 +291,7 @@ mod tests {
             item("Say \"hi\" \\ Привет\n", None),
             item("Say \"hi\" \\ Привет\n", Some(highlight)),
         ] {
-            let listed = ListedFilm::new(&item);
+            let listed = ListedFilm::new(item.clone());
             let mut written = Vec::new();
             listed.write_json(&mut written);
             let written: serde_json::Value = serde_json::from_slice(&written).expect("valid JSON");
