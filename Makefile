@@ -22,7 +22,7 @@ INDEX_DIR ?= /var/tmp/cinema-index
 up: services components host install-cli
 	$(CINEMA) migrate
 	$(CINEMA) up --from spin.toml --runtime-config-file cinema-runtime-config.toml \
-		--index-dir $(INDEX_DIR) --kafka-brokers 127.0.0.1:9092
+		--index-dir $(INDEX_DIR) --kafka-brokers 127.0.0.1:9092 --first-run
 
 ## test: start local services, build components, run every test (the import check of
 ## every spin.toml component is one of them), then the lints, then a short fuzzing run

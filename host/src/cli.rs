@@ -370,6 +370,32 @@ pub struct UpArgs {
     /// long a revocation is served to the components.
     #[arg(long, env = "CINEMA_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 900)]
     pub access_token_ttl_seconds: u64,
+    #[command(flatten)]
+    pub first_run: FirstRunArgs,
+}
+
+/// The first run (`make up`) and the production guard ([`crate::first_run`]).
+#[derive(Debug, Args)]
+pub struct FirstRunArgs {
+    /// Make what an empty platform lacks before anyone can use it: a signing key, a demo
+    /// catalogue when `content` is empty, a first admin (its password printed once).
+    /// For development; `make up` passes it.
+    #[arg(long, env = "CINEMA_FIRST_RUN")]
+    pub first_run: bool,
+    /// Films of the demo catalogue --first-run seeds into an empty `content`.
+    #[arg(long, env = "CINEMA_DEMO_FILMS", default_value_t = 3000)]
+    pub demo_films: usize,
+    /// Email of the admin --first-run makes when no account holds `admin`.
+    #[arg(
+        long,
+        env = "CINEMA_FIRST_ADMIN_EMAIL",
+        default_value = "admin@cinema.local"
+    )]
+    pub first_admin_email: String,
+    /// Refuse to start while the platform database has no operator-made signing key
+    /// (`cinema keys rotate`), and refuse --first-run.
+    #[arg(long, env = "CINEMA_PRODUCTION")]
+    pub production: bool,
 }
 
 /// Where the search index lives unless told otherwise.
@@ -480,6 +506,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         Some(path) => RuntimeConfig::load(path)?,
         None => RuntimeConfig::default(),
     };
+    // Auth's tables (token keys, revocations) live in the platform database.
+    let auth_postgres_url = args
+        .auth_postgres_url
+        .clone()
+        .unwrap_or_else(|| args.ugc_postgres_url.clone());
+    let first_run = prepare_first_run(&args, &auth_postgres_url).await?;
     let metrics = RuntimeMetrics::new();
     let credential_variable = format!(
         "SPIN_VARIABLE_{}",
@@ -535,11 +567,6 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let catalog = crate::search_ops::start(&args)?;
     let ugc = crate::ugc_ops::start(&args)?;
     let notify = crate::notify_ops::start(&args);
-    // Auth's tables (token keys, revocations) live in the platform database.
-    let auth_postgres_url = args
-        .auth_postgres_url
-        .clone()
-        .unwrap_or_else(|| args.ugc_postgres_url.clone());
     let revocations =
         crate::revocations::Revocations::new(Duration::from_secs(args.access_token_ttl_seconds));
     tokio::spawn(revocations.clone().run(auth_postgres_url.clone()));
@@ -585,6 +612,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         "cinema: serving {} on http://{public_addr} (internal http://{internal_addr})",
         app.name
     );
+    if let Some(report) = &first_run {
+        print!(
+            "{}",
+            crate::first_run::next_steps(report, public_addr, internal_addr)
+        );
+    }
     let serve_shutdown = shutdown.clone();
     let signalled_app = app.clone();
     let mut signals = ShutdownSignals::listen();
@@ -612,6 +645,52 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     notify.stop().await;
     catalog.stop();
     Ok(())
+}
+
+/// `--first-run` and `--production` ([`crate::first_run`]): the first run's report,
+/// when one ran.
+async fn prepare_first_run(
+    args: &UpArgs,
+    auth_postgres_url: &str,
+) -> anyhow::Result<Option<crate::first_run::FirstRunReport>> {
+    use crate::first_run::{FirstRunError, FirstRunSettings, prepare, require_signing_key};
+    let flags = &args.first_run;
+    if flags.production {
+        if flags.first_run {
+            return Err(FirstRunError::FirstRunInProduction.into());
+        }
+        require_signing_key(auth_postgres_url).await?;
+        return Ok(None);
+    }
+    if !flags.first_run {
+        return Ok(None);
+    }
+    let kek = KekArgs {
+        key_encryption_key: std::env::var("SPIN_VARIABLE_SIGNING_KEY_ENCRYPTION_KEY")
+            .ok()
+            .or_else(|| std::env::var("CINEMA_SIGNING_KEY_ENCRYPTION_KEY").ok())
+            .filter(|kek| !kek.is_empty()),
+        key_encryption_key_file: None,
+    }
+    .load()?;
+    let settings = FirstRunSettings {
+        demo_films: flags.demo_films,
+        admin_email: flags.first_admin_email.clone(),
+        token_ttl: Duration::from_secs(args.access_token_ttl_seconds),
+    };
+    let report = prepare(
+        auth_postgres_url,
+        &args.etl_postgres_url,
+        &settings,
+        kek.as_ref(),
+    )
+    .await?;
+    if report.signing_key.is_some() && kek.is_none() {
+        tracing::warn!(
+            "first run: the signing key is stored in clear (no CINEMA_SIGNING_KEY_ENCRYPTION_KEY); fine for development"
+        );
+    }
+    Ok(Some(report))
 }
 
 /// One notifier shared by every listener.

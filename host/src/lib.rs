@@ -13,6 +13,7 @@
 //! - [`imports`]: `cinema check-imports`, the guard on the `wit/` contract;
 //! - [`auth_ops`]: `cinema keys ...` and `cinema users create-admin`;
 //! - [`seed`]: `cinema seed --films N`, a deterministic content data set;
+//! - [`first_run`]: `cinema up --first-run` (a usable empty platform) and `--production`;
 //! - [`intake`]: UGC event intake (Kafka, with a durable local spool) on the internal
 //!   port; [`ugc_ops`]: the intake and the ugc-loader under `cinema up`; [`notify_ops`]: mail;
 //! - [`analytics_api`]: UGC analytics over ClickHouse on the internal port;
@@ -21,6 +22,7 @@
 pub mod analytics_api;
 pub mod auth_ops;
 pub mod cli;
+pub mod first_run;
 pub mod imports;
 pub mod intake;
 pub mod internal_api;

@@ -176,3 +176,223 @@ fn check_imports_rejects_interfaces_outside_the_platform_world() {
     let stdout = String::from_utf8_lossy(&forbidden.stdout);
     assert!(stdout.contains("spin:sqlite/sqlite"), "{stdout}");
 }
+
+/// `cinema up --first-run` with the real spin.toml over `database_url`, its public port
+/// chosen up front so the catalog fetches the JWKS auth publishes there.
+fn start_first_run(database_url: &str, index_dir: &str, extra_args: &[&str]) -> common::TestApp {
+    let public_port = common::free_port();
+    let internal_port = common::free_port();
+    let mut options = common::AppOptions::default()
+        .component_databases(database_url)
+        .env("CINEMA_POSTGRES_URL", database_url)
+        .env(
+            "SPIN_VARIABLE_JWKS_URL",
+            format!("http://127.0.0.1:{public_port}/.well-known/jwks.json"),
+        )
+        .env(
+            "SPIN_VARIABLE_JWKS_OUTBOUND_HOST",
+            format!("http://127.0.0.1:{public_port}"),
+        )
+        .env(
+            "SPIN_VARIABLE_INTERNAL_API_URL",
+            format!("http://127.0.0.1:{internal_port}"),
+        )
+        .arg("--first-run")
+        .arg("--index-dir")
+        .arg(index_dir);
+    for arg in extra_args {
+        options = options.arg(*arg);
+    }
+    options.manifest = Some(common::workspace_root().join("spin.toml"));
+    options.listen = Some(format!("127.0.0.1:{public_port}"));
+    options.internal_listen = Some(format!("127.0.0.1:{internal_port}"));
+    common::spawn_app(options)
+}
+
+/// Waits for the first run's "next:" block and answers all it printed.
+async fn first_run_output(app: &common::TestApp) -> String {
+    common::TestApp::eventually(std::time::Duration::from_secs(30), || async {
+        let lines = app.stdout_lines();
+        lines
+            .iter()
+            .any(|line| line.contains("/api/v1/films/search"))
+            .then(|| lines.join("\n"))
+    })
+    .await
+    .expect("the first run prints where to go next")
+}
+
+/// The roles claim of an access token (its signature is the platform's business; the
+/// test only reads what it says).
+fn token_roles(token: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url claims"),
+    )
+    .expect("JSON claims");
+    claims["roles"]
+        .as_array()
+        .expect("roles")
+        .iter()
+        .filter_map(|role| role.as_str().map(str::to_owned))
+        .collect()
+}
+
+async fn count(database_url: &str, query: &str) -> i64 {
+    let (db, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to postgres");
+    tokio::spawn(connection);
+    db.query_one(query, &[]).await.expect("count").get(0)
+}
+
+/// On an empty, migrated database `cinema up --first-run` ends serving a platform one
+/// can use: the printed admin password signs in (an admin token; a wrong password does
+/// not), the demo catalogue is searchable with that token, and a second start makes
+/// nothing new and prints no password.
+#[tokio::test(flavor = "multi_thread")]
+async fn first_run_serves_a_usable_platform_and_a_second_start_makes_nothing() {
+    let database_url = common::fresh_database().await;
+    common::migrate(&database_url).await;
+    let index = common::TempDir::new("first_run_index");
+
+    let mut app = start_first_run(&database_url, index.path(), &[]);
+    let output = first_run_output(&app).await;
+    assert!(output.contains("made signing key ed25519-"), "{output}");
+    assert!(
+        output.contains("seeded a demo catalogue: 3000 films"),
+        "{output}"
+    );
+    let password = output
+        .lines()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("created admin admin@cinema.local with password ")
+        })
+        .unwrap_or_else(|| panic!("no admin password printed: {output}"))
+        .to_owned();
+
+    // The attack: someone guessing the first admin's password gets nowhere.
+    let (status, body) = app
+        .post_json(
+            "/api/v1/auth/login",
+            serde_json::json!({"email": "admin@cinema.local", "password": "Admin-pass1"}),
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+    let token = app.log_in("admin@cinema.local", &password).await;
+    assert!(
+        token_roles(&token).iter().any(|role| role == "admin"),
+        "the first admin's token carries the admin role"
+    );
+    // The printed curl: a search of the demo catalogue with that token.
+    let found = common::TestApp::eventually(std::time::Duration::from_secs(30), || async {
+        let response = app
+            .http
+            .get(app.url("/api/v1/films/search?query=star&page_size=3"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .ok()?;
+        // The public search answers a bare array of films, as the service it replaces.
+        let body: serde_json::Value = response.json().await.ok()?;
+        let items = body.as_array()?;
+        (!items.is_empty()).then_some(items.len())
+    })
+    .await;
+    assert_eq!(found, Some(3), "the demo catalogue is searchable");
+    assert!(app.terminate_within(std::time::Duration::from_secs(30)));
+
+    let app = start_first_run(&database_url, index.path(), &[]);
+    let output = first_run_output(&app).await;
+    assert!(output.contains("nothing to make"), "{output}");
+    assert!(
+        !output.contains(&password),
+        "the password is printed once: {output}"
+    );
+    assert_eq!(
+        count(&database_url, "SELECT count(*) FROM auth.signing_keys").await,
+        1
+    );
+    assert_eq!(
+        count(&database_url, "SELECT count(*) FROM content.film").await,
+        3000
+    );
+    assert_eq!(
+        count(&database_url, "SELECT count(*) FROM auth.users").await,
+        1
+    );
+    app.log_in("admin@cinema.local", &password).await;
+}
+
+/// Runs `cinema up` with `args` over `database_url` and expects it to refuse to start:
+/// answers its stderr.
+fn refused_start(database_url: &str, args: &[&str]) -> String {
+    let mut child = cinema()
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--internal-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--from",
+            common::workspace_root()
+                .join("spin.toml")
+                .to_str()
+                .expect("utf-8"),
+        ])
+        .args(args)
+        .env("CINEMA_POSTGRES_URL", database_url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run cinema up");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for cinema") {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("cinema up {args:?} kept running; it should have refused to start");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert!(!status.success(), "{stderr}");
+    stderr
+}
+
+/// `cinema up --production` will not start on a database without an operator-made
+/// signing key (and will not make one: `--first-run` is refused with it); after
+/// `cinema keys rotate` it starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn production_refuses_to_start_without_an_operator_made_signing_key() {
+    let database_url = common::fresh_database().await;
+    common::migrate(&database_url).await;
+
+    let stderr = refused_start(&database_url, &["--production"]);
+    assert!(stderr.contains("cinema keys rotate"), "{stderr}");
+    let stderr = refused_start(&database_url, &["--production", "--first-run"]);
+    assert!(stderr.contains("--first-run"), "{stderr}");
+    assert_eq!(
+        count(&database_url, "SELECT count(*) FROM auth.signing_keys").await,
+        0,
+        "a refused start makes no key"
+    );
+
+    common::rotate_keys(&database_url, &[]);
+    let app = common::spawn_app(
+        common::AppOptions::default()
+            .env("CINEMA_POSTGRES_URL", &database_url)
+            .arg("--production"),
+    );
+    app.assert_running("after a key was made");
+}

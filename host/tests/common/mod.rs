@@ -232,6 +232,8 @@ pub struct TestApp {
     pub base: String,
     pub internal: String,
     pub http: reqwest::Client,
+    /// Every line it has printed on stdout so far.
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _runtime_config: Option<tempfile_path::TempFile>,
 }
 
@@ -355,12 +357,18 @@ pub fn spawn_app(options: AppOptions) -> TestApp {
     let mut child = command.spawn().expect("spawn cinema");
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let printed_by_reader = printed.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if line.starts_with("cinema: serving") {
                 let _ = tx.send(line.clone());
             }
             println!("[cinema stdout] {line}");
+            printed_by_reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(line);
         }
         println!("[cinema stdout] closed");
     });
@@ -389,6 +397,7 @@ pub fn spawn_app(options: AppOptions) -> TestApp {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("http client"),
+        stdout: printed,
         _runtime_config: runtime_config,
     }
 }
@@ -396,6 +405,14 @@ pub fn spawn_app(options: AppOptions) -> TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The lines it has printed on stdout so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
