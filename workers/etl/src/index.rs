@@ -265,7 +265,7 @@ impl CatalogIndex {
         let mut doc = TantivyDocument::default();
         doc.add_text(s.kind, Kind::Person.as_str());
         doc.add_bytes(s.key, &doc_key(Kind::Person, &person.uuid));
-        doc.add_text(s.title, &person.full_name);
+        doc.add_text(s.name, &person.full_name);
         doc.add_text(s.doc, serde_json::to_string(person).unwrap_or_default());
         doc
     }
@@ -275,7 +275,7 @@ impl CatalogIndex {
         let mut doc = TantivyDocument::default();
         doc.add_text(s.kind, Kind::Genre.as_str());
         doc.add_bytes(s.key, &doc_key(Kind::Genre, &genre.uuid));
-        doc.add_text(s.title, &genre.name);
+        doc.add_text(s.name, &genre.name);
         doc.add_text(s.doc, serde_json::to_string(genre).unwrap_or_default());
         doc
     }

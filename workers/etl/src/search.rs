@@ -320,7 +320,12 @@ impl SearchIndex {
         let searcher = &snapshot.searcher;
         let s = &self.index.schema;
         let terms = analysis::terms(&query.text);
-        let mut clauses = vec![filter(s.kind, Kind::Film.as_str())];
+        // The text fields hold films' words only (see `schema`): with words, they are
+        // the filter.
+        let mut clauses = Vec::new();
+        if terms.is_empty() {
+            clauses.push(filter(s.kind, Kind::Film.as_str()));
+        }
         let text_fields = [
             (s.title, 4.0, true),
             (s.people, 2.0, true),
@@ -511,7 +516,7 @@ impl SearchIndex {
             let is_last = position + 1 == terms.len();
             clauses.push((
                 Occur::Must,
-                word_query(&[(s.title, 1.0, true)], term, is_last),
+                word_query(&[(s.name, 1.0, true)], term, is_last),
             ));
         }
         let offset = (page_number.max(1) - 1) * page_size;
@@ -1050,8 +1055,7 @@ mod tests {
         let terms = analysis::terms("matrix");
         let s = &index.index.schema;
         let word = word_query(&[(s.title, 4.0, true)], &terms[0], true);
-        let mut clauses = vec![filter(s.kind, Kind::Film.as_str())];
-        clauses.push((Occur::Must, word));
+        let clauses = vec![(Occur::Must, word)];
         let by_column = facet_counts(&snapshot, &BooleanQuery::new(clauses)).expect("facets");
         let mut by_column: Vec<(&str, u64)> = by_column
             .iter()
