@@ -127,6 +127,7 @@ impl Revocations {
                 Err(error) => {
                     client = None;
                     if !failing {
+                        let error = cinema_postgres::describe(&error);
                         tracing::warn!(%error, "revocations: cannot read auth.revocations; serving the held ones");
                         failing = true;
                     }

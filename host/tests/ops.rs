@@ -13,31 +13,28 @@ fn cinema() -> Command {
 /// already ran is refused.
 #[tokio::test]
 async fn migrate_applies_each_file_once_and_refuses_edits() {
-    let dir = std::env::temp_dir().join(common::unique("migrations"));
-    std::fs::create_dir_all(dir.join("postgres")).expect("dir");
-    std::fs::create_dir_all(dir.join("clickhouse")).expect("dir");
-    std::fs::write(
-        dir.join("postgres/0001_films.sql"),
-        "CREATE TABLE films (id int PRIMARY KEY);",
-    )
-    .expect("write");
-    std::fs::write(
-        dir.join("postgres/0002_genres.sql"),
-        "CREATE TABLE genres (id int);\nINSERT INTO films VALUES (1);",
-    )
-    .expect("write");
-    std::fs::write(
-        dir.join("clickhouse/0001_events.sql"),
-        "CREATE TABLE events (id UInt64, at DateTime('UTC'))\nENGINE = MergeTree ORDER BY id;\nINSERT INTO events VALUES (1, now());",
-    )
-    .expect("write");
+    let migrations = common::migrations_dir(&[
+        (
+            "postgres/0001_films.sql",
+            "CREATE TABLE films (id int PRIMARY KEY);",
+        ),
+        (
+            "postgres/0002_genres.sql",
+            "CREATE TABLE genres (id int);\nINSERT INTO films VALUES (1);",
+        ),
+        (
+            "clickhouse/0001_events.sql",
+            "CREATE TABLE events (id UInt64, at DateTime('UTC'))\nENGINE = MergeTree ORDER BY id;\nINSERT INTO events VALUES (1, now());",
+        ),
+    ]);
+    let dir = &migrations.0;
     let database = common::unique("cinema_migrate");
     let postgres_url = common::postgres_url(&database);
     let run = || {
         cinema()
             .arg("migrate")
             .arg("--migrations-dir")
-            .arg(&dir)
+            .arg(dir)
             .args([
                 "--postgres-url",
                 &postgres_url,
@@ -114,7 +111,6 @@ async fn migrate_applies_each_file_once_and_refuses_edits() {
         .query(&format!("DROP DATABASE IF EXISTS `{database}`"))
         .execute()
         .await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Every component of the platform's `spin.toml` imports only what `wit/` allows.

@@ -318,14 +318,10 @@ async fn runtime_sends_no_tls_when_the_address_says_disable() {
 #[tokio::test]
 async fn host_commands_honour_sslmode_and_verify_the_server() {
     let postgres = TlsOnlyPostgres::start();
-    let migrations = std::env::temp_dir().join(common::unique("migrations"));
-    std::fs::create_dir_all(migrations.join("postgres")).expect("dir");
-    std::fs::create_dir_all(migrations.join("clickhouse")).expect("dir");
-    std::fs::write(
-        migrations.join("postgres/0001_tls_probe.sql"),
+    let migrations = common::migrations_dir(&[(
+        "postgres/0001_tls_probe.sql",
         "CREATE TABLE tls_probe (id int PRIMARY KEY);",
-    )
-    .expect("write a migration");
+    )]);
     let clickhouse_database = common::unique("cinema_test");
     // Runs `cinema migrate` against `url` trusting `ca_file`; asserts it succeeds or
     // fails as `succeeds` says and that its output says `says`.
@@ -334,7 +330,7 @@ async fn host_commands_honour_sslmode_and_verify_the_server() {
             .env("SSL_CERT_FILE", ca_file)
             .arg("migrate")
             .arg("--migrations-dir")
-            .arg(&migrations)
+            .arg(&migrations.0)
             .args([
                 "--postgres-url",
                 url,
@@ -374,5 +370,4 @@ async fn host_commands_honour_sslmode_and_verify_the_server() {
         .query(&format!("DROP DATABASE IF EXISTS `{clickhouse_database}`"))
         .execute()
         .await;
-    let _ = std::fs::remove_dir_all(&migrations);
 }

@@ -655,3 +655,16 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A throwaway migrations folder for `cinema migrate --migrations-dir`: `postgres/` and
+/// `clickhouse/` holding `files` (paths relative to the folder, SQL), removed on drop.
+pub fn migrations_dir(files: &[(&str, &str)]) -> TempDir {
+    let dir = TempDir::new("migrations");
+    for kind in ["postgres", "clickhouse"] {
+        std::fs::create_dir_all(dir.0.join(kind)).expect("create a migrations folder");
+    }
+    for (path, sql) in files {
+        std::fs::write(dir.0.join(path), sql).expect("write a migration");
+    }
+    dir
+}
