@@ -511,7 +511,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .auth_postgres_url
         .clone()
         .unwrap_or_else(|| args.ugc_postgres_url.clone());
-    let first_run = prepare_first_run(&args, &auth_postgres_url).await?;
+    // The key-encryption key of signing keys: one variable for the CLI and auth.
+    let kek_variable = "SPIN_VARIABLE_SIGNING_KEY_ENCRYPTION_KEY";
+    let kek_for_auth = std::env::var(kek_variable)
+        .ok()
+        .or_else(|| std::env::var("CINEMA_SIGNING_KEY_ENCRYPTION_KEY").ok());
+    let first_run = prepare_first_run(&args, &auth_postgres_url, kek_for_auth.as_deref()).await?;
     let metrics = RuntimeMetrics::new();
     let credential_variable = format!(
         "SPIN_VARIABLE_{}",
@@ -527,11 +532,6 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             "internal api: made a credential for this run and handed it to the components"
         );
     }
-    // The key-encryption key of signing keys: one variable for the CLI and auth.
-    let kek_variable = "SPIN_VARIABLE_SIGNING_KEY_ENCRYPTION_KEY";
-    let kek_for_auth = std::env::var(kek_variable)
-        .ok()
-        .or_else(|| std::env::var("CINEMA_SIGNING_KEY_ENCRYPTION_KEY").ok());
     let app_env = std::env::vars()
         .filter(|(name, _)| *name != credential_variable && name != kek_variable)
         .chain([(credential_variable.clone(), credential.expose().to_owned())])
@@ -652,6 +652,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 async fn prepare_first_run(
     args: &UpArgs,
     auth_postgres_url: &str,
+    key_encryption_key: Option<&str>,
 ) -> anyhow::Result<Option<crate::first_run::FirstRunReport>> {
     use crate::first_run::{FirstRunError, FirstRunSettings, prepare, require_signing_key};
     let flags = &args.first_run;
@@ -666,10 +667,9 @@ async fn prepare_first_run(
         return Ok(None);
     }
     let kek = KekArgs {
-        key_encryption_key: std::env::var("SPIN_VARIABLE_SIGNING_KEY_ENCRYPTION_KEY")
-            .ok()
-            .or_else(|| std::env::var("CINEMA_SIGNING_KEY_ENCRYPTION_KEY").ok())
-            .filter(|kek| !kek.is_empty()),
+        key_encryption_key: key_encryption_key
+            .filter(|kek| !kek.is_empty())
+            .map(str::to_owned),
         key_encryption_key_file: None,
     }
     .load()?;

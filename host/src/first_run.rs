@@ -165,17 +165,18 @@ pub async fn prepare(
 }
 
 /// The production guard: `Err(NoSigningKey)` when the database says no key signs;
-/// `Ok(false)` when it cannot be asked (the host starts, auth answers 503 until it can).
-pub async fn require_signing_key(auth_url: &str) -> Result<bool, FirstRunError> {
+/// `Ok` when one does, or when it cannot be asked (logged: the host starts, and auth
+/// answers 503 until it can).
+pub async fn require_signing_key(auth_url: &str) -> Result<(), FirstRunError> {
     let client = match connect(auth_url).await {
         Ok(client) => client,
         Err(error) => {
             tracing::warn!(%error, "--production: cannot check the signing keys now; starting anyway");
-            return Ok(false);
+            return Ok(());
         }
     };
     if has_signing_key(&client).await? {
-        Ok(true)
+        Ok(())
     } else {
         Err(FirstRunError::NoSigningKey)
     }
