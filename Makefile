@@ -7,12 +7,14 @@ SHELL := /bin/bash
 TEST_LOG := $(CARGO_TARGET_DIR)/cinema-test.log
 WASM_TARGET := wasm32-wasip2
 # Edge components of the platform (spin.toml) and test-only fixtures.
-COMPONENTS := hello auth catalog ugc admin
+COMPONENTS := hello auth catalog ugc admin docs
 FIXTURES := fixture-probe fixture-forbidden-import fixture-guarded
 COMPONENT_DIR := build/components
 CINEMA := $(CARGO_TARGET_DIR)/release/cinema
 # Where `make up` links the `cinema` binary, so it runs by name (a directory on the PATH).
 BIN_DIR ?= /usr/local/bin
+# Where `make up` installs bash completion for `cinema` (bash-completion's system folder).
+BASH_COMPLETION_DIR ?= /etc/bash_completion.d
 # The catalog search index the host's ETL keeps.
 INDEX_DIR ?= /var/tmp/cinema-index
 
@@ -47,9 +49,11 @@ test-tools:
 services:
 	scripts/services.sh up
 
-## components: build every component for wasm32-wasip2 into build/components/
+## components: build every component for wasm32-wasip2 into build/components/ (first vendoring
+## Swagger UI from npm for the docs component, once)
 components:
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+	@scripts/vendor-swagger-ui.sh
 	@echo "building components: $(COMPONENTS) $(FIXTURES)"
 	$(CARGO) build --profile wasm-release --target $(WASM_TARGET) $(foreach c,$(COMPONENTS) $(FIXTURES),-p $(c))
 	@mkdir -p $(COMPONENT_DIR)
@@ -63,21 +67,29 @@ components:
 host:
 	$(CARGO) build --release -p cinema-host
 
-## install-cli: link the cinema binary into BIN_DIR (default /usr/local/bin), so `cinema` runs by name
+## install-cli: link the cinema binary into BIN_DIR (default /usr/local/bin), so `cinema` runs by name,
+## and install its bash completion into BASH_COMPLETION_DIR (new shells complete `cinema <Tab>`)
 install-cli: host
 	@if mkdir -p $(BIN_DIR) 2>/dev/null && ln -sfn $(CINEMA) $(BIN_DIR)/cinema 2>/dev/null; then \
 		echo "cinema: $(BIN_DIR)/cinema -> $(CINEMA)"; \
 	else \
 		echo "could not link cinema into $(BIN_DIR): run $(CINEMA) by its path, or set BIN_DIR to a writable directory on your PATH"; \
 	fi
+	@if mkdir -p $(BASH_COMPLETION_DIR) 2>/dev/null && $(CINEMA) completions bash > $(BASH_COMPLETION_DIR)/cinema 2>/dev/null; then \
+		echo "bash completion: $(BASH_COMPLETION_DIR)/cinema (other shells: cinema completions --help)"; \
+	else \
+		echo "could not write $(BASH_COMPLETION_DIR)/cinema: set BASH_COMPLETION_DIR, or run: source <($(CINEMA) completions bash)"; \
+	fi
 
 ## check-imports: fail when a platform component imports anything outside wit/ (world edge)
 check-imports: host
 	$(CINEMA) check-imports --wit wit $(foreach c,$(COMPONENTS),$(COMPONENT_DIR)/$(subst -,_,$(c)).wasm)
 
-## lint: rustfmt and clippy (native and wasm) with warnings as errors
+## lint: rustfmt, the feature-unification check (host build = test build), and clippy (native and
+## wasm) with warnings as errors
 lint:
 	$(CARGO) fmt --all -- --check
+	scripts/check-feature-unification.sh
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --release --target $(WASM_TARGET) -p cinema-domain -p cinema-edge $(foreach c,$(COMPONENTS) $(FIXTURES),-p $(c)) -- -D warnings
 

@@ -55,6 +55,12 @@ pub enum Command {
         #[arg(long, default_value_t = 1000)]
         films: usize,
     },
+    /// Print a shell completion script (`make install-cli` installs the bash one), e.g.
+    /// `cinema completions bash > /etc/bash_completion.d/cinema`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -461,6 +467,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("failed to start the async runtime")?;
     match cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "cinema", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Up(args) => runtime.block_on(up(*args)),
         Command::Migrate(args) => runtime.block_on(migrate(args)),
         Command::CheckImports(args) => check_imports(args),

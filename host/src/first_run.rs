@@ -254,7 +254,7 @@ pub fn next_steps(report: &FirstRunReport, public: SocketAddr, internal: SocketA
     };
     let _ = writeln!(text, "next:");
     let _ = writeln!(text, "  admin console  {base}/admin");
-    let _ = writeln!(text, "  API            {base}/api/v1/openapi.json");
+    let _ = writeln!(text, "  API docs       {base}/api/docs");
     let _ = writeln!(
         text,
         "  health         http://{internal}/health   metrics http://{internal}/metrics"

@@ -1,7 +1,7 @@
 //! The admin console and its JSON API on the real spin.toml: sign-in through auth,
 //! the role rules, CSRF, content editing with its audit entries, user administration
-//! (block, roles, impersonation), and a console edit reaching the public catalog
-//! through the ETL.
+//! (block, roles, impersonation), a console edit reaching the public catalog through
+//! the ETL, and the browsable API docs at `/api/docs`.
 
 mod common;
 
@@ -1289,8 +1289,80 @@ async fn role_changes_are_audited_and_only_role_managers_grant_privileged_roles(
     assert!(entries.iter().all(|e| e["actor_email"] == admin.as_str()));
 }
 
+/// `/api/docs` (the docs component of spin.toml) serves its page with a strict CSP and
+/// Swagger UI's files under their versioned, immutable paths; the documents it shows
+/// are this origin's; unknown paths and writes get the platform's JSON errors.
+#[tokio::test]
+async fn api_docs_are_served_with_a_strict_csp_and_unknown_paths_get_json_errors() {
+    let console = start().await;
+    let page = console.app.get("/api/docs").await;
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(csp.starts_with("default-src 'self';"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let html = page.text().await.expect("page");
+    assert!(!html.contains("<script>"), "no inline script: {html}");
+    let assets: Vec<&str> = html
+        .split('"')
+        .filter(|part| part.starts_with("/api/docs/"))
+        .collect();
+    assert_eq!(assets.len(), 5, "{assets:?}");
+    for asset in assets {
+        let reply = console.app.get(asset).await;
+        assert_eq!(reply.status(), 200, "{asset}");
+        let cache = reply.headers()["cache-control"].to_str().expect("cache");
+        if asset.contains("/swagger-ui/") {
+            assert!(cache.contains("immutable"), "{asset}: {cache}");
+        }
+        assert!(!reply.bytes().await.expect("body").is_empty(), "{asset}");
+    }
+    let initializer = console.app.get("/api/docs/docs.js").await;
+    let initializer = initializer.text().await.expect("docs.js");
+    for document in [
+        "/api/v1/auth/openapi.json",
+        "/api/v1/openapi.json",
+        "/api/v1/ugc/openapi.json",
+    ] {
+        assert!(initializer.contains(document), "{document}");
+        let reply = console.app.get(document).await;
+        assert_eq!(reply.status(), 200, "{document}");
+        let document: Value = reply.json().await.expect("an OpenAPI document");
+        assert!(
+            document["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3."))
+        );
+    }
+
+    let missing = console
+        .app
+        .get("/api/docs/swagger-ui/0.0.0/swagger-ui.css")
+        .await;
+    assert_eq!(missing.status(), 404);
+    let body: Value = missing.json().await.expect("json error");
+    assert_eq!(body["error"]["code"], "route_not_found");
+    let write = console
+        .app
+        .http
+        .post(console.app.url("/api/docs"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(write.status(), 405);
+    assert_eq!(write.headers()["allow"], "GET, HEAD");
+    let body: Value = write.json().await.expect("json error");
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+}
+
 /// Headless Chromium (Debian's `chromium`) driven through chromedriver by a WebDriver
-/// client, against the same console.
+/// client, against the same platform (the console and the API docs).
 mod in_chromium {
     use std::process::{Child, Command, Stdio};
     use std::time::Duration;
@@ -1310,8 +1382,11 @@ mod in_chromium {
     impl Driver {
         fn start() -> Self {
             let port = free_port();
+            // Chromium reads the clock in Tokyo (UTC+9 all year), so pages that show
+            // local time differ from UTC in a way the tests can check.
             let mut child = Command::new("chromedriver")
                 .arg(format!("--port={port}"))
+                .env("TZ", "Asia/Tokyo")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -1334,7 +1409,8 @@ mod in_chromium {
                 json!({
                     "binary": "/usr/bin/chromium",
                     "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                             "--disable-dev-shm-usage", "--window-size=1360,900"],
+                             "--disable-dev-shm-usage", "--window-size=1360,900",
+                             "--lang=en-US"],
                 }),
             );
             ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -1665,6 +1741,149 @@ mod in_chromium {
                 .is_err(),
             "the banner is gone"
         );
+        browser.close().await.expect("close");
+    }
+
+    /// The audit log shows when a change happened in the reader's time zone (Tokyo
+    /// here), to the second and no finer, with the UTC time as its tooltip.
+    #[tokio::test]
+    async fn console_moments_read_in_the_readers_time_zone_without_microseconds() {
+        let console = start().await;
+        let admin = console.user("admin", Some(ADMIN_ROLE)).await;
+        let (token, _) = console.tokens(&admin).await;
+        let (status, created) = console
+            .api(
+                reqwest::Method::POST,
+                "/admin/api/films",
+                &token,
+                Some(json!({"title": "A moment", "rating": 5})),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let film = created["id"].as_str().expect("id");
+
+        let driver = Driver::start();
+        let browser = driver.browser().await;
+        sign_in(&browser, &console, &admin).await;
+        browser
+            .goto(&console.app.url(&format!("/admin/audit?entity_id={film}")))
+            .await
+            .expect("audit page");
+        let moment = browser
+            .find(Locator::Css("table.audit td time"))
+            .await
+            .expect("a moment in the audit log");
+        let instant = moment
+            .attr("datetime")
+            .await
+            .expect("datetime")
+            .expect("a datetime attribute");
+        let instant = chrono::DateTime::parse_from_rfc3339(&instant).expect("an RFC 3339 instant");
+        let utc = instant.with_timezone(&chrono::Utc);
+        let tokyo = utc + chrono::Duration::hours(9);
+        // The script has run once the tooltip holds the server's UTC text.
+        let mut tooltip = None;
+        for _ in 0..50 {
+            tooltip = moment.attr("title").await.expect("title");
+            if tooltip.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            tooltip.as_deref(),
+            Some(utc.format("%Y-%m-%d %H:%M:%S UTC").to_string().as_str())
+        );
+        let shown = moment.text().await.expect("text");
+        assert!(!shown.contains("UTC"), "{shown}");
+        assert!(!shown.contains('.'), "no fractions of a second: {shown}");
+        assert!(
+            shown.contains(&tokyo.format("%-I:%M:%S").to_string())
+                && shown.contains(&tokyo.format("%b %-d, %Y").to_string()),
+            "{shown} is not {tokyo} (Tokyo time, en-US)"
+        );
+        browser.close().await.expect("close");
+    }
+
+    /// `/api/docs` renders the auth, catalog and ugc documents in Chromium, under the
+    /// page's strict CSP, and "Try it out" on login answers 200 with tokens from this
+    /// origin (saved as docs/api-docs.png when CINEMA_SCREENSHOT_DIR=docs).
+    #[tokio::test]
+    async fn the_api_docs_show_three_apis_and_try_it_out_logs_in_on_this_origin() {
+        let console = start().await;
+        let email = console.user("docs", None).await;
+        let driver = Driver::start();
+        let browser = driver.browser().await;
+
+        for (name, title, route) in [
+            ("catalog", "cinema catalog", "/api/v1/films/search"),
+            ("ugc", "cinema ugc", "/api/v1/ugc/events"),
+            ("auth", "cinema auth", "/api/v1/auth/login"),
+        ] {
+            browser
+                .goto(
+                    &console
+                        .app
+                        .url(&format!("/api/docs?urls.primaryName={name}")),
+                )
+                .await
+                .expect("docs page");
+            let page = until_page_has(&browser, title).await;
+            assert!(page.contains(route), "{name} lists {route}");
+        }
+
+        let login = "#operations-default-post_api_v1_auth_login";
+        click(&browser, &format!("{login} .opblock-summary-control")).await;
+        until_page_has(&browser, "Try it out").await;
+        click(&browser, &format!("{login} .try-out__btn")).await;
+        fill(
+            &browser,
+            &format!("{login} textarea.body-param__text"),
+            &json!({"email": email, "password": PASSWORD}).to_string(),
+        )
+        .await;
+        click(&browser, &format!("{login} button.execute")).await;
+        let mut status = String::new();
+        for _ in 0..100 {
+            if let Ok(cell) = browser
+                .find(Locator::Css(&format!(
+                    "{login} .live-responses-table tr.response .response-col_status"
+                )))
+                .await
+            {
+                status = cell.text().await.unwrap_or_default();
+                if !status.is_empty() {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(status.trim(), "200", "the login answered in the page");
+        let answer = browser
+            .find(Locator::Css(&format!(
+                "{login} .live-responses-table tr.response .response-col_description"
+            )))
+            .await
+            .expect("the response")
+            .text()
+            .await
+            .expect("text");
+        assert!(answer.contains("access_token"), "{answer}");
+
+        // The picture shows the request and its answer.
+        browser
+            .execute(
+                "document.querySelector(arguments[0]).scrollIntoView({block: 'center'})",
+                vec![json!(format!("{login} .live-responses-table"))],
+            )
+            .await
+            .expect("scroll to the answer");
+        let shot = browser.screenshot().await.expect("screenshot");
+        let dir = std::env::var("CINEMA_SCREENSHOT_DIR")
+            .map(|dir| common::workspace_root().join(dir))
+            .unwrap_or_else(|_| std::env::temp_dir());
+        std::fs::create_dir_all(&dir).expect("screenshot folder");
+        std::fs::write(dir.join("api-docs.png"), shot).expect("write the screenshot");
         browser.close().await.expect("close");
     }
 }

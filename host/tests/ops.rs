@@ -113,6 +113,34 @@ async fn migrate_applies_each_file_once_and_refuses_edits() {
         .await;
 }
 
+/// `cinema completions bash` prints a script bash accepts, which completes the
+/// subcommands (what `make install-cli` installs into /etc/bash_completion.d).
+#[test]
+fn bash_completion_completes_the_subcommands() {
+    let script = cinema()
+        .args(["completions", "bash"])
+        .output()
+        .expect("run cinema completions bash");
+    assert!(script.status.success(), "{script:?}");
+    let script = String::from_utf8(script.stdout).expect("utf-8 script");
+    // Ask bash itself: load the script, then complete `cinema re` as readline would.
+    let completed = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{script}\nCOMP_WORDS=(cinema re); COMP_CWORD=1; COMP_LINE='cinema re'; \
+             COMP_POINT=${{#COMP_LINE}}; _cinema cinema re cinema; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+        ))
+        .output()
+        .expect("run bash");
+    let words = String::from_utf8_lossy(&completed.stdout);
+    assert!(
+        completed.status.success(),
+        "{words}\n{}",
+        String::from_utf8_lossy(&completed.stderr)
+    );
+    assert_eq!(words.split_whitespace().collect::<Vec<_>>(), ["reindex"]);
+}
+
 /// Every component of the platform's `spin.toml` imports only what `wit/` allows.
 #[test]
 fn platform_components_import_only_the_platform_world() {

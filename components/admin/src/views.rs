@@ -35,6 +35,50 @@ pub enum Section {
     Announcements,
 }
 
+/// How finely a [`moment`] is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Precision {
+    Day,
+    Minute,
+    Second,
+}
+
+impl Precision {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Day => "day",
+            Self::Minute => "minute",
+            Self::Second => "second",
+        }
+    }
+}
+
+/// A moment (`YYYY-MM-DDTHH:MM:SS.ffffffZ`, as `cinema_edge::pg::RFC3339_UTC` reads it)
+/// as a person reads it: a `<time>` whose text is the UTC time to the given precision
+/// ("2026-12-02 21:50 UTC", what a page without script shows); `admin.js` rewrites it
+/// into the reader's local time in their locale, keeping the UTC text as its tooltip.
+/// Never microseconds: the `datetime` attribute keeps milliseconds, HTML's limit.
+fn moment(rfc3339_utc: &str, precision: Precision) -> Markup {
+    let shown = match precision {
+        Precision::Day => 10,
+        Precision::Minute => 16,
+        Precision::Second => 19,
+    };
+    let utc_text = rfc3339_utc
+        .get(..shown)
+        .unwrap_or(rfc3339_utc)
+        .replace('T', " ");
+    let machine = match rfc3339_utc.get(..23) {
+        Some(to_milliseconds) if rfc3339_utc.ends_with('Z') => format!("{to_milliseconds}Z"),
+        _ => rfc3339_utc.to_owned(),
+    };
+    html! {
+        time datetime=(machine) data-precision=(precision.name()) {
+            (utc_text) @if precision != Precision::Day { " UTC" }
+        }
+    }
+}
+
 fn csrf_input(chrome: &Chrome) -> Markup {
     html! { input type="hidden" name=(CSRF_FIELD) value=(chrome.csrf); }
 }
@@ -468,11 +512,11 @@ pub fn audit_page(chrome: &Chrome, page: &Page<AuditEntry>, filter: &AuditFilter
                 button type="submit" { "Filter" }
             }
             table.audit {
-                thead { tr { th { "When (UTC)" } th { "Who" } th { "What" } th { "Entity" } th { "Change" } } }
+                thead { tr { th { "When" } th { "Who" } th { "What" } th { "Entity" } th { "Change" } } }
                 tbody {
                     @for entry in &page.items {
                         tr {
-                            td.nowrap { (entry.at.get(..19).unwrap_or(&entry.at).replace('T', " ")) }
+                            td.nowrap { (moment(&entry.at, Precision::Second)) }
                             td { (entry.actor_email) }
                             td { code { (entry.action) } }
                             td { a href={ "/admin/audit?entity_id=" (entry.entity_id) } { (entry.entity_type) " " (entry.entity_id.get(..8).unwrap_or(&entry.entity_id)) } }
@@ -514,7 +558,7 @@ pub fn users_page(chrome: &Chrome, users: &UserPage, roles: &[String], query: &s
                         tr data-user=(user.email) {
                             td { (user.email) }
                             td { (user.first_name) " " (user.last_name) }
-                            td.nowrap { (user.created.get(..10).unwrap_or(&user.created)) }
+                            td.nowrap { (moment(&user.created, Precision::Day)) }
                             td {
                                 @for role in &user.roles {
                                     form.inline method="post" action={ "/admin/users/" (user.id) "/roles" } {
@@ -590,11 +634,11 @@ pub fn announcements_page(
                 div.actions { button.primary type="submit" { "Send announcement" } }
             }
             table {
-                thead { tr { th { "When (UTC)" } th { "Subject" } th { "To" } th { "By" } th { "Status" } th.num { "Recipients" } th.num { "Sent" } th.num { "Failed" } } }
+                thead { tr { th { "When" } th { "Subject" } th { "To" } th { "By" } th { "Status" } th.num { "Recipients" } th.num { "Sent" } th.num { "Failed" } } }
                 tbody {
                     @for item in list {
                         tr {
-                            td.nowrap { (item.created.get(..16).unwrap_or(&item.created).replace('T', " ")) }
+                            td.nowrap { (moment(&item.created, Precision::Minute)) }
                             td { (item.subject) }
                             td { (item.audience_role.as_deref().unwrap_or("everyone")) }
                             td { (item.created_by_email) }
@@ -634,6 +678,30 @@ pub fn impersonation_page(chrome: &Chrome, token: &str, claims: &serde_json::Val
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Moments show UTC to their precision without microseconds, and carry the instant
+    /// (to the millisecond) for the page's script to show in local time.
+    #[test]
+    fn moments_show_utc_without_microseconds_and_carry_the_instant() {
+        let at = "2026-12-02T21:50:25.123456Z";
+        assert_eq!(
+            moment(at, Precision::Second).into_string(),
+            r#"<time datetime="2026-12-02T21:50:25.123Z" data-precision="second">2026-12-02 21:50:25 UTC</time>"#
+        );
+        assert_eq!(
+            moment(at, Precision::Minute).into_string(),
+            r#"<time datetime="2026-12-02T21:50:25.123Z" data-precision="minute">2026-12-02 21:50 UTC</time>"#
+        );
+        assert_eq!(
+            moment(at, Precision::Day).into_string(),
+            r#"<time datetime="2026-12-02T21:50:25.123Z" data-precision="day">2026-12-02</time>"#
+        );
+        // Something else than expected is shown as it came, never cut mid-character.
+        assert_eq!(
+            moment("yesterday", Precision::Second).into_string(),
+            r#"<time datetime="yesterday" data-precision="second">yesterday UTC</time>"#
+        );
+    }
 
     /// The diff lists only the keys that changed, with both sides.
     #[test]

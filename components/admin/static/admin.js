@@ -4,6 +4,8 @@
 //   hidden input (data-picked). Without JavaScript the typed name is resolved by the
 //   server.
 // - Forms with data-confirm ask before they submit.
+// - Moments (<time datetime data-precision>) show in the reader's time zone and locale;
+//   the server's UTC text stays as their tooltip.
 "use strict";
 
 function debounce(fn, ms) {
@@ -39,7 +41,22 @@ function wirePicker(input) {
   });
 }
 
+const MOMENT_FORMATS = {
+  day: { dateStyle: "medium" },
+  minute: { dateStyle: "medium", timeStyle: "short" },
+  second: { dateStyle: "medium", timeStyle: "medium" },
+};
+
+function showLocalTime(element) {
+  const at = new Date(element.dateTime);
+  if (Number.isNaN(at.getTime())) { return; }
+  const format = MOMENT_FORMATS[element.dataset.precision] || MOMENT_FORMATS.minute;
+  element.title = element.textContent.trim();
+  element.textContent = new Intl.DateTimeFormat(undefined, format).format(at);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("time[datetime]").forEach(showLocalTime);
   document.querySelectorAll("input[data-picker]").forEach(wirePicker);
   document.querySelectorAll("form[data-confirm]").forEach((form) => {
     form.addEventListener("submit", (event) => {
