@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cinema_ugc_loader::LoaderSettings;
 use cinema_ugc_loader::read_model::{self, ReadModelSettings};
+use cinema_ugc_loader::{AssignmentObserver, LoaderSettings};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cli::UpArgs;
 use crate::intake::{Intake, IntakeSettings};
+use crate::runtime::metrics::RuntimeMetrics;
 
 /// The intake and loader tasks.
 #[derive(Debug, Default)]
@@ -39,8 +40,8 @@ impl UgcRuntime {
 }
 
 /// Starts the intake and (unless `--no-ugc-loader`) the ClickHouse loader and the
-/// Postgres read-model consumer.
-pub fn start(args: &UpArgs) -> anyhow::Result<UgcRuntime> {
+/// Postgres read-model consumer, whose partitions `metrics` shows per group.
+pub fn start(args: &UpArgs, metrics: &RuntimeMetrics) -> anyhow::Result<UgcRuntime> {
     let Some(brokers) = &args.kafka_brokers else {
         return Ok(UgcRuntime::default());
     };
@@ -58,6 +59,7 @@ pub fn start(args: &UpArgs) -> anyhow::Result<UgcRuntime> {
         settings.dead_letter_topic = cinema_domain::ugc::dead_letter_topic(&args.ugc_topic);
         settings.group_id = args.ugc_loader_group.clone();
         settings.clickhouse_database = args.clickhouse_database.clone();
+        settings.on_assignment = partitions_gauge(metrics, &settings.group_id);
         let loader_stopped = stopped.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(error) = cinema_ugc_loader::run(settings, loader_stopped).await {
@@ -68,6 +70,7 @@ pub fn start(args: &UpArgs) -> anyhow::Result<UgcRuntime> {
             ReadModelSettings::new(brokers.clone(), args.ugc_postgres_url.clone());
         read_models.topic = args.ugc_topic.clone();
         read_models.group_id = args.ugc_read_model_group.clone();
+        read_models.on_assignment = partitions_gauge(metrics, &read_models.group_id);
         tasks.push(tokio::spawn(async move {
             if let Err(error) = read_model::run(read_models, stopped).await {
                 tracing::error!(%error, "ugc read models stopped; events wait in kafka");
@@ -79,5 +82,13 @@ pub fn start(args: &UpArgs) -> anyhow::Result<UgcRuntime> {
         intake: Some(intake),
         stop: Some(stop),
         tasks,
+    })
+}
+
+/// Reports a consumer's partitions as `cinema_kafka_assigned_partitions{group}`.
+fn partitions_gauge(metrics: &RuntimeMetrics, group: &str) -> AssignmentObserver {
+    let gauge = metrics.assigned_partitions(group);
+    AssignmentObserver::new(move |partitions| {
+        gauge.set(i64::try_from(partitions.len()).unwrap_or(i64::MAX));
     })
 }

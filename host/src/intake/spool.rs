@@ -6,6 +6,11 @@
 //! The replayer seals the open segment, then sends closed segments oldest first and
 //! deletes each only after Kafka acknowledged all of its events; a partly sent
 //! segment is sent again whole (consumers deduplicate by event id).
+//!
+//! A spool belongs to one host: the folder is locked (`.lock`, an exclusive file lock
+//! the OS drops when the process dies) while a host has it open, so a second host
+//! given the same folder refuses to start instead of replaying, and deleting, segments
+//! the first is still writing.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -18,15 +23,40 @@ use cinema_domain::ugc::UgcEvent;
 pub struct Spool {
     dir: PathBuf,
     open: Option<(u64, File)>,
+    /// Held while the spool is open (see the module docs).
+    _lock: File,
 }
+
+/// The lock file in a spool folder.
+const LOCK_FILE: &str = ".lock";
 
 impl Spool {
     /// Opens (creating) the spool folder; segments left by an earlier run are kept.
+    /// Fails when another process has the folder open.
     pub fn open(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ResourceBusy,
+                    format!(
+                        "the spool folder {} is in use by another cinema process; give each host its own --spool-dir",
+                        dir.display()
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(error)) => return Err(error),
+        }
         Ok(Self {
             dir: dir.to_owned(),
             open: None,
+            _lock: lock,
         })
     }
 

@@ -1,7 +1,8 @@
-//! Prometheus metrics of the component runtime, exposed by the internal API.
+//! Prometheus metrics of the component runtime and of the host's Kafka consumers,
+//! exposed by the internal API.
 //!
 //! Labels stay low-cardinality: component id, route as written in the manifest (never
-//! the request path), status class, and a fixed set of error kinds.
+//! the request path), status class, a fixed set of error kinds, and consumer group.
 
 use std::sync::Arc;
 
@@ -35,6 +36,11 @@ struct ErrorLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ComponentLabels {
     component: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    group: String,
 }
 
 /// HTTP status class of a response.
@@ -120,6 +126,7 @@ struct Inner {
     instances: Family<ComponentLabels, Gauge>,
     instances_created: Family<ComponentLabels, Counter>,
     in_process: Family<ComponentLabels, Counter>,
+    assigned_partitions: Family<GroupLabels, Gauge>,
 }
 
 impl std::fmt::Debug for RuntimeMetrics {
@@ -146,6 +153,7 @@ impl RuntimeMetrics {
         let instances = Family::<ComponentLabels, Gauge>::default();
         let instances_created = Family::<ComponentLabels, Counter>::default();
         let in_process = Family::<ComponentLabels, Counter>::default();
+        let assigned_partitions = Family::<GroupLabels, Gauge>::default();
         registry.register(
             "http_requests",
             "HTTP requests served, by component, route and status class",
@@ -176,6 +184,11 @@ impl RuntimeMetrics {
             "Guests' requests to the host's internal API answered in-process",
             in_process.clone(),
         );
+        registry.register(
+            "kafka_assigned_partitions",
+            "Partitions this host's consumer of each group holds (after the last rebalance)",
+            assigned_partitions.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -185,6 +198,7 @@ impl RuntimeMetrics {
                 instances,
                 instances_created,
                 in_process,
+                assigned_partitions,
             }),
         }
     }
@@ -245,6 +259,16 @@ impl RuntimeMetrics {
             .in_process
             .get_or_create(&ComponentLabels {
                 component: component.to_owned(),
+            })
+            .clone()
+    }
+
+    /// The gauge of how many partitions this host's consumer of `group` holds.
+    pub fn assigned_partitions(&self, group: &str) -> Gauge {
+        self.inner
+            .assigned_partitions
+            .get_or_create(&GroupLabels {
+                group: group.to_owned(),
             })
             .clone()
     }

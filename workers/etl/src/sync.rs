@@ -599,10 +599,9 @@ impl Indexer {
         watermark: Option<chrono::DateTime<chrono::Utc>>,
         documents_changed: bool,
     ) -> Result<u64> {
-        // Versions only grow, even across a rebuild from scratch.
         let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
         let generation = if documents_changed {
-            (self.position.generation + 1).max(now_ms)
+            next_generation(self.position.generation, now_ms, process_salt())
         } else {
             self.position.generation
         };
@@ -626,6 +625,32 @@ impl Indexer {
             tracing::error!(%error, "etl: rollback of a failed batch failed");
         }
     }
+}
+
+/// Versions are spread this far apart: `commit milliseconds × VERSION_SPREAD + salt`.
+const VERSION_SPREAD: u64 = 1000;
+
+/// The version of a publish at `now_ms` after `previous`: larger than `previous`, even
+/// across a rebuild from scratch or a clock that went back, and salted per process, so
+/// that hosts sharing one content database (and one catalog cache, whose keys are
+/// versions) publish different versions even in the same millisecond, but for one
+/// chance in [`VERSION_SPREAD`] then. Versions of older releases (plain milliseconds)
+/// are smaller than any of these.
+fn next_generation(previous: u64, now_ms: u64, salt: u64) -> u64 {
+    let tick = (previous / VERSION_SPREAD + 1).max(now_ms);
+    tick.saturating_mul(VERSION_SPREAD)
+        .saturating_add(salt % VERSION_SPREAD)
+}
+
+/// A number drawn once per process (std's per-process random hash keys).
+fn process_salt() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    static SALT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SALT.get_or_init(|| {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    })
 }
 
 /// A connected session: a client for queries, the notifications of its `LISTEN`.
@@ -957,5 +982,35 @@ async fn follow(
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Versions grow on every publish, also past a clock that went back and past the
+    /// plain-millisecond versions of older releases; two writers (two hosts) publishing
+    /// in the same millisecond publish different versions when their salts differ.
+    #[test]
+    fn versions_grow_and_differ_between_writers_in_one_millisecond() {
+        let now_ms = 1_764_000_000_000;
+        let first = next_generation(0, now_ms, 7);
+        assert_eq!(first, now_ms * VERSION_SPREAD + 7);
+        assert!(
+            next_generation(first, now_ms, 7) > first,
+            "same millisecond"
+        );
+        assert!(
+            next_generation(first, now_ms - 5_000, 7) > first,
+            "clock went back"
+        );
+        let old_release = now_ms + 10;
+        assert!(next_generation(old_release, now_ms, 0) > old_release);
+        assert_ne!(
+            next_generation(first, now_ms + 1, 7),
+            next_generation(first, now_ms + 1, 8)
+        );
+        assert_eq!(process_salt(), process_salt(), "one salt per process");
     }
 }

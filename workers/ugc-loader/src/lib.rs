@@ -13,18 +13,21 @@
 //! acknowledges them, and only then are their offsets committed.
 //! On shutdown the batch in hand is finished and committed, then the loader exits.
 
+mod group;
 pub mod read_model;
 mod row;
 
 use std::time::Duration;
 
 use cinema_domain::ugc::record;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
+pub use group::AssignmentObserver;
+use group::{GroupConsumer, GroupContext};
 pub use row::EventRow;
 
 /// How the loader runs.
@@ -44,6 +47,8 @@ pub struct LoaderSettings {
     pub max_batch_wait: Duration,
     /// Longest wait between ClickHouse retries.
     pub max_backoff: Duration,
+    /// Told the partitions this loader holds after each rebalance.
+    pub on_assignment: AssignmentObserver,
 }
 
 impl LoaderSettings {
@@ -62,6 +67,7 @@ impl LoaderSettings {
             max_batch_bytes: 16 << 20,
             max_batch_wait: Duration::from_millis(500),
             max_backoff: Duration::from_secs(10),
+            on_assignment: AssignmentObserver::default(),
         }
     }
 }
@@ -88,7 +94,7 @@ pub(crate) fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
 /// synchronous (off the async workers). A lost commit only means redelivery, which
 /// the sinks absorb.
 pub(crate) fn commit(
-    consumer: &StreamConsumer,
+    consumer: &GroupConsumer,
     offsets: &TopicPartitionList,
     shutting_down: bool,
     who: &str,
@@ -228,8 +234,12 @@ pub async fn run(
     settings: LoaderSettings,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), LoaderError> {
-    let consumer: StreamConsumer =
-        consumer_config(&settings.brokers, &settings.group_id).create()?;
+    let consumer: GroupConsumer = consumer_config(&settings.brokers, &settings.group_id)
+        .create_with_context(GroupContext {
+            who: "ugc-loader",
+            group: settings.group_id.clone(),
+            observer: settings.on_assignment.clone(),
+        })?;
     consumer.subscribe(&[settings.topic.as_str()])?;
     let mut dead_letters = dead_letter_producer(&settings.brokers)?;
     let clickhouse = clickhouse::Client::default()
@@ -276,7 +286,7 @@ pub async fn run(
 }
 
 /// Waits for a first message, then gathers more until a limit closes the batch.
-async fn collect(consumer: &StreamConsumer, settings: &LoaderSettings) -> Batch {
+async fn collect(consumer: &GroupConsumer, settings: &LoaderSettings) -> Batch {
     let mut batch = Batch::default();
     let mut deadline = None;
     loop {

@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use cinema_domain::ugc::{UgcEvent, UgcPayload, record};
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use tokio::sync::watch;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
+use crate::group::{AssignmentObserver, GroupConsumer, GroupContext};
 use crate::{LoaderError, NextOffsets};
 
 /// How the read-model consumer runs.
@@ -31,6 +32,8 @@ pub struct ReadModelSettings {
     pub max_batch_events: usize,
     pub max_batch_wait: Duration,
     pub max_backoff: Duration,
+    /// Told the partitions this consumer holds after each rebalance.
+    pub on_assignment: AssignmentObserver,
 }
 
 impl ReadModelSettings {
@@ -43,6 +46,7 @@ impl ReadModelSettings {
             max_batch_events: 2_000,
             max_batch_wait: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
+            on_assignment: AssignmentObserver::default(),
         }
     }
 }
@@ -52,10 +56,14 @@ pub async fn run(
     settings: ReadModelSettings,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), LoaderError> {
-    let consumer: StreamConsumer = crate::consumer_config(&settings.brokers, &settings.group_id)
+    let consumer: GroupConsumer = crate::consumer_config(&settings.brokers, &settings.group_id)
         // Reads should follow writes quickly: do not let the broker hold fetches long.
         .set("fetch.wait.max.ms", "100")
-        .create()?;
+        .create_with_context(GroupContext {
+            who: "ugc read models",
+            group: settings.group_id.clone(),
+            observer: settings.on_assignment.clone(),
+        })?;
     consumer.subscribe(&[settings.topic.as_str()])?;
     tracing::info!(topic = %settings.topic, group = %settings.group_id, "ugc read models: consuming");
     let mut postgres: Option<Client> = None;
@@ -92,7 +100,7 @@ pub async fn run(
 }
 
 async fn collect(
-    consumer: &StreamConsumer,
+    consumer: &GroupConsumer,
     settings: &ReadModelSettings,
 ) -> (Vec<UgcEvent>, NextOffsets) {
     let mut events = Vec::new();
