@@ -85,11 +85,13 @@ install-cli: host
 check-imports: host
 	$(CINEMA) check-imports --wit wit $(foreach c,$(COMPONENTS),$(COMPONENT_DIR)/$(subst -,_,$(c)).wasm)
 
-## lint: rustfmt, the feature-unification check (host build = test build), and clippy (native and
-## wasm) with warnings as errors
+## lint: rustfmt, the feature-unification check (host build = test build), the deploy/ files
+## (systemd unit, Containerfile, Kubernetes and SpinKube manifests) with pinned validators, and
+## clippy (native and wasm) with warnings as errors
 lint:
 	$(CARGO) fmt --all -- --check
 	scripts/check-feature-unification.sh
+	scripts/check-deploy.sh
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --release --target $(WASM_TARGET) -p cinema-domain -p cinema-edge $(foreach c,$(COMPONENTS) $(FIXTURES),-p $(c)) -- -D warnings
 
