@@ -27,10 +27,11 @@ up: services components host install-cli
 		--index-dir $(INDEX_DIR) --kafka-brokers 127.0.0.1:9092 --first-run
 
 ## test: start local services, build components, run every test (the import check of
-## every spin.toml component is one of them), then the lints, then a short fuzzing run
-## (schemathesis, 100 examples per operation)
+## every spin.toml component is one of them), drop the databases the tests made, then the
+## lints, then a short fuzzing run (schemathesis, 100 examples per operation)
 test: services components test-tools
 	set -o pipefail; $(CARGO) test --release --workspace --no-fail-fast --lib --bins --tests 2>&1 | tee $(TEST_LOG)
+	scripts/sweep-test-databases.sh
 	$(MAKE) lint
 	CINEMA_BIN=$(CINEMA) scripts/fuzz.sh 100
 	@awk '/^test result:/ {p+=$$4; f+=$$6} END {printf "tests: %d passed, %d failed\n", p, f}' $(TEST_LOG)

@@ -420,3 +420,69 @@ async fn production_refuses_to_start_without_an_operator_made_signing_key() {
     );
     app.assert_running("after a key was made");
 }
+
+/// The harness cleans up after tests: databases made by a test process that has ended
+/// (here a process that ran and exited) are dropped by the sweep, in Postgres and in
+/// ClickHouse, and those of a running one (this process) are kept.
+#[tokio::test]
+async fn test_databases_of_ended_test_processes_are_swept_and_running_ones_kept() {
+    let mut ended = Command::new("true").spawn().expect("run true");
+    let ended_pid = ended.id();
+    ended.wait().expect("true exits");
+    let ours = common::test_database_name();
+    let theirs = ours.replacen(
+        &format!("_p{}_", std::process::id()),
+        &format!("_p{ended_pid}_"),
+        1,
+    );
+    assert_ne!(ours, theirs);
+    let (postgres, connection) =
+        tokio_postgres::connect(&common::postgres_url("postgres"), tokio_postgres::NoTls)
+            .await
+            .expect("connect to postgres");
+    tokio::spawn(connection);
+    let clickhouse = clickhouse::Client::default()
+        .with_url(common::clickhouse_url())
+        .with_validation(false);
+    for name in [&ours, &theirs] {
+        postgres
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create a postgres database");
+        clickhouse
+            .query(&format!("CREATE DATABASE {name}"))
+            .execute()
+            .await
+            .expect("create a clickhouse database");
+    }
+
+    common::sweep_test_databases().await;
+
+    for (name, kept) in [(&ours, true), (&theirs, false)] {
+        let in_postgres = postgres
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[name])
+            .await
+            .expect("list postgres databases")
+            .is_some();
+        let in_clickhouse: u64 = clickhouse
+            .query("SELECT count() FROM system.databases WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_one()
+            .await
+            .expect("list clickhouse databases");
+        assert_eq!(
+            (in_postgres, in_clickhouse == 1),
+            (kept, kept),
+            "{name}: kept in (postgres, clickhouse)"
+        );
+    }
+    postgres
+        .batch_execute(&format!("DROP DATABASE {ours}"))
+        .await
+        .expect("drop ours");
+    clickhouse
+        .query(&format!("DROP DATABASE {ours}"))
+        .execute()
+        .await
+        .expect("drop ours");
+}

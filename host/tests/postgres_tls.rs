@@ -322,7 +322,7 @@ async fn host_commands_honour_sslmode_and_verify_the_server() {
         "postgres/0001_tls_probe.sql",
         "CREATE TABLE tls_probe (id int PRIMARY KEY);",
     )]);
-    let clickhouse_database = common::unique("cinema_test");
+    let clickhouse_database = common::test_database_name();
     // Runs `cinema migrate` against `url` trusting `ca_file`; asserts it succeeds or
     // fails as `succeeds` says and that its output says `says`.
     let migrate = |url: &str, ca_file: &str, succeeds: bool, says: &str| {

@@ -89,9 +89,79 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
 
-/// Creates a fresh database and returns its URL.
+/// Prefix of every database a test creates, in Postgres and ClickHouse; the creating
+/// process's id follows (`cinema_test_p<pid>_<uuid>`), so what a finished or crashed
+/// test process left behind can be told from what a running one uses.
+const TEST_DATABASE_PREFIX: &str = "cinema_test_";
+
+/// A name for a test database, Postgres's or ClickHouse's, owned by this process.
+pub fn test_database_name() -> String {
+    unique(&format!("{TEST_DATABASE_PREFIX}p{}", std::process::id()))
+}
+
+/// Whether a test database `name` may still be in use: its creating process runs.
+/// Names without a process id (older harnesses) belong to no running test.
+fn test_database_in_use(name: &str) -> bool {
+    name.strip_prefix(TEST_DATABASE_PREFIX)
+        .and_then(|rest| rest.strip_prefix('p'))
+        .and_then(|rest| rest.split('_').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Drops the Postgres and ClickHouse test databases no running test process uses:
+/// those of earlier test binaries of this run and of crashed runs (every test binary
+/// sweeps once, on its first database; `make test` sweeps again at the end). Errors are
+/// ignored: the sweep only saves disk.
+pub async fn sweep_test_databases() {
+    let Ok((client, connection)) =
+        tokio_postgres::connect(&postgres_url("postgres"), tokio_postgres::NoTls).await
+    else {
+        return;
+    };
+    tokio::spawn(connection);
+    let like = format!("{}%", TEST_DATABASE_PREFIX.replace('_', "\\_"));
+    if let Ok(rows) = client
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1",
+            &[&like],
+        )
+        .await
+    {
+        for name in rows.iter().map(|row| row.get::<_, String>(0)) {
+            if !test_database_in_use(&name) {
+                let _ = client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await;
+            }
+        }
+    }
+    let clickhouse = clickhouse::Client::default()
+        .with_url(clickhouse_url())
+        .with_validation(false);
+    if let Ok(names) = clickhouse
+        .query("SELECT name FROM system.databases WHERE startsWith(name, ?)")
+        .bind(TEST_DATABASE_PREFIX)
+        .fetch_all::<String>()
+        .await
+    {
+        for name in names {
+            if !test_database_in_use(&name) {
+                let _ = clickhouse
+                    .query(&format!("DROP DATABASE IF EXISTS `{name}`"))
+                    .execute()
+                    .await;
+            }
+        }
+    }
+}
+
+/// Creates a fresh database and returns its URL (the first one of a test process
+/// sweeps the leftovers of finished ones first: [`sweep_test_databases`]).
 pub async fn fresh_database() -> String {
-    let name = unique("cinema_test");
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    SWEPT.get_or_init(sweep_test_databases).await;
+    let name = test_database_name();
     let (client, connection) =
         tokio_postgres::connect(&postgres_url("postgres"), tokio_postgres::NoTls)
             .await
@@ -107,7 +177,7 @@ pub async fn fresh_database() -> String {
 /// Applies the platform's real migrations to `database_url`; ClickHouse gets a
 /// throwaway database of its own, dropped afterwards.
 pub async fn migrate(database_url: &str) {
-    let clickhouse_database = unique("cinema_test");
+    let clickhouse_database = test_database_name();
     let output = Command::new(env!("CARGO_BIN_EXE_cinema"))
         .arg("migrate")
         .arg("--migrations-dir")
@@ -165,7 +235,7 @@ pub async fn grant_role(database_url: &str, email: &str, role_id: &str) {
 /// Applies the real migrations to `database_url` and to a fresh ClickHouse database,
 /// which is kept (for tests of the UGC pipeline); returns its name.
 pub fn migrate_with_clickhouse(database_url: &str) -> String {
-    let clickhouse_database = unique("cinema_test");
+    let clickhouse_database = test_database_name();
     run_cinema(&[
         "migrate",
         "--migrations-dir",
