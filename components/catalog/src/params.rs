@@ -752,3 +752,203 @@ mod tests {
         assert_eq!(paging.page_count(51), 2);
     }
 }
+
+/// Properties of the parsers over generated query strings: they never panic, every
+/// refusal names a parameter of the route, and the canonical form (what the host is
+/// sent and cache keys are made of) parses back to the same request and is its own
+/// canonical form, so one request has one cache key however it was spelled.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Parameters the film routes read.
+    const FILM_FIELDS: [&str; 12] = [
+        "query",
+        "genre",
+        "person",
+        "year_from",
+        "year_to",
+        "rating_from",
+        "rating_to",
+        "type",
+        "access",
+        "sort",
+        "page_size",
+        "page_number",
+    ];
+
+    /// A value a client might send for any parameter: numbers in and around the ranges
+    /// in several spellings, UUIDs in several spellings, enum words, and free text with
+    /// Cyrillic, separators and percent signs.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (-5i64..20_000).prop_map(|n| n.to_string()),
+            (-1.5f64..12.0).prop_map(|x| x.to_string()),
+            (0u32..=100, 0u32..100).prop_map(|(a, b)| format!("{a}.{b}")),
+            Just(String::new()),
+            Just("-0".to_owned()),
+            Just("1e1".to_owned()),
+            Just("NaN".to_owned()),
+            any::<u128>().prop_map(|n| Uuid::from_u128(n).to_string()),
+            any::<u128>().prop_map(|n| Uuid::from_u128(n).simple().to_string().to_uppercase()),
+            prop::sample::select(vec![
+                "relevance",
+                "imdb_rating",
+                "-imdb_rating",
+                "creation_date",
+                "-creation_date",
+                "movie",
+                "tv_show",
+                "free",
+                "subscription",
+                "title",
+            ])
+            .prop_map(str::to_owned),
+            "[a-zа-яё +&%=#?]{0,12}",
+            "\\PC{0,30}",
+        ]
+    }
+
+    /// A value for parameter `name`, usually one the route accepts, spelled in one of
+    /// the ways clients spell it (UUIDs braced, as URNs, in capitals; years with `+`;
+    /// ratings as `7`, `07.50`, `1e0`, `-0`), sometimes anything [`value`] makes.
+    fn value_for(name: &str) -> BoxedStrategy<String> {
+        let accepted: BoxedStrategy<String> = match name {
+            "query" => "[a-zа-яё0-9 +&%=#?'-]{0,20}".boxed(),
+            "genre" | "person" => any::<u128>()
+                .prop_flat_map(|n| {
+                    let id = Uuid::from_u128(n);
+                    prop::sample::select(vec![
+                        id.to_string(),
+                        id.simple().to_string(),
+                        id.to_string().to_uppercase(),
+                        id.braced().to_string(),
+                        id.urn().to_string(),
+                    ])
+                })
+                .boxed(),
+            "year_from" | "year_to" => prop_oneof![
+                YEARS.prop_map(|year| year.to_string()),
+                YEARS.prop_map(|year| format!("+{year}")),
+                YEARS.prop_map(|year| format!("0{year}")),
+            ]
+            .boxed(),
+            "rating_from" | "rating_to" => prop_oneof![
+                (0.0f64..=10.0).prop_map(|rating| rating.to_string()),
+                (0u32..=10).prop_map(|rating| rating.to_string()),
+                (0u32..10, 0u32..100).prop_map(|(whole, part)| format!("0{whole}.{part:02}")),
+                prop::sample::select(vec!["-0", "1e0", "0.10", "10.0", ".5"])
+                    .prop_map(str::to_owned),
+            ]
+            .boxed(),
+            "type" => prop::sample::select(vec!["movie", "tv_show"])
+                .prop_map(str::to_owned)
+                .boxed(),
+            "access" => prop::sample::select(vec!["free", "subscription"])
+                .prop_map(str::to_owned)
+                .boxed(),
+            "sort" => prop::sample::select(vec![
+                "relevance",
+                "imdb_rating",
+                "-imdb_rating",
+                "creation_date",
+                "-creation_date",
+            ])
+            .prop_map(str::to_owned)
+            .boxed(),
+            "page_size" => (1u32..=MAX_PAGE_SIZE).prop_map(|n| n.to_string()).boxed(),
+            "page_number" => (1u32..=250).prop_map(|n| n.to_string()).boxed(),
+            _ => value().boxed(),
+        };
+        prop_oneof![6 => accepted, 1 => value()].boxed()
+    }
+
+    /// A query string: known and unknown names with generated values, repeats allowed
+    /// (the last one wins), encoded as a client would, sometimes with a stray raw `%`.
+    fn query_string() -> impl Strategy<Value = String> {
+        let name = prop_oneof![
+            6 => prop::sample::select(FILM_FIELDS.to_vec()).prop_map(str::to_owned),
+            1 => Just("facets".to_owned()),
+            1 => "[a-z_]{1,8}",
+        ];
+        let pair = name.prop_flat_map(|name| {
+            let value = value_for(&name);
+            (Just(name), value)
+        });
+        (
+            prop::collection::vec(pair, 0..8),
+            prop::bool::weighted(0.05),
+        )
+            .prop_map(|(pairs, stray)| {
+                let mut serializer = form_urlencoded::Serializer::new(String::new());
+                for (name, value) in &pairs {
+                    serializer.append_pair(name, value);
+                }
+                let mut query = serializer.finish();
+                if stray {
+                    query.push_str("&query=%zz+x%");
+                }
+                query
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn film_search_parses_or_names_its_field_and_its_canonical_form_is_a_fixed_point(
+            query in query_string()
+        ) {
+            match FilmSearchParams::parse(&query) {
+                Ok(params) => {
+                    let canonical = canonical_query(&params.canonical_pairs());
+                    let again = FilmSearchParams::parse(&canonical);
+                    prop_assert_eq!(again.as_ref(), Ok(&params), "{} -> {}", query, canonical);
+                    let again = again.expect("checked above");
+                    prop_assert_eq!(canonical_query(&again.canonical_pairs()), canonical);
+                }
+                Err(error) => prop_assert!(FILM_FIELDS.contains(&error.field), "{:?}", error),
+            }
+        }
+
+        #[test]
+        fn film_lists_parse_or_name_their_field_and_their_canonical_form_is_a_fixed_point(
+            query in query_string()
+        ) {
+            match FilmListParams::parse(&query) {
+                Ok(params) => {
+                    let canonical = canonical_query(&params.canonical_pairs());
+                    let again = FilmListParams::parse(&canonical);
+                    prop_assert_eq!(again.as_ref(), Ok(&params), "{} -> {}", query, canonical);
+                    let again = again.expect("checked above");
+                    prop_assert_eq!(canonical_query(&again.canonical_pairs()), canonical);
+                }
+                Err(error) => prop_assert!(FILM_FIELDS.contains(&error.field), "{:?}", error),
+            }
+        }
+
+        #[test]
+        fn facets_and_person_search_parse_or_name_their_field_and_round_trip(
+            query in query_string()
+        ) {
+            match FacetParams::parse(&query) {
+                Ok(params) => {
+                    let canonical = canonical_query(&params.canonical_pairs());
+                    prop_assert_eq!(FacetParams::parse(&canonical), Ok(params));
+                }
+                Err(error) => prop_assert!(FILM_FIELDS.contains(&error.field), "{:?}", error),
+            }
+            match PersonSearchParams::parse(&query) {
+                Ok(params) => {
+                    let canonical = canonical_query(&params.canonical_pairs());
+                    prop_assert_eq!(PersonSearchParams::parse(&canonical), Ok(params));
+                }
+                Err(error) => prop_assert!(
+                    ["query", "page_size", "page_number"].contains(&error.field),
+                    "{:?}",
+                    error
+                ),
+            }
+        }
+    }
+}

@@ -940,3 +940,164 @@ mod tests {
         );
     }
 }
+
+/// Properties of the heartbeat body parsers over generated bodies: they never panic,
+/// every refusal names a field of the body, and the fast path agrees with the general
+/// one: whatever [`valid_heartbeats`] accepts, [`view_progress_batch`] accepts with the
+/// same drafts (its own docs promise this; the intake relies on it).
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A JSON value as text for a heartbeat field, valid or not, in the spellings
+    /// clients use: escaped strings, whole floats, exponents, nulls, big numbers.
+    fn json_value(field: &'static str) -> BoxedStrategy<String> {
+        let accepted: BoxedStrategy<String> = match field {
+            "type" => prop_oneof![
+                10 => Just("\"view_progress\"".to_owned()),
+                1 => Just("\"view\\u005fprogress\"".to_owned()),
+                1 => Just("\"rating_set\"".to_owned()),
+            ]
+            .boxed(),
+            "film_id" | "event_id" => any::<u128>()
+                .prop_flat_map(|n| {
+                    let simple = format!("{n:032x}");
+                    let hyphenated = format!(
+                        "{}-{}-{}-{}-{}",
+                        &simple[..8],
+                        &simple[8..12],
+                        &simple[12..16],
+                        &simple[16..20],
+                        &simple[20..]
+                    );
+                    prop_oneof![
+                        6 => Just(format!("\"{hyphenated}\"")),
+                        2 => Just(format!("\"{simple}\"")),
+                        1 => Just(format!("\"{}\"", hyphenated.to_uppercase())),
+                        1 => Just(format!("\"{{{hyphenated}}}\"")),
+                    ]
+                })
+                .boxed(),
+            // Positions mostly below durations, so most heartbeats keep the rule.
+            "position_s" => prop_oneof![
+                10 => (0u32..1000).prop_map(|n| n.to_string()),
+                1 => (0u32..1000).prop_map(|n| format!("{n}.0")),
+                1 => Just("1e2".to_owned()),
+                1 => Just("-1".to_owned()),
+                1 => Just("4294967296".to_owned()),
+            ]
+            .boxed(),
+            _ => prop_oneof![
+                10 => (1000u32..=86_400).prop_map(|n| n.to_string()),
+                1 => Just("0".to_owned()),
+                1 => Just("999999999".to_owned()),
+                1 => Just("3600.0".to_owned()),
+            ]
+            .boxed(),
+        };
+        prop_oneof![
+            30 => accepted,
+            1 => prop::sample::select(vec!["null", "true", "\"\"", "\"12\"", "[]", "{}", "0.5"])
+                .prop_map(str::to_owned),
+        ]
+        .boxed()
+    }
+
+    /// One event object as JSON text: the heartbeat fields in any order, each sometimes
+    /// missing or repeated, sometimes an unknown key.
+    fn event_object() -> impl Strategy<Value = String> {
+        let field = prop::sample::select(vec![
+            "type",
+            "film_id",
+            "position_s",
+            "duration_s",
+            "event_id",
+            "extra",
+        ]);
+        let member = field.prop_flat_map(|name| (Just(name), json_value(name)));
+        let required = (
+            json_value("type"),
+            json_value("film_id"),
+            json_value("position_s"),
+            json_value("duration_s"),
+        );
+        let more = prop_oneof![3 => Just(Vec::new()), 1 => prop::collection::vec(member, 1..3)];
+        (required, more, any::<bool>()).prop_map(
+            |((kind, film, position, duration), more, reversed)| {
+                let mut members = vec![
+                    format!("\"type\":{kind}"),
+                    format!("\"film_id\":{film}"),
+                    format!("\"position_s\":{position}"),
+                    format!("\"duration_s\":{duration}"),
+                ];
+                members.extend(
+                    more.iter()
+                        .map(|(name, value)| format!("\"{name}\":{value}")),
+                );
+                if reversed {
+                    members.reverse();
+                }
+                format!("{{{}}}", members.join(","))
+            },
+        )
+    }
+
+    /// A body: one event object, an array of them (empty too), or something else.
+    fn body() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => event_object(),
+            6 => prop::collection::vec(event_object(), 1..5)
+                .prop_map(|events| format!("[{}]", events.join(","))),
+            1 => prop::sample::select(vec!["", "null", "[]", "[1]", "\"x\"", "{", "[{}]"])
+                .prop_map(str::to_owned),
+        ]
+    }
+
+    /// Whether `field` names something of a heartbeat body as the parsers spell it.
+    fn names_a_body_field(field: &str) -> bool {
+        let field = match field.strip_prefix(EVENTS_FIELD) {
+            Some("") => return true,
+            Some(rest) => match rest.split_once(']') {
+                Some((index, tail)) if index.starts_with('[') => match tail.strip_prefix('.') {
+                    Some(name) => name,
+                    None => return tail.is_empty(),
+                },
+                _ => return false,
+            },
+            None => field,
+        };
+        [
+            "type",
+            "film_id",
+            "position_s",
+            "duration_s",
+            "event_id",
+            BODY_FIELD,
+        ]
+        .contains(&field)
+    }
+
+    proptest! {
+        // Cheap cases (a quarter of a second for 20,000): many, so the fast path's
+        // acceptances are well covered too.
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn heartbeat_bodies_parse_or_name_their_field_and_the_fast_path_agrees(body in body()) {
+            let bytes = body.as_bytes();
+            let general = parse_json(bytes).and_then(|value| view_progress_batch(&value));
+            if let Some(fast) = valid_heartbeats(bytes) {
+                prop_assert_eq!(general.as_ref(), Ok(&fast), "{}", body);
+            }
+            match drafts(Write::ViewProgress, bytes) {
+                Ok(drafts) => prop_assert_eq!(Ok(drafts), general),
+                Err(InputError::NotJson(_)) => {}
+                Err(InputError::Invalid(invalid)) => {
+                    prop_assert!(names_a_body_field(&invalid.field), "{:?} for {}", invalid, body);
+                }
+            }
+        }
+    }
+}
