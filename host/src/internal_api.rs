@@ -1,7 +1,11 @@
 //! The host's internal API (axum, its own loopback port, never public).
 //!
 //! - `GET /health`: `{"status": "ok", "app": ..., "components": [...]}` once the app is
-//!   loaded and serving;
+//!   loaded and serving (liveness: the process works);
+//! - `GET /ready`: 200 `{"status": "ready", ...}` once the host can serve everything it
+//!   runs, else 503 `{"status": "starting", "waiting_for": [...]}`: today that is the
+//!   search index, which a new host builds before its catalog can answer (a load
+//!   balancer should send it traffic only then);
 //! - `GET /metrics`: Prometheus text exposition of the runtime metrics.
 //!
 //! - the search routes of [`crate::search_api`].
@@ -10,7 +14,7 @@
 //! - `/analytics/*` of [`crate::analytics_api`];
 //! - `GET /auth/revocations` of [`crate::revocations`].
 //!
-//! Everything but `/health` and `/metrics` needs the internal credential
+//! Everything but `/health`, `/ready` and `/metrics` needs the internal credential
 //! ([`crate::internal_auth`]); without it, 401.
 
 use std::sync::Arc;
@@ -54,6 +58,40 @@ async fn health(State(state): State<InternalState>) -> impl IntoResponse {
     }))
 }
 
+/// What `/ready` answers.
+#[derive(Serialize)]
+struct Readiness {
+    status: &'static str,
+    /// What the host still waits for (empty once ready).
+    waiting_for: Vec<&'static str>,
+    /// The served index's version, when the host has an index and it is built.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    search_index_version: Option<u64>,
+}
+
+async fn ready(State(state): State<InternalState>) -> impl IntoResponse {
+    let index = state.search.index.as_ref();
+    let mut waiting_for = Vec::new();
+    if index.is_some_and(|index| !index.is_ready()) {
+        waiting_for.push("search_index");
+    }
+    let (status, code) = if waiting_for.is_empty() {
+        ("ready", axum::http::StatusCode::OK)
+    } else {
+        ("starting", axum::http::StatusCode::SERVICE_UNAVAILABLE)
+    };
+    (
+        code,
+        Json(Readiness {
+            status,
+            waiting_for,
+            search_index_version: index
+                .filter(|index| index.is_ready())
+                .map(|index| index.version()),
+        }),
+    )
+}
+
 async fn metrics(State(state): State<InternalState>) -> impl IntoResponse {
     (
         [(
@@ -76,6 +114,7 @@ pub fn router(state: InternalState) -> Router {
         ));
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(guarded)

@@ -1004,6 +1004,49 @@ async fn without_an_index_catalog_reads_answer_503_search_unavailable() {
     }
 }
 
+/// Readiness is not liveness: a host whose index is not built yet (its ETL cannot reach
+/// Postgres) is alive (`/health` 200) but not ready (`/ready` 503, waiting for the
+/// search index), so a load balancer keeps users away from its empty catalog; a host
+/// with a built index is ready and names the version it serves.
+#[tokio::test]
+async fn a_host_is_ready_only_once_its_search_index_is_built() {
+    let (database_url, jwks) = common::platform_database().await;
+    let index = TempDir::new("never_built");
+    let unbuilt = start_app(
+        &database_url,
+        &jwks,
+        index.path(),
+        "postgres://postgres@127.0.0.1:1/cinema",
+        &[],
+    );
+    let probe = |app: &TestApp, path: &str| {
+        let request = app.http.get(format!("{}{path}", app.internal)).send();
+        async move {
+            let response = request.await.expect("internal api");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    assert_eq!(probe(&unbuilt, "/health").await.0, 200);
+    let (status, body) = probe(&unbuilt, "/ready").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "starting", "waiting_for": ["search_index"]})
+    );
+
+    let built = start().await;
+    let (status, body) = probe(&built.app, "/ready").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["waiting_for"], serde_json::json!([]));
+    let (_, version) = built.internal("/search/version").await;
+    assert_eq!(body["search_index_version"], version["version"]);
+}
+
 /// Postgres lost mid-run (connections cut): the catalog keeps serving the last index,
 /// the ETL retries with backoff, and once Postgres is back the changes made meanwhile
 /// become searchable without a restart.
