@@ -2,7 +2,7 @@
 //! variable and a default that works on a laptop).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -376,8 +376,39 @@ pub struct UpArgs {
     /// long a revocation is served to the components.
     #[arg(long, env = "CINEMA_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 900)]
     pub access_token_ttl_seconds: u64,
+    /// A file holding the key-encryption key auth opens the sealed signing keys with
+    /// (instead of CINEMA_SIGNING_KEY_ENCRYPTION_KEY in the environment), e.g. a systemd
+    /// credential: `LoadCredential=signing-kek:/etc/cinema/signing-kek` and
+    /// `CINEMA_SIGNING_KEY_ENCRYPTION_KEY_FILE=%d/signing-kek`.
+    #[arg(long, env = "CINEMA_SIGNING_KEY_ENCRYPTION_KEY_FILE")]
+    pub signing_key_encryption_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub first_run: FirstRunArgs,
+}
+
+/// The key-encryption key `cinema up` hands to auth: read from `file` when one is given
+/// (a missing or malformed file stops the start), else from the environment (auth's
+/// `SPIN_VARIABLE_SIGNING_KEY_ENCRYPTION_KEY`, then `CINEMA_SIGNING_KEY_ENCRYPTION_KEY`).
+fn key_encryption_key_for_auth(file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    let Some(path) = file else {
+        return Ok(std::env::var("SPIN_VARIABLE_SIGNING_KEY_ENCRYPTION_KEY")
+            .ok()
+            .or_else(|| std::env::var("CINEMA_SIGNING_KEY_ENCRYPTION_KEY").ok()));
+    };
+    let raw = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "failed to read the key-encryption key file {} (--signing-key-encryption-key-file)",
+            path.display()
+        )
+    })?;
+    let kek = raw.trim().to_owned();
+    cinema_domain::key_seal::KeyEncryptionKey::from_hex(&kek).map_err(|error| {
+        anyhow::anyhow!(
+            "{}: {error} (make one with `cinema keys new-kek`)",
+            path.display()
+        )
+    })?;
+    Ok(Some(kek))
 }
 
 /// The first run (`make up`) and the production guard ([`crate::first_run`]).
@@ -524,9 +555,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| args.ugc_postgres_url.clone());
     // The key-encryption key of signing keys: one variable for the CLI and auth.
     let kek_variable = "SPIN_VARIABLE_SIGNING_KEY_ENCRYPTION_KEY";
-    let kek_for_auth = std::env::var(kek_variable)
-        .ok()
-        .or_else(|| std::env::var("CINEMA_SIGNING_KEY_ENCRYPTION_KEY").ok());
+    let kek_for_auth =
+        key_encryption_key_for_auth(args.signing_key_encryption_key_file.as_deref())?;
     let first_run = prepare_first_run(&args, &auth_postgres_url, kek_for_auth.as_deref()).await?;
     let metrics = RuntimeMetrics::new();
     let credential_variable = format!(

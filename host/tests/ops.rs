@@ -486,3 +486,51 @@ async fn test_databases_of_ended_test_processes_are_swept_and_running_ones_kept(
         .await
         .expect("drop ours");
 }
+
+/// `cinema up --signing-key-encryption-key-file` (a systemd credential, a mounted
+/// secret) hands auth the key-encryption key from a file: keys sealed with it sign
+/// logins although the environment holds another key (which could not open them); a
+/// malformed or missing file stops the start, naming the file and never the contents.
+#[tokio::test]
+async fn cinema_up_reads_the_key_encryption_key_from_a_file() {
+    let database_url = common::fresh_database().await;
+    common::migrate(&database_url).await;
+    let kek = common::run_cinema(&["keys", "new-kek"]);
+    let kek = kek.lines().last().expect("a key").trim().to_owned();
+    let secrets = common::TempDir::new("secrets");
+    let file = format!("{}/signing-kek", secrets.path());
+    std::fs::write(&file, format!("{kek}\n")).expect("write the key file");
+    common::rotate_keys(&database_url, &["--key-encryption-key-file", &file]);
+
+    let mut options = common::AppOptions::default()
+        .component_databases(&database_url)
+        .arg("--signing-key-encryption-key-file")
+        .arg(&file);
+    options.manifest = Some(common::workspace_root().join("spin.toml"));
+    let app = common::spawn_app(options);
+    app.sign_up_and_log_in(
+        &format!("{}@example.com", common::unique("sealed")),
+        "correct horse battery staple",
+    )
+    .await;
+    drop(app);
+
+    std::fs::write(&file, "not-a-key-encryption-key").expect("spoil the key file");
+    let stderr = refused_start(&database_url, &["--signing-key-encryption-key-file", &file]);
+    assert!(
+        stderr.contains(&file) && stderr.contains("cinema keys new-kek"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-a-key-encryption-key"), "{stderr}");
+    let stderr = refused_start(
+        &database_url,
+        &[
+            "--signing-key-encryption-key-file",
+            "/nonexistent/signing-kek",
+        ],
+    );
+    assert!(
+        stderr.contains("failed to read the key-encryption key file /nonexistent/signing-kek"),
+        "{stderr}"
+    );
+}
