@@ -607,7 +607,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let internal_addr = internal.local_addr()?;
     let catalog = crate::search_ops::start(&args)?;
     let ugc = crate::ugc_ops::start(&args, &metrics)?;
-    let notify = crate::notify_ops::start(&args);
+    let notify = crate::notify_ops::start(&args, &metrics);
     let revocations =
         crate::revocations::Revocations::new(Duration::from_secs(args.access_token_ttl_seconds));
     tokio::spawn(revocations.clone().run(auth_postgres_url.clone()));

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cli::UpArgs;
+use crate::runtime::metrics::RuntimeMetrics;
 
 /// The notify task.
 #[derive(Debug, Default)]
@@ -29,8 +30,9 @@ impl NotifyRuntime {
     }
 }
 
-/// Starts notify when the host has brokers (mail only with an SMTP server too).
-pub fn start(args: &UpArgs) -> NotifyRuntime {
+/// Starts notify when the host has brokers (mail only with an SMTP server too); its
+/// events consumer's partitions show in `metrics`.
+pub fn start(args: &UpArgs, metrics: &RuntimeMetrics) -> NotifyRuntime {
     let Some(brokers) = &args.kafka_brokers else {
         return NotifyRuntime::default();
     };
@@ -48,6 +50,7 @@ pub fn start(args: &UpArgs) -> NotifyRuntime {
         public_base_url: args.public_base_url.clone(),
         confirmation_ttl: Duration::from_secs(args.confirmation_ttl_hours.max(1) * 3600),
         poll_interval: Duration::from_millis(200),
+        on_assignment: crate::ugc_ops::partitions_gauge(metrics, &args.notify_group),
     };
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(async move {

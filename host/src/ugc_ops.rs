@@ -86,7 +86,7 @@ pub fn start(args: &UpArgs, metrics: &RuntimeMetrics) -> anyhow::Result<UgcRunti
 }
 
 /// Reports a consumer's partitions as `cinema_kafka_assigned_partitions{group}`.
-fn partitions_gauge(metrics: &RuntimeMetrics, group: &str) -> AssignmentObserver {
+pub fn partitions_gauge(metrics: &RuntimeMetrics, group: &str) -> AssignmentObserver {
     let gauge = metrics.assigned_partitions(group);
     AssignmentObserver::new(move |partitions| {
         gauge.set(i64::try_from(partitions.len()).unwrap_or(i64::MAX));

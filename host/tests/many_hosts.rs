@@ -24,6 +24,9 @@ use serde_json::{Value, json};
 const PASSWORD: &str = "correct horse battery staple";
 /// Partitions of the events topic (the intake creates it with three).
 const EVENT_PARTITIONS: u64 = 3;
+/// Partitions notify's group reads: auth's and the catalog's event topics, three each
+/// (the relay creates them).
+const NOTIFY_PARTITIONS: u64 = 6;
 
 /// The engines and names both hosts share.
 struct Cluster {
@@ -202,10 +205,10 @@ impl Cluster {
         (folded, distinct)
     }
 
-    /// Waits until the running hosts among `hosts` hold every partition of the events
-    /// topic in `group` between them, each at least one (as each reports in
+    /// Waits until the running hosts among `hosts` hold all `partitions` of `group`'s
+    /// topics between them, each at least one (as each reports in
     /// `cinema_kafka_assigned_partitions`); panics with what they reported last.
-    async fn wait_for_split(&self, group: &str, hosts: &[&Host]) {
+    async fn wait_for_split(&self, group: &str, partitions: u64, hosts: &[&Host]) {
         let mut last = Vec::new();
         for _ in 0..300 {
             last.clear();
@@ -213,13 +216,13 @@ impl Cluster {
                 last.push(assigned_partitions(&host.app, group).await);
             }
             let all: u64 = last.iter().map(|held| held.unwrap_or(0)).sum();
-            if all == EVENT_PARTITIONS && last.iter().all(|held| held.is_some_and(|n| n > 0)) {
+            if all == partitions && last.iter().all(|held| held.is_some_and(|n| n > 0)) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         panic!(
-            "group {group}: expected {} hosts splitting {EVENT_PARTITIONS} partitions within 60 s; \
+            "group {group}: expected {} hosts splitting {partitions} partitions within 60 s; \
              partitions each reported last: {last:?}",
             hosts.len()
         );
@@ -298,7 +301,9 @@ async fn two_hosts_split_the_ugc_groups_and_each_event_lands_once_when_one_is_ki
     // The topic exists once the first write went through; the groups then settle.
     post_heartbeats(&first.app, &users[0].0, &film_of(0), 0, 1).await;
     for group in [&cluster.loader_group, &cluster.read_model_group] {
-        cluster.wait_for_split(group, &[&first, &second]).await;
+        cluster
+            .wait_for_split(group, EVENT_PARTITIONS, &[&first, &second])
+            .await;
     }
 
     for round in 0..ROUNDS {
@@ -323,7 +328,9 @@ async fn two_hosts_split_the_ugc_groups_and_each_event_lands_once_when_one_is_ki
     }
 
     for group in [&cluster.loader_group, &cluster.read_model_group] {
-        cluster.wait_for_split(group, &[&first]).await;
+        cluster
+            .wait_for_split(group, EVENT_PARTITIONS, &[&first])
+            .await;
     }
     let ids: Vec<String> = users.iter().map(|(_, id)| id.clone()).collect();
     let expected = USERS as u64 * u64::from(ROUNDS * PER_REQUEST) + 1;
@@ -553,7 +560,7 @@ async fn two_hosts_converge_on_the_same_content_after_edits() {
 }
 
 /// Both hosts relay auth's outbox to Kafka and run notify (relay, announcer, sender) in
-/// one group, sending to one SMTP server. Users sign up through either host; an admin
+/// one group, whose partitions they split, sending to one SMTP server. Users sign up through either host; an admin
 /// queues an announcement for everyone through the second. Once every delivery is sent,
 /// each user holds exactly one welcome mail and one announcement.
 #[tokio::test]
@@ -567,6 +574,9 @@ async fn two_hosts_send_each_mail_once() {
     cluster.smtp_url = Some(smtp.url());
     let first = cluster.start_host();
     let second = cluster.start_host();
+    cluster
+        .wait_for_split(&cluster.notify_group, NOTIFY_PARTITIONS, &[&first, &second])
+        .await;
     let mut emails = Vec::new();
     for user in 0..USERS {
         let through = if user % 2 == 0 { &first } else { &second };

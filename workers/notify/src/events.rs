@@ -23,8 +23,8 @@ use std::time::Duration;
 use base64::Engine;
 use cinema_domain::platform::{PlatformEvent, PlatformEventKind};
 use rand_core::RngCore;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
@@ -32,16 +32,13 @@ use crate::NotifySettings;
 
 /// Runs until `shutdown`.
 pub async fn run(settings: NotifySettings, mut shutdown: watch::Receiver<bool>) {
-    let consumer: StreamConsumer = match ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
-        .set("group.id", &settings.group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("fetch.queue.backoff.ms", "20")
-        .set("topic.metadata.refresh.interval.ms", "2000")
-        .create()
-    {
+    let consumer = match cinema_kafka::group_consumer(
+        &settings.brokers,
+        &settings.group_id,
+        &[],
+        "notify",
+        settings.on_assignment.clone(),
+    ) {
         Ok(consumer) => consumer,
         Err(error) => {
             tracing::error!(%error, "notify: kafka consumer; events wait in kafka");

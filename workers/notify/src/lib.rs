@@ -51,6 +51,8 @@ pub struct NotifySettings {
     pub confirmation_ttl: Duration,
     /// How often the sender looks for due deliveries when idle.
     pub poll_interval: Duration,
+    /// Told the partitions this host's events consumer holds after each rebalance.
+    pub on_assignment: cinema_kafka::AssignmentObserver,
 }
 
 impl std::fmt::Debug for NotifySettings {

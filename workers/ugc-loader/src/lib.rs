@@ -13,7 +13,6 @@
 //! acknowledges them, and only then are their offsets committed.
 //! On shutdown the batch in hand is finished and committed, then the loader exits.
 
-mod group;
 pub mod read_model;
 mod row;
 
@@ -26,8 +25,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-pub use group::AssignmentObserver;
-use group::{GroupConsumer, GroupContext};
+pub use cinema_kafka::AssignmentObserver;
+use cinema_kafka::GroupConsumer;
 pub use row::EventRow;
 
 /// How the loader runs.
@@ -70,22 +69,6 @@ impl LoaderSettings {
             on_assignment: AssignmentObserver::default(),
         }
     }
-}
-
-/// The consumer settings both consumers share: manual commits after the write, from
-/// the earliest offset for a new group, and the fetch tuning of FACTS.md (without
-/// `fetch.queue.backoff.ms` librdkafka stalls periodically).
-pub(crate) fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("fetch.queue.backoff.ms", "20")
-        .set("topic.metadata.refresh.interval.ms", "2000");
-    config
 }
 
 /// Commits offsets after the sink acknowledged. A commit in the normal flow is
@@ -234,12 +217,13 @@ pub async fn run(
     settings: LoaderSettings,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), LoaderError> {
-    let consumer: GroupConsumer = consumer_config(&settings.brokers, &settings.group_id)
-        .create_with_context(GroupContext {
-            who: "ugc-loader",
-            group: settings.group_id.clone(),
-            observer: settings.on_assignment.clone(),
-        })?;
+    let consumer = cinema_kafka::group_consumer(
+        &settings.brokers,
+        &settings.group_id,
+        &[],
+        "ugc-loader",
+        settings.on_assignment.clone(),
+    )?;
     consumer.subscribe(&[settings.topic.as_str()])?;
     let mut dead_letters = dead_letter_producer(&settings.brokers)?;
     let clickhouse = clickhouse::Client::default()

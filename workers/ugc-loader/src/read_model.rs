@@ -19,8 +19,8 @@ use tokio::sync::watch;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-use crate::group::{AssignmentObserver, GroupConsumer, GroupContext};
 use crate::{LoaderError, NextOffsets};
+use cinema_kafka::{AssignmentObserver, GroupConsumer};
 
 /// How the read-model consumer runs.
 #[derive(Debug, Clone)]
@@ -56,14 +56,14 @@ pub async fn run(
     settings: ReadModelSettings,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), LoaderError> {
-    let consumer: GroupConsumer = crate::consumer_config(&settings.brokers, &settings.group_id)
+    let consumer = cinema_kafka::group_consumer(
+        &settings.brokers,
+        &settings.group_id,
         // Reads should follow writes quickly: do not let the broker hold fetches long.
-        .set("fetch.wait.max.ms", "100")
-        .create_with_context(GroupContext {
-            who: "ugc read models",
-            group: settings.group_id.clone(),
-            observer: settings.on_assignment.clone(),
-        })?;
+        &[("fetch.wait.max.ms", "100")],
+        "ugc read models",
+        settings.on_assignment.clone(),
+    )?;
     consumer.subscribe(&[settings.topic.as_str()])?;
     tracing::info!(topic = %settings.topic, group = %settings.group_id, "ugc read models: consuming");
     let mut postgres: Option<Client> = None;

@@ -1,0 +1,111 @@
+//! `cinema-kafka`: what the host's Kafka consumers (ugc-loader, UGC read models, notify)
+//! share.
+//!
+//! - [`consumer_config`]: one configuration for every consumer group.
+//! - Membership made visible: which partitions this process holds. With several hosts
+//!   in one group (README, "More than one host") the partitions are split between
+//!   them and move when a host joins or dies; each rebalance is logged and reported to
+//!   an [`AssignmentObserver`] (the host turns it into the
+//!   `cinema_kafka_assigned_partitions{group}` gauge).
+
+use std::sync::Arc;
+
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::{ClientConfig, ClientContext};
+
+/// The settings every consumer group shares: manual commits after the write, from the
+/// earliest offset for a new group, and the fetch tuning of FACTS.md (without
+/// `fetch.queue.backoff.ms` librdkafka stalls periodically).
+pub fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("fetch.queue.backoff.ms", "20")
+        .set("topic.metadata.refresh.interval.ms", "2000");
+    config
+}
+
+/// What an [`AssignmentObserver`] calls with the partitions held.
+type Observe = dyn Fn(&[i32]) + Send + Sync;
+
+/// Told the partitions a consumer holds after each rebalance (sorted; empty when they
+/// were revoked). A no-op by default.
+#[derive(Clone, Default)]
+pub struct AssignmentObserver(Option<Arc<Observe>>);
+
+impl AssignmentObserver {
+    pub fn new(observe: impl Fn(&[i32]) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(observe)))
+    }
+
+    fn tell(&self, partitions: &[i32]) {
+        if let Some(observe) = &self.0 {
+            observe(partitions);
+        }
+    }
+}
+
+impl std::fmt::Debug for AssignmentObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "AssignmentObserver(set)"
+        } else {
+            "AssignmentObserver(none)"
+        })
+    }
+}
+
+/// The consumers' context: reports their assignment on every rebalance.
+pub struct GroupContext {
+    /// Who consumes, for the log (`ugc-loader`, `ugc read models`, `notify`).
+    pub who: &'static str,
+    pub group: String,
+    pub observer: AssignmentObserver,
+}
+
+/// A consumer of one of the host's groups.
+pub type GroupConsumer = StreamConsumer<GroupContext>;
+
+/// A consumer of `group_id` on `brokers` with [`consumer_config`] plus `extra`
+/// settings, reporting its assignment to `observer`; `who` names it in the log.
+pub fn group_consumer(
+    brokers: &str,
+    group_id: &str,
+    extra: &[(&str, &str)],
+    who: &'static str,
+    observer: AssignmentObserver,
+) -> Result<GroupConsumer, rdkafka::error::KafkaError> {
+    let mut config = consumer_config(brokers, group_id);
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
+    config.create_with_context(GroupContext {
+        who,
+        group: group_id.to_owned(),
+        observer,
+    })
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // The consumers use the eager protocol: an assignment replaces the previous
+        // one whole, and a revocation takes everything.
+        let mut partitions: Vec<i32> = match rebalance {
+            Rebalance::Assign(list) => list.elements().iter().map(|e| e.partition()).collect(),
+            Rebalance::Revoke(_) => Vec::new(),
+            Rebalance::Error(error) => {
+                tracing::warn!(%error, group = %self.group, "{}: rebalance failed", self.who);
+                return;
+            }
+        };
+        partitions.sort_unstable();
+        tracing::info!(group = %self.group, ?partitions, "{}: partitions assigned", self.who);
+        self.observer.tell(&partitions);
+    }
+}
