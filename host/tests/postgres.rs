@@ -256,3 +256,99 @@ async fn open_transaction_does_not_leak_between_requests() {
         );
     }
 }
+
+/// `numeric` as Postgres itself reads and writes it: for generated decimal texts (signs,
+/// leading zeros, up to 40 digits each side, zero, `.5`, `5.`), the host's binary
+/// encoding is the value Postgres parses from the text, and the host's decoding of
+/// Postgres' binary value is the text Postgres prints. Checked against the real server.
+#[test]
+fn numeric_conversion_agrees_with_postgres_both_ways() {
+    use bytes::BytesMut;
+    use cinema_host::runtime::postgres::convert::{numeric_from_str, numeric_to_string};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+
+    /// A `numeric` parameter already in Postgres' binary form.
+    #[derive(Debug)]
+    struct Encoded(BytesMut);
+    impl ToSql for Encoded {
+        fn to_sql(
+            &self,
+            _: &Type,
+            out: &mut BytesMut,
+        ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+            out.extend_from_slice(&self.0);
+            Ok(IsNull::No)
+        }
+        fn accepts(ty: &Type) -> bool {
+            *ty == Type::NUMERIC
+        }
+        to_sql_checked!();
+    }
+    /// A `numeric` result as Postgres sent it.
+    struct Binary(Vec<u8>);
+    impl<'a> FromSql<'a> for Binary {
+        fn from_sql(
+            _: &Type,
+            raw: &'a [u8],
+        ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+            Ok(Self(raw.to_vec()))
+        }
+        fn accepts(ty: &Type) -> bool {
+            *ty == Type::NUMERIC
+        }
+    }
+
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let client = runtime.block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&common::postgres_url("postgres"), tokio_postgres::NoTls)
+                .await
+                .expect("Postgres on 127.0.0.1:5432 (`scripts/services.sh up`)");
+        tokio::spawn(connection);
+        client
+    });
+    let decimal = (
+        prop::sample::select(vec!["", "-", "+"]),
+        "0{0,3}[0-9]{0,40}",
+        prop::option::of("[0-9]{0,40}"),
+    )
+        .prop_filter_map("a number has digits", |(sign, integer, fraction)| {
+            let has_digits =
+                !integer.is_empty() || fraction.as_deref().is_some_and(|f| !f.is_empty());
+            has_digits.then(|| match fraction {
+                Some(fraction) => format!("{sign}{integer}.{fraction}"),
+                None => format!("{sign}{integer}"),
+            })
+        });
+    let mut runner = TestRunner::new(Config::with_cases(512));
+    runner
+        .run(&decimal, |text| {
+            let (printed, ours_read_back, theirs) = runtime.block_on(async {
+                let printed: String = client
+                    .query_one("SELECT $1::text::numeric::text", &[&text])
+                    .await
+                    .expect("postgres parses the text")
+                    .get(0);
+                let mut encoded = BytesMut::new();
+                numeric_from_str(&text, &mut encoded).expect("the host encodes it");
+                let ours_read_back: String = client
+                    .query_one("SELECT $1::numeric::text", &[&Encoded(encoded)])
+                    .await
+                    .expect("postgres takes the host's binary numeric")
+                    .get(0);
+                let theirs: Binary = client
+                    .query_one("SELECT $1::text::numeric", &[&text])
+                    .await
+                    .expect("postgres sends a binary numeric")
+                    .get(0);
+                (printed, ours_read_back, theirs)
+            });
+            prop_assert_eq!(&ours_read_back, &printed, "encoding {}", text);
+            let decoded = numeric_to_string(&theirs.0).expect("the host decodes it");
+            prop_assert_eq!(&decoded, &printed, "decoding {}", text);
+            Ok(())
+        })
+        .expect("numeric conversion agrees with Postgres");
+}
