@@ -9,7 +9,7 @@
 //! - auth: a token issued by one host works on the other, a logout through one stops
 //!   the token on the other, and login throttling counts failures made on both;
 //! - search: both hosts' indexes converge on the same content after edits, and the
-//!   catalog's shared cache never serves one host's older answer through the other;
+//!   catalog's shared cache does not serve one host's older answer through the other;
 //! - mail: both hosts relay auth's outbox and run notify in one group with one SMTP
 //!   server, and each welcome mail and each announcement goes out once.
 
