@@ -71,18 +71,7 @@ impl Console {
 
     /// An access and refresh token of `email`.
     async fn tokens(&self, email: &str) -> (String, String) {
-        let (status, body) = self
-            .app
-            .post_json(
-                "/api/v1/auth/login",
-                json!({"email": email, "password": PASSWORD}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        (
-            body["access_token"].as_str().expect("access").to_owned(),
-            body["refresh_token"].as_str().expect("refresh").to_owned(),
-        )
+        self.app.log_in_for_pair(email, PASSWORD).await
     }
 
     async fn api(

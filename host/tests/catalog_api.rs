@@ -138,6 +138,22 @@ fn start_app(
     spawn_app(options)
 }
 
+/// [`start_app`] with its ETL pointed at an address where no Postgres answers, so its
+/// index in `index` is never built.
+fn start_app_whose_index_is_never_built(
+    database_url: &str,
+    jwks: &str,
+    index: &TempDir,
+) -> TestApp {
+    start_app(
+        database_url,
+        jwks,
+        index.path(),
+        "postgres://postgres@127.0.0.1:1/cinema",
+        &[],
+    )
+}
+
 impl Catalog {
     /// `cinema up` over a fixture database ([`start_app`]), its ETL keeping `index` from
     /// the same database.
@@ -972,13 +988,7 @@ async fn reindex_switches_only_a_complete_build_and_never_under_a_running_host()
 async fn without_an_index_catalog_reads_answer_503_search_unavailable() {
     let (database_url, jwks) = common::platform_database().await;
     let index = TempDir::new("never_built");
-    let app = start_app(
-        &database_url,
-        &jwks,
-        index.path(),
-        "postgres://postgres@127.0.0.1:1/cinema",
-        &[],
-    );
+    let app = start_app_whose_index_is_never_built(&database_url, &jwks, &index);
     let token = app
         .sign_up_and_log_in(
             &format!("{}@example.com", common::unique("viewer")),
@@ -1012,13 +1022,7 @@ async fn without_an_index_catalog_reads_answer_503_search_unavailable() {
 async fn a_host_is_ready_only_once_its_search_index_is_built() {
     let (database_url, jwks) = common::platform_database().await;
     let index = TempDir::new("never_built");
-    let unbuilt = start_app(
-        &database_url,
-        &jwks,
-        index.path(),
-        "postgres://postgres@127.0.0.1:1/cinema",
-        &[],
-    );
+    let unbuilt = start_app_whose_index_is_never_built(&database_url, &jwks, &index);
     let probe = |app: &TestApp, path: &str| {
         let request = app.http.get(format!("{}{path}", app.internal)).send();
         async move {

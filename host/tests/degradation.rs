@@ -58,20 +58,9 @@ impl Whole {
     /// `redis_db`: a Redis database of this test's own (the catalog cache is keyed by
     /// index version, which platforms sharing a database would mix up); flushed here.
     async fn new(redis_db: u8) -> Self {
-        let database_url = common::fresh_database().await;
-        let clickhouse_database = common::migrate_with_clickhouse(&database_url);
-        common::rotate_keys(&database_url, &[]);
-        let jwks = common::run_cinema(&["keys", "jwks", "--postgres-url", &database_url]);
-        let redis_client =
-            redis::Client::open(format!("{}/{redis_db}", common::redis_url())).expect("redis url");
-        let mut redis_connection = redis_client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("Redis on 127.0.0.1:6379 (`scripts/services.sh up`)");
-        let _: () = redis::cmd("FLUSHDB")
-            .query_async(&mut redis_connection)
-            .await
-            .expect("flush this test's redis database");
+        let (database_url, clickhouse_database, jwks) =
+            common::platform_database_with_clickhouse().await;
+        common::empty_redis_database(redis_db).await;
         let seeded_film = uuid::Uuid::new_v4();
         let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
             .await

@@ -58,20 +58,9 @@ impl Cluster {
     /// A migrated platform database with a signing key, a ClickHouse database, fresh
     /// topic and group names, and Redis database `redis_db` emptied.
     async fn new(redis_db: u8) -> Self {
-        let database_url = common::fresh_database().await;
-        let clickhouse_database = common::migrate_with_clickhouse(&database_url);
-        common::rotate_keys(&database_url, &[]);
-        let jwks = common::run_cinema(&["keys", "jwks", "--postgres-url", &database_url]);
-        let redis =
-            redis::Client::open(format!("{}/{redis_db}", common::redis_url())).expect("redis url");
-        let mut redis = redis
-            .get_multiplexed_async_connection()
-            .await
-            .expect("Redis on 127.0.0.1:6379 (`scripts/services.sh up`)");
-        let _: () = redis::cmd("FLUSHDB")
-            .query_async(&mut redis)
-            .await
-            .expect("flush this test's redis database");
+        let (database_url, clickhouse_database, jwks) =
+            common::platform_database_with_clickhouse().await;
+        common::empty_redis_database(redis_db).await;
         let group = common::unique("many_hosts");
         Self {
             database_url,
@@ -172,59 +161,39 @@ impl Cluster {
         client
     }
 
-    fn clickhouse(&self) -> clickhouse::Client {
-        clickhouse::Client::default()
-            .with_url(common::clickhouse_url())
-            .with_database(&self.clickhouse_database)
-            .with_validation(false)
-    }
-
     /// `(rows after folding repeats, distinct event ids)` of `users` in `ugc_events`.
     async fn event_counts(&self, users: &[String]) -> (u64, u64) {
-        let filter = users
+        let users = users
             .iter()
             .map(|user| format!("toUUID('{user}')"))
             .collect::<Vec<_>>()
             .join(",");
-        let folded: u64 = self
-            .clickhouse()
-            .query(&format!(
-                "SELECT count() FROM ugc_events FINAL WHERE user_id IN ({filter})"
-            ))
-            .fetch_one()
-            .await
-            .expect("count final");
-        let distinct: u64 = self
-            .clickhouse()
-            .query(&format!(
-                "SELECT uniqExact(event_id) FROM ugc_events WHERE user_id IN ({filter})"
-            ))
-            .fetch_one()
-            .await
-            .expect("uniqExact");
-        (folded, distinct)
+        common::ugc_event_counts(&self.clickhouse_database, &format!("user_id IN ({users})")).await
     }
 
     /// Waits until the running hosts among `hosts` hold all `partitions` of `group`'s
     /// topics between them, each at least one (as each reports in
     /// `cinema_kafka_assigned_partitions`); panics with what they reported last.
     async fn wait_for_split(&self, group: &str, partitions: u64, hosts: &[&Host]) {
-        let mut last = Vec::new();
-        for _ in 0..300 {
-            last.clear();
+        let reported = || async {
+            let mut held = Vec::new();
             for host in hosts {
-                last.push(assigned_partitions(&host.app, group).await);
+                held.push(assigned_partitions(&host.app, group).await);
             }
-            let all: u64 = last.iter().map(|held| held.unwrap_or(0)).sum();
-            if all == partitions && last.iter().all(|held| held.is_some_and(|n| n > 0)) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!(
+            held
+        };
+        let split = TestApp::eventually(Duration::from_secs(60), || async {
+            let held = reported().await;
+            let all: u64 = held.iter().map(|held| held.unwrap_or(0)).sum();
+            (all == partitions && held.iter().all(|held| held.is_some_and(|n| n > 0))).then_some(())
+        })
+        .await;
+        assert!(
+            split.is_some(),
             "group {group}: expected {} hosts splitting {partitions} partitions within 60 s; \
-             partitions each reported last: {last:?}",
-            hosts.len()
+             partitions each reports now: {:?}",
+            hosts.len(),
+            reported().await
         );
     }
 }
@@ -386,19 +355,11 @@ async fn two_hosts_share_tokens_logouts_and_login_throttling() {
 
     let email = format!("{}@example.com", common::unique("traveller"));
     first.app.sign_up_and_log_in(&email, PASSWORD).await;
-    let (status, pair) = first
-        .app
-        .post_json(
-            "/api/v1/auth/login",
-            json!({"email": email, "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, 200, "{pair}");
-    let token = pair["access_token"].as_str().expect("access token");
+    let (token, refresh_token) = first.app.log_in_for_pair(&email, PASSWORD).await;
     for path in signed_in {
         let (status, body) = second
             .app
-            .call(reqwest::Method::GET, path, Some(token), None)
+            .call(reqwest::Method::GET, path, Some(&token), None)
             .await;
         assert_eq!(status, 200, "{path} on the other host: {body}");
     }
@@ -406,7 +367,7 @@ async fn two_hosts_share_tokens_logouts_and_login_throttling() {
         .app
         .post_json(
             "/api/v1/auth/refresh",
-            json!({"refresh_token": pair["refresh_token"]}),
+            json!({"refresh_token": refresh_token}),
         )
         .await;
     assert_eq!(status, 200, "refresh on the other host: {refreshed}");

@@ -60,15 +60,7 @@ impl Platform {
     }
 
     async fn login(&self, email: &str) -> String {
-        let (status, body) = self
-            .app
-            .post_json(
-                "/api/v1/auth/login",
-                json!({"email": email, "password": PASSWORD}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        body["access_token"].as_str().expect("token").to_owned()
+        self.app.log_in(email, PASSWORD).await
     }
 
     async fn user(&self, prefix: &str, role: Option<&str>) -> (String, String) {

@@ -31,10 +31,8 @@ struct Platform {
 
 impl Platform {
     async fn new(brokers: &str) -> Self {
-        let database_url = common::fresh_database().await;
-        let clickhouse_database = common::migrate_with_clickhouse(&database_url);
-        common::rotate_keys(&database_url, &[]);
-        let jwks = common::run_cinema(&["keys", "jwks", "--postgres-url", &database_url]);
+        let (database_url, clickhouse_database, jwks) =
+            common::platform_database_with_clickhouse().await;
         Self {
             database_url,
             clickhouse_database,
@@ -87,31 +85,12 @@ impl Platform {
     }
 
     fn clickhouse(&self) -> clickhouse::Client {
-        clickhouse::Client::default()
-            .with_url(common::clickhouse_url())
-            .with_database(&self.clickhouse_database)
-            .with_validation(false)
+        common::clickhouse(&self.clickhouse_database)
     }
 
     /// `(rows after folding repeats, distinct event ids)` in `ugc_events`.
     async fn counts(&self, filter: &str) -> (u64, u64) {
-        let folded: u64 = self
-            .clickhouse()
-            .query(&format!(
-                "SELECT count() FROM ugc_events FINAL WHERE {filter}"
-            ))
-            .fetch_one()
-            .await
-            .expect("count final");
-        let distinct: u64 = self
-            .clickhouse()
-            .query(&format!(
-                "SELECT uniqExact(event_id) FROM ugc_events WHERE {filter}"
-            ))
-            .fetch_one()
-            .await
-            .expect("uniqExact");
-        (folded, distinct)
+        common::ugc_event_counts(&self.clickhouse_database, filter).await
     }
 
     /// Waits until ClickHouse holds exactly `expected` events matching `filter`.

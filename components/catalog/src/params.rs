@@ -894,61 +894,69 @@ mod properties {
             })
     }
 
+    /// The property every parser keeps for `query`: it answers, or refuses naming one
+    /// of `fields`; an answer's canonical form parses back to the same request and is
+    /// its own canonical form.
+    fn parses_or_names_a_field_and_round_trips<P: PartialEq + std::fmt::Debug>(
+        query: &str,
+        parse: fn(&str) -> ParamResult<P>,
+        canonical_pairs: fn(&P) -> Vec<(&'static str, String)>,
+        fields: &[&str],
+    ) -> Result<(), TestCaseError> {
+        match parse(query) {
+            Ok(params) => {
+                let canonical = canonical_query(&canonical_pairs(&params));
+                let again = parse(&canonical);
+                prop_assert_eq!(again.as_ref(), Ok(&params), "{} -> {}", query, canonical);
+                let again = again.expect("checked above");
+                prop_assert_eq!(canonical_query(&canonical_pairs(&again)), canonical);
+            }
+            Err(error) => prop_assert!(fields.contains(&error.field), "{:?}", error),
+        }
+        Ok(())
+    }
+
     proptest! {
         #[test]
         fn film_search_parses_or_names_its_field_and_its_canonical_form_is_a_fixed_point(
             query in query_string()
         ) {
-            match FilmSearchParams::parse(&query) {
-                Ok(params) => {
-                    let canonical = canonical_query(&params.canonical_pairs());
-                    let again = FilmSearchParams::parse(&canonical);
-                    prop_assert_eq!(again.as_ref(), Ok(&params), "{} -> {}", query, canonical);
-                    let again = again.expect("checked above");
-                    prop_assert_eq!(canonical_query(&again.canonical_pairs()), canonical);
-                }
-                Err(error) => prop_assert!(FILM_FIELDS.contains(&error.field), "{:?}", error),
-            }
+            parses_or_names_a_field_and_round_trips(
+                &query,
+                FilmSearchParams::parse,
+                FilmSearchParams::canonical_pairs,
+                &FILM_FIELDS,
+            )?;
         }
 
         #[test]
         fn film_lists_parse_or_name_their_field_and_their_canonical_form_is_a_fixed_point(
             query in query_string()
         ) {
-            match FilmListParams::parse(&query) {
-                Ok(params) => {
-                    let canonical = canonical_query(&params.canonical_pairs());
-                    let again = FilmListParams::parse(&canonical);
-                    prop_assert_eq!(again.as_ref(), Ok(&params), "{} -> {}", query, canonical);
-                    let again = again.expect("checked above");
-                    prop_assert_eq!(canonical_query(&again.canonical_pairs()), canonical);
-                }
-                Err(error) => prop_assert!(FILM_FIELDS.contains(&error.field), "{:?}", error),
-            }
+            parses_or_names_a_field_and_round_trips(
+                &query,
+                FilmListParams::parse,
+                FilmListParams::canonical_pairs,
+                &FILM_FIELDS,
+            )?;
         }
 
         #[test]
         fn facets_and_person_search_parse_or_name_their_field_and_round_trip(
             query in query_string()
         ) {
-            match FacetParams::parse(&query) {
-                Ok(params) => {
-                    let canonical = canonical_query(&params.canonical_pairs());
-                    prop_assert_eq!(FacetParams::parse(&canonical), Ok(params));
-                }
-                Err(error) => prop_assert!(FILM_FIELDS.contains(&error.field), "{:?}", error),
-            }
-            match PersonSearchParams::parse(&query) {
-                Ok(params) => {
-                    let canonical = canonical_query(&params.canonical_pairs());
-                    prop_assert_eq!(PersonSearchParams::parse(&canonical), Ok(params));
-                }
-                Err(error) => prop_assert!(
-                    ["query", "page_size", "page_number"].contains(&error.field),
-                    "{:?}",
-                    error
-                ),
-            }
+            parses_or_names_a_field_and_round_trips(
+                &query,
+                FacetParams::parse,
+                FacetParams::canonical_pairs,
+                &FILM_FIELDS,
+            )?;
+            parses_or_names_a_field_and_round_trips(
+                &query,
+                PersonSearchParams::parse,
+                PersonSearchParams::canonical_pairs,
+                &["query", "page_size", "page_number"],
+            )?;
         }
     }
 }

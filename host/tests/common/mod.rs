@@ -84,6 +84,35 @@ pub fn clickhouse_url() -> String {
     std::env::var("CINEMA_TEST_CLICKHOUSE").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
 }
 
+/// A client of the test ClickHouse's `database`.
+pub fn clickhouse(database: &str) -> clickhouse::Client {
+    clickhouse::Client::default()
+        .with_url(clickhouse_url())
+        .with_database(database)
+        .with_validation(false)
+}
+
+/// `(rows after folding repeats, distinct event ids)` in `database`'s `ugc_events`
+/// where `filter` (an SQL condition) holds: equal and as many as were sent when every
+/// event landed exactly once.
+pub async fn ugc_event_counts(database: &str, filter: &str) -> (u64, u64) {
+    let folded: u64 = clickhouse(database)
+        .query(&format!(
+            "SELECT count() FROM ugc_events FINAL WHERE {filter}"
+        ))
+        .fetch_one()
+        .await
+        .expect("count final");
+    let distinct: u64 = clickhouse(database)
+        .query(&format!(
+            "SELECT uniqExact(event_id) FROM ugc_events WHERE {filter}"
+        ))
+        .fetch_one()
+        .await
+        .expect("uniqExact");
+    (folded, distinct)
+}
+
 /// A unique, SQL-safe name for per-test databases, keys and tables.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
@@ -212,6 +241,30 @@ pub async fn platform_database() -> (String, String) {
     rotate_keys(&database_url, &[]);
     let jwks = run_cinema(&["keys", "jwks", "--postgres-url", &database_url]);
     (database_url, jwks)
+}
+
+/// [`platform_database`] with its ClickHouse database kept (for tests of the UGC
+/// pipeline): `(database_url, clickhouse_database, jwks)`.
+pub async fn platform_database_with_clickhouse() -> (String, String, String) {
+    let database_url = fresh_database().await;
+    let clickhouse_database = migrate_with_clickhouse(&database_url);
+    rotate_keys(&database_url, &[]);
+    let jwks = run_cinema(&["keys", "jwks", "--postgres-url", &database_url]);
+    (database_url, clickhouse_database, jwks)
+}
+
+/// Empties Redis database `db`, a test's own (the catalog cache is keyed by index
+/// version, which tests sharing a database would mix up).
+pub async fn empty_redis_database(db: u8) {
+    let client = redis::Client::open(format!("{}/{db}", redis_url())).expect("redis url");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis on 127.0.0.1:6379 (`scripts/services.sh up`)");
+    let _: () = redis::cmd("FLUSHDB")
+        .query_async(&mut connection)
+        .await
+        .expect("flush this test's redis database");
 }
 
 /// Grants the role `role_id` to the user with `email`, straight in Postgres (tokens
@@ -551,6 +604,11 @@ impl TestApp {
 
     /// Logs `email` in (200 expected); returns the access token.
     pub async fn log_in(&self, email: &str, password: &str) -> String {
+        self.log_in_for_pair(email, password).await.0
+    }
+
+    /// Logs `email` in (200 expected); returns the access and the refresh token.
+    pub async fn log_in_for_pair(&self, email: &str, password: &str) -> (String, String) {
         let (status, login) = self
             .post_json(
                 "/api/v1/auth/login",
@@ -558,10 +616,13 @@ impl TestApp {
             )
             .await;
         assert_eq!(status, 200, "login of {email}: {login}");
-        login["access_token"]
-            .as_str()
-            .expect("access token")
-            .to_owned()
+        let token = |name: &str| {
+            login[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} in {login}"))
+                .to_owned()
+        };
+        (token("access_token"), token("refresh_token"))
     }
 
     /// Sends SIGTERM and waits up to `timeout` for the process to exit; returns
