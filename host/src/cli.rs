@@ -143,20 +143,13 @@ impl KekArgs {
     pub fn load(&self) -> anyhow::Result<Option<cinema_domain::key_seal::KeyEncryptionKey>> {
         let (raw, source) = match (&self.key_encryption_key_file, &self.key_encryption_key) {
             (Some(path), _) => (
-                std::fs::read_to_string(path).with_context(|| {
-                    format!(
-                        "failed to read the key-encryption key from {}",
-                        path.display()
-                    )
-                })?,
-                format!("{}", path.display()),
+                read_key_encryption_key_file(path)?,
+                path.display().to_string(),
             ),
             (None, Some(raw)) => (raw.clone(), "CINEMA_SIGNING_KEY_ENCRYPTION_KEY".to_owned()),
             (None, None) => return Ok(None),
         };
-        cinema_domain::key_seal::KeyEncryptionKey::from_hex(&raw)
-            .map(Some)
-            .map_err(|e| anyhow::anyhow!("{source}: {e} (make one with `cinema keys new-kek`)"))
+        parse_key_encryption_key(&raw, &source).map(Some)
     }
 
     fn require(&self) -> anyhow::Result<cinema_domain::key_seal::KeyEncryptionKey> {
@@ -395,20 +388,28 @@ fn key_encryption_key_for_auth(file: Option<&Path>) -> anyhow::Result<Option<Str
             .ok()
             .or_else(|| std::env::var("CINEMA_SIGNING_KEY_ENCRYPTION_KEY").ok()));
     };
-    let raw = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "failed to read the key-encryption key file {} (--signing-key-encryption-key-file)",
-            path.display()
-        )
-    })?;
-    let kek = raw.trim().to_owned();
-    cinema_domain::key_seal::KeyEncryptionKey::from_hex(&kek).map_err(|error| {
-        anyhow::anyhow!(
-            "{}: {error} (make one with `cinema keys new-kek`)",
-            path.display()
-        )
-    })?;
+    let kek = read_key_encryption_key_file(path)?.trim().to_owned();
+    parse_key_encryption_key(&kek, &path.display().to_string())?;
     Ok(Some(kek))
+}
+
+/// The text of a key-encryption key file (errors name the file, never its contents).
+fn read_key_encryption_key_file(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "failed to read the key-encryption key file {}",
+            path.display()
+        )
+    })
+}
+
+/// A key-encryption key from its hex text; an error names `source`, never the text.
+fn parse_key_encryption_key(
+    hex: &str,
+    source: &str,
+) -> anyhow::Result<cinema_domain::key_seal::KeyEncryptionKey> {
+    cinema_domain::key_seal::KeyEncryptionKey::from_hex(hex)
+        .map_err(|e| anyhow::anyhow!("{source}: {e} (make one with `cinema keys new-kek`)"))
 }
 
 /// The first run (`make up`) and the production guard ([`crate::first_run`]).
