@@ -70,11 +70,13 @@ struct Readiness {
 }
 
 async fn ready(State(state): State<InternalState>) -> impl IntoResponse {
-    let index = state.search.index.as_ref();
-    let mut waiting_for = Vec::new();
-    if index.is_some_and(|index| !index.is_ready()) {
-        waiting_for.push("search_index");
-    }
+    // One read of the published version: 0 while no build is published.
+    let version = state.search.index.as_ref().map(|index| index.version());
+    let waiting_for = if version == Some(0) {
+        vec!["search_index"]
+    } else {
+        Vec::new()
+    };
     let (status, code) = if waiting_for.is_empty() {
         ("ready", axum::http::StatusCode::OK)
     } else {
@@ -85,9 +87,7 @@ async fn ready(State(state): State<InternalState>) -> impl IntoResponse {
         Json(Readiness {
             status,
             waiting_for,
-            search_index_version: index
-                .filter(|index| index.is_ready())
-                .map(|index| index.version()),
+            search_index_version: version.filter(|version| *version > 0),
         }),
     )
 }

@@ -50,7 +50,7 @@ pub fn start(args: &UpArgs, metrics: &RuntimeMetrics) -> NotifyRuntime {
         public_base_url: args.public_base_url.clone(),
         confirmation_ttl: Duration::from_secs(args.confirmation_ttl_hours.max(1) * 3600),
         poll_interval: Duration::from_millis(200),
-        on_assignment: crate::ugc_ops::partitions_gauge(metrics, &args.notify_group),
+        on_assignment: metrics.assigned_partitions(&args.notify_group),
     };
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(async move {

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cinema_ugc_loader::LoaderSettings;
 use cinema_ugc_loader::read_model::{self, ReadModelSettings};
-use cinema_ugc_loader::{AssignmentObserver, LoaderSettings};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -59,7 +59,7 @@ pub fn start(args: &UpArgs, metrics: &RuntimeMetrics) -> anyhow::Result<UgcRunti
         settings.dead_letter_topic = cinema_domain::ugc::dead_letter_topic(&args.ugc_topic);
         settings.group_id = args.ugc_loader_group.clone();
         settings.clickhouse_database = args.clickhouse_database.clone();
-        settings.on_assignment = partitions_gauge(metrics, &settings.group_id);
+        settings.on_assignment = metrics.assigned_partitions(&settings.group_id);
         let loader_stopped = stopped.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(error) = cinema_ugc_loader::run(settings, loader_stopped).await {
@@ -70,7 +70,7 @@ pub fn start(args: &UpArgs, metrics: &RuntimeMetrics) -> anyhow::Result<UgcRunti
             ReadModelSettings::new(brokers.clone(), args.ugc_postgres_url.clone());
         read_models.topic = args.ugc_topic.clone();
         read_models.group_id = args.ugc_read_model_group.clone();
-        read_models.on_assignment = partitions_gauge(metrics, &read_models.group_id);
+        read_models.on_assignment = metrics.assigned_partitions(&read_models.group_id);
         tasks.push(tokio::spawn(async move {
             if let Err(error) = read_model::run(read_models, stopped).await {
                 tracing::error!(%error, "ugc read models stopped; events wait in kafka");
@@ -82,13 +82,5 @@ pub fn start(args: &UpArgs, metrics: &RuntimeMetrics) -> anyhow::Result<UgcRunti
         intake: Some(intake),
         stop: Some(stop),
         tasks,
-    })
-}
-
-/// Reports a consumer's partitions as `cinema_kafka_assigned_partitions{group}`.
-pub fn partitions_gauge(metrics: &RuntimeMetrics, group: &str) -> AssignmentObserver {
-    let gauge = metrics.assigned_partitions(group);
-    AssignmentObserver::new(move |partitions| {
-        gauge.set(i64::try_from(partitions.len()).unwrap_or(i64::MAX));
     })
 }

@@ -263,14 +263,19 @@ impl RuntimeMetrics {
             .clone()
     }
 
-    /// The gauge of how many partitions this host's consumer of `group` holds.
-    pub fn assigned_partitions(&self, group: &str) -> Gauge {
-        self.inner
+    /// Reports the partitions this host's consumer of `group` holds as
+    /// `cinema_kafka_assigned_partitions{group}`.
+    pub fn assigned_partitions(&self, group: &str) -> cinema_kafka::AssignmentObserver {
+        let gauge = self
+            .inner
             .assigned_partitions
             .get_or_create(&GroupLabels {
                 group: group.to_owned(),
             })
-            .clone()
+            .clone();
+        cinema_kafka::AssignmentObserver::new(move |partitions| {
+            gauge.set(i64::try_from(partitions.len()).unwrap_or(i64::MAX));
+        })
     }
 
     /// The OpenMetrics text exposition of every metric.
