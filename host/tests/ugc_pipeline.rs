@@ -1037,6 +1037,10 @@ async fn a_batch_of_events_is_one_record_keyed_by_its_user() {
         panic!("one record for one request, found {}", records.len());
     };
     assert_eq!(key.as_slice(), user.as_bytes());
+    assert!(
+        cinema_domain::ugc::record::binary::is_binary(payload),
+        "the component's events travel binary"
+    );
     let decoded = cinema_domain::ugc::record::decode(payload);
     assert!(decoded.undecodable.is_empty(), "{:?}", decoded.undecodable);
     let ids: Vec<&str> = decoded.events.iter().map(|e| e.event_id.as_str()).collect();
@@ -1176,7 +1180,8 @@ async fn undecodable_messages_go_to_the_dead_letter_topic_with_their_reason() {
 /// the intake takes the user behind events only from a verified access token: events
 /// naming another user in the body land under the token's user, without a valid
 /// token nothing is accepted, and a body that is not an intake request is a 400
-/// `invalid_json`.
+/// `invalid_json` (`invalid_body` for the binary shape, whose records name the user
+/// too and are re-stamped, not forwarded, when they name another).
 #[tokio::test]
 async fn the_internal_api_needs_the_credential_and_intake_takes_the_user_from_the_token() {
     let platform = Platform::new("127.0.0.1:9092").await;
@@ -1268,10 +1273,50 @@ async fn the_internal_api_needs_the_credential_and_intake_takes_the_user_from_th
         .await
         .expect("intake");
     assert_eq!(response.status().as_u16(), 202);
+
+    // The same attack in the binary shape the component sends: a record naming the
+    // victim, forwarded to Kafka as it came if the host did not look inside.
+    use cinema_domain::ugc::record::binary;
+    let forged = cinema_domain::ugc::UgcEvent {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        user_id: victim.clone(),
+        occurred_at_ms: 1_764_000_000_000,
+        payload: cinema_domain::ugc::UgcPayload::ViewProgress {
+            film_id: FILM.into(),
+            position_s: 8,
+            duration_s: 60,
+        },
+    };
+    let record = binary::encode_all(std::slice::from_ref(&forged)).expect("canonical ids");
+    let binary_intake = |body: Vec<u8>| {
+        with_credential(internal(reqwest::Method::POST, "/intake/ugc"))
+            .bearer_auth(&token)
+            .header("content-type", binary::CONTENT_TYPE)
+            .body(body)
+    };
+    let cut_short = record[..record.len() - 1].to_vec();
+    let mut unknown_type = record.clone();
+    unknown_type[binary::HEADER.len() + 4] = 250;
+    for (what, body) in [
+        ("JSON under the binary type", event.to_string().into_bytes()),
+        ("a record cut short", cut_short),
+        ("an event of unknown type", unknown_type),
+    ] {
+        let response = binary_intake(body).send().await.expect("intake");
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (400, Some("invalid_body")),
+            "{what}: {answer}"
+        );
+    }
+    let response = binary_intake(record).send().await.expect("intake");
+    assert_eq!(response.status().as_u16(), 202);
     platform
         .wait_for_rows(
             &format!("user_id = toUUID('{user}')"),
-            1,
+            2,
             Duration::from_secs(30),
         )
         .await;
@@ -1280,6 +1325,6 @@ async fn the_internal_api_needs_the_credential_and_intake_takes_the_user_from_th
             .counts(&format!("user_id = toUUID('{victim}')"))
             .await,
         (0, 0),
-        "nothing lands under the user the body named"
+        "nothing lands under the user the body named, JSON or binary"
     );
 }

@@ -8,6 +8,7 @@
 //! logged in the detail.
 
 use cinema_domain::ugc::UgcEvent;
+use cinema_domain::ugc::record::binary;
 use cinema_edge::outbound::HostApi;
 use http::HeaderValue;
 use serde::{Deserialize, Serialize};
@@ -53,12 +54,20 @@ impl Intake {
     }
 
     /// Hands `events` to the host; `Ok` once it accepted them.
+    /// The events travel as one binary record (the host forwards it to Kafka as it
+    /// is), or as JSON when an id is not in canonical text.
     pub async fn submit(&self, events: &[UgcEvent]) -> Result<(), IntakeUnavailable> {
-        let body = serde_json::to_vec(&IntakeRequest { events })
-            .map_err(|e| IntakeUnavailable(format!("encoding the events: {e}")))?;
+        let (content_type, body) = match binary::encode_all(events) {
+            Some(record) => (binary::CONTENT_TYPE, record),
+            None => (
+                "application/json",
+                serde_json::to_vec(&IntakeRequest { events })
+                    .map_err(|e| IntakeUnavailable(format!("encoding the events: {e}")))?,
+            ),
+        };
         let answer = self
             .host
-            .post_json(INTAKE_PATH, body)
+            .post(INTAKE_PATH, content_type, body)
             .await
             .map_err(|e| IntakeUnavailable(e.to_string()))?;
         if !answer.status.is_success() {

@@ -188,7 +188,17 @@ impl HostApi {
         path: &str,
         body: Vec<u8>,
     ) -> Result<HostAnswer, HostUnreachable> {
-        self.request(Method::POST, path, Some(Bytes::from(body)))
+        self.post(path, "application/json", body).await
+    }
+
+    /// `POST path` with a body of `content_type`.
+    pub async fn post(
+        &self,
+        path: &str,
+        content_type: &'static str,
+        body: Vec<u8>,
+    ) -> Result<HostAnswer, HostUnreachable> {
+        self.send(Method::POST, path, Some((content_type, Bytes::from(body))))
             .await
     }
 
@@ -199,17 +209,26 @@ impl HostApi {
         path: &str,
         body: Option<Bytes>,
     ) -> Result<HostAnswer, HostUnreachable> {
+        self.send(method, path, body.map(|body| ("application/json", body)))
+            .await
+    }
+
+    /// `method path`, with a body of the given content type.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&'static str, Bytes)>,
+    ) -> Result<HostAnswer, HostUnreachable> {
         let url = format!("{}{path}", self.base);
         let unreachable = |detail: String| HostUnreachable(format!("{method} {url}: {detail}"));
         let mut builder = http::Request::builder()
             .method(method.clone())
             .uri(&url)
             .header(header::ACCEPT, HeaderValue::from_static("application/json"));
-        if body.is_some() {
-            builder = builder.header(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+        let (content_type, body) = body.unzip();
+        if let Some(content_type) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         }
         if let Some(request_id) = &self.request_id {
             builder = builder.header(REQUEST_ID_HEADER, request_id.clone());

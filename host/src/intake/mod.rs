@@ -1,5 +1,8 @@
-//! Event intake on the internal port: `POST /intake/ugc` with `{"events": [...]}`
-//! (events already validated and stamped by the ugc component).
+//! Event intake on the internal port: `POST /intake/ugc` with a [`binary`] events record
+//! (`Content-Type: application/vnd.cinema.ugc-events`, what the ugc component sends) or
+//! `{"events": [...]}` (events already validated and stamped by the ugc component). A
+//! binary record of one user that fits a Kafka record is produced as it came, not
+//! encoded again.
 //!
 //! 202 means durable: every event was acknowledged by Kafka (idempotent producer,
 //! `acks=all`, lz4) on topic `ugc.events` keyed by user id, one record per request
@@ -22,7 +25,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use cinema_domain::error::ErrorBody;
-use cinema_domain::ugc::{UgcEvent, dead_letter_topic, record};
+use cinema_domain::ugc::record::{self, binary};
+use cinema_domain::ugc::{UgcEvent, dead_letter_topic};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -145,8 +149,6 @@ impl Intake {
     /// record; a spool segment's are many users' and make a few records per run of one
     /// user's events.
     async fn produce(&self, events: &[UgcEvent]) -> Result<(), String> {
-        let producer = self.producer();
-        let topic = self.settings.topic.as_str();
         let mut records = Vec::new();
         for run in events.chunk_by(|a, b| a.user_id == b.user_id) {
             for payload in
@@ -155,8 +157,15 @@ impl Intake {
                 records.push((run[0].user_id.as_bytes(), payload));
             }
         }
+        self.send_records(&records).await
+    }
+
+    /// Sends `(key, payload)` records in order and waits for every acknowledgement.
+    async fn send_records(&self, records: &[(&[u8], impl AsRef<[u8]>)]) -> Result<(), String> {
+        let producer = self.producer();
+        let topic = self.settings.topic.as_str();
         let deliveries = records.iter().map(|(key, payload)| {
-            let record = FutureRecord::to(topic).key(*key).payload(payload);
+            let record = FutureRecord::to(topic).key(*key).payload(payload.as_ref());
             producer.send(record, self.settings.delivery_timeout)
         });
         // librdkafka's own message timeout does not always fire (an idempotent producer
@@ -174,11 +183,29 @@ impl Intake {
 
     /// Makes events durable: Kafka when it is up and the spool is empty, else the spool.
     pub async fn accept(&self, events: Vec<UgcEvent>) -> Result<Accepted, IntakeError> {
+        self.accept_encoded(events, None).await
+    }
+
+    /// [`Self::accept`], with the events' record already made when `record` is given:
+    /// one [`record`] of at most [`record::MAX_RECORD_BYTES`] holding exactly `events`,
+    /// all of one user. Sent as it is, so the events are not encoded again.
+    async fn accept_encoded(
+        &self,
+        events: Vec<UgcEvent>,
+        record: Option<axum::body::Bytes>,
+    ) -> Result<Accepted, IntakeError> {
         let accepted = events.len();
         let direct = self.kafka_up.load(Ordering::Relaxed)
             && !self.spool_holds_events.load(Ordering::Acquire);
         if direct {
-            match self.produce(&events).await {
+            let produced = match (&record, events.first()) {
+                (Some(record), Some(first)) => {
+                    self.send_records(&[(first.user_id.as_bytes(), record)])
+                        .await
+                }
+                _ => self.produce(&events).await,
+            };
+            match produced {
                 Ok(()) => {
                     return Ok(Accepted {
                         accepted,
@@ -372,6 +399,55 @@ pub struct IntakeRoute {
     pub token_keys: Arc<crate::internal_auth::TokenKeys>,
 }
 
+/// An intake request's body, read by its `Content-Type`.
+enum IntakeBody {
+    /// A [`binary`] record (what the ugc component sends), with its events.
+    Binary(Vec<UgcEvent>, axum::body::Bytes),
+    /// `{"events": [...]}`.
+    Json(Vec<UgcEvent>),
+}
+
+/// A body that holds no intake request: the error code and why.
+struct BadBody(&'static str, String);
+
+impl IntakeBody {
+    /// The events of `body`, or why there are none.
+    fn of(headers: &axum::http::HeaderMap, body: axum::body::Bytes) -> Result<Self, BadBody> {
+        let binary_type = headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes() == binary::CONTENT_TYPE.as_bytes());
+        if binary_type {
+            if !binary::is_binary(&body) {
+                return Err(BadBody(
+                    "invalid_body",
+                    format!("a {} body starts with the byte 0xCE", binary::CONTENT_TYPE),
+                ));
+            }
+            let decoded = record::decode(&body);
+            if let Some(bad) = decoded.undecodable.first() {
+                let at = bad
+                    .index
+                    .map(|i| format!(" (event {i})"))
+                    .unwrap_or_default();
+                return Err(BadBody(
+                    "invalid_body",
+                    format!("the body is not a binary events record{at}: {}", bad.error),
+                ));
+            }
+            return Ok(Self::Binary(decoded.events, body));
+        }
+        // Decoded once, without the path tracking of axum's `Json` (a component sends
+        // this body; a person reading the error is rare, the cost is on every request).
+        match serde_json::from_slice::<IntakeRequest>(&body) {
+            Ok(request) => Ok(Self::Json(request.events)),
+            Err(error) => Err(BadBody(
+                "invalid_json",
+                format!("the body is not an intake request: {error}"),
+            )),
+        }
+    }
+}
+
 /// `POST /intake/ugc`: the events of the user whose access token comes with them
 /// (`Authorization: Bearer`); every event's `user_id` is that token's subject, whatever
 /// the body said.
@@ -384,29 +460,26 @@ async fn intake_ugc(
         Ok(claims) => claims,
         Err(error) => return error.reply(),
     };
-    // Decoded once, without the path tracking of axum's `Json` (a component sends
-    // this body; a person reading the error is rare, the cost is on every request).
-    let request: IntakeRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(error) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(ErrorBody::new(
-                    "invalid_json",
-                    format!("the body is not an intake request: {error}"),
-                )),
-            )
-                .into_response();
+    let (mut events, mut record) = match IntakeBody::of(&headers, body) {
+        Ok(IntakeBody::Binary(events, record)) => (events, Some(record)),
+        Ok(IntakeBody::Json(events)) => (events, None),
+        Err(BadBody(code, message)) => {
+            return (StatusCode::BAD_REQUEST, Json(ErrorBody::new(code, message))).into_response();
         }
     };
-    let mut events = request.events;
     for event in &mut events {
         if let Err(error) = event.payload.validate() {
             return IntakeReply::Invalid(error.to_string(), error.field).into_response();
         }
-        event.user_id.clone_from(&claims.sub);
+        if event.user_id != claims.sub {
+            event.user_id.clone_from(&claims.sub);
+            // The record says another user: it is made again from the events.
+            record = None;
+        }
     }
-    match route.intake.accept(events).await {
+    let record =
+        record.filter(|record| !events.is_empty() && record.len() <= record::MAX_RECORD_BYTES);
+    match route.intake.accept_encoded(events, record).await {
         Ok(accepted) => IntakeReply::Accepted(accepted),
         Err(error) => IntakeReply::Unavailable(error),
     }

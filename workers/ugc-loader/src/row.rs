@@ -12,7 +12,7 @@ pub const TABLE: &str = "ugc_events";
 pub struct EventRow {
     #[serde(with = "clickhouse::serde::uuid")]
     pub event_id: Uuid,
-    pub event_type: String,
+    pub event_type: &'static str,
     #[serde(with = "clickhouse::serde::uuid")]
     pub user_id: Uuid,
     #[serde(with = "clickhouse::serde::uuid")]
@@ -57,7 +57,7 @@ impl TryFrom<&UgcEvent> for EventRow {
         let lag_ms = u32::try_from((now_ms - event.occurred_at_ms).max(0)).unwrap_or(u32::MAX);
         let mut row = EventRow {
             event_id: uuid("event_id", &event.event_id)?,
-            event_type: event.payload.type_name().to_owned(),
+            event_type: event.payload.type_name(),
             user_id: uuid("user_id", &event.user_id)?,
             film_id: Uuid::nil(),
             review_id: Uuid::nil(),

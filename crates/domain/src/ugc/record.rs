@@ -1,17 +1,21 @@
 //! Records on the events topic: how accepted events are packed into Kafka messages.
 //!
 //! The intake writes one record per accepted request, or a few when the request is
-//! large: a JSON array of that request's events, in order, at most
-//! [`MAX_RECORD_BYTES`] each (an event bigger than that travels alone). All events of
-//! a request belong to one user, the record's key, so a user's events stay in order on
-//! one partition exactly as when each event was a record of its own; a record costs
-//! the producer, the broker and every consumer the same whether it holds one event or a
-//! hundred, which is what makes batches cheap end to end.
+//! large: that request's events, in order, at most [`MAX_RECORD_BYTES`] each (an event
+//! bigger than that travels alone). All events of a request belong to one user, the
+//! record's key, so a user's events stay in order on one partition exactly as when each
+//! event was a record of its own; a record costs the producer, the broker and every
+//! consumer the same whether it holds one event or a hundred, which is what makes
+//! batches cheap end to end.
 //!
-//! Readers take both shapes: an array of events, or one event object (records written
-//! before batching, spool replays of old versions, a record produced by hand). A record
-//! whose events do not all decode is read event by event, so one bad event is dead-
-//! lettered alone and the others load.
+//! Records are written in the [`binary`] shape whenever every id is a UUID in canonical
+//! text (what the ugc component and the intake produce), else as a JSON array of events.
+//! Readers take every shape: binary, a JSON array, or one JSON event object (records
+//! written before binary records or before batching, spool replays of old versions, a
+//! record produced by hand). A record whose events do not all decode is read event by
+//! event, so one bad event is dead-lettered alone and the others load.
+
+pub mod binary;
 
 use serde_json::Value;
 
@@ -21,8 +25,41 @@ use super::UgcEvent;
 /// about 1 MB; a quarter of it leaves room for headers and batch framing).
 pub const MAX_RECORD_BYTES: usize = 256 * 1024;
 
-/// `events` packed into records of at most `max_bytes` (JSON arrays, in order).
+/// `events` packed into records of at most `max_bytes`, in order: binary when every
+/// event can be, else JSON arrays.
 pub fn encode(events: &[UgcEvent], max_bytes: usize) -> Result<Vec<Vec<u8>>, serde_json::Error> {
+    match encode_binary(events, max_bytes) {
+        Some(records) => Ok(records),
+        None => encode_json(events, max_bytes),
+    }
+}
+
+/// `events` as binary records of at most `max_bytes`, or `None` when one of them
+/// cannot be written in that shape.
+fn encode_binary(events: &[UgcEvent], max_bytes: usize) -> Option<Vec<Vec<u8>>> {
+    let header = binary::HEADER.len();
+    let mut records = Vec::new();
+    let mut record = Vec::with_capacity(events.len().saturating_mul(80).min(max_bytes) + header);
+    record.extend_from_slice(&binary::HEADER);
+    let mut encoded = Vec::with_capacity(128);
+    for event in events {
+        encoded.clear();
+        if !binary::encode_event(&mut encoded, event) {
+            return None;
+        }
+        if record.len() > header && record.len() + encoded.len() > max_bytes {
+            records.push(std::mem::replace(&mut record, binary::HEADER.to_vec()));
+        }
+        record.extend_from_slice(&encoded);
+    }
+    if record.len() > header {
+        records.push(record);
+    }
+    Some(records)
+}
+
+/// `events` as JSON arrays of at most `max_bytes`.
+fn encode_json(events: &[UgcEvent], max_bytes: usize) -> Result<Vec<Vec<u8>>, serde_json::Error> {
     let mut records = Vec::new();
     let mut record = Vec::with_capacity(events.len().saturating_mul(192).min(max_bytes) + 2);
     let mut encoded = Vec::with_capacity(256);
@@ -66,6 +103,9 @@ pub struct Decoded {
 
 /// The events of one record (see the module docs for the shapes).
 pub fn decode(payload: &[u8]) -> Decoded {
+    if binary::is_binary(payload) {
+        return decode_binary(payload);
+    }
     let first = payload.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'[') {
         return match serde_json::from_slice::<UgcEvent>(payload) {
@@ -102,7 +142,32 @@ pub fn decode(payload: &[u8]) -> Decoded {
     decoded
 }
 
-fn whole_record(payload: &[u8], error: &serde_json::Error) -> Decoded {
+/// The events of a binary record; a bad event is reported alone, a broken frame with
+/// the rest of the record.
+fn decode_binary(payload: &[u8]) -> Decoded {
+    let frames = match binary::frames(payload) {
+        Ok(frames) => frames,
+        Err(error) => return whole_record(payload, &error),
+    };
+    let mut decoded = Decoded::default();
+    for (index, frame) in frames.enumerate() {
+        let (bytes, result) = match frame {
+            Ok(bytes) => (bytes, binary::decode_event(bytes)),
+            Err((rest, error)) => (rest, Err(error)),
+        };
+        match result {
+            Ok(event) => decoded.events.push(event),
+            Err(error) => decoded.undecodable.push(Undecodable {
+                index: Some(index),
+                payload: bytes.to_vec(),
+                error: error.to_string(),
+            }),
+        }
+    }
+    decoded
+}
+
+fn whole_record(payload: &[u8], error: &dyn std::fmt::Display) -> Decoded {
     Decoded {
         events: Vec::new(),
         undecodable: vec![Undecodable {
@@ -153,7 +218,7 @@ mod tests {
     #[test]
     fn records_stay_within_the_bound_and_a_big_event_travels_alone() {
         let events: Vec<UgcEvent> = (0..100).map(heartbeat).collect();
-        let one = serde_json::to_vec(&events[0]).expect("encodable").len();
+        let one = encode(&events[..1], MAX_RECORD_BYTES).expect("encodable")[0].len();
         let records = encode(&events, 10 * one).expect("encodable");
         assert!(records.len() >= 10, "{} records", records.len());
         assert!(records.iter().all(|r| r.len() <= 10 * one));
@@ -167,6 +232,49 @@ mod tests {
             encode(&[], MAX_RECORD_BYTES).expect("encodable"),
             Vec::<Vec<u8>>::new()
         );
+    }
+
+    /// Events with canonical ids travel binary; one id in another form (still a UUID,
+    /// or not one) makes the request's records JSON, and both read back the same.
+    #[test]
+    fn canonical_events_travel_binary_and_the_rest_as_json() {
+        let events: Vec<UgcEvent> = (0..3).map(heartbeat).collect();
+        let records = encode(&events, MAX_RECORD_BYTES).expect("encodable");
+        assert!(binary::is_binary(&records[0]));
+        assert_eq!(decode(&records[0]).events, events);
+        for odd in ["30000000-0000-4000-8000-00000000000A", "user-7"] {
+            let mut events = events.clone();
+            events[2].user_id = odd.into();
+            let records = encode(&events, MAX_RECORD_BYTES).expect("encodable");
+            assert_eq!(records[0].first(), Some(&b'['), "{odd}");
+            assert_eq!(decode(&records[0]).events, events);
+        }
+    }
+
+    /// A binary record with a damaged event yields the others and reports that one
+    /// with its index and bytes; a record of an unknown version is reported whole.
+    #[test]
+    fn a_bad_event_in_a_binary_record_is_reported_alone() {
+        let events: Vec<UgcEvent> = (0..3).map(heartbeat).collect();
+        let mut record = encode(&events, MAX_RECORD_BYTES)
+            .expect("encodable")
+            .remove(0);
+        let frame = (record.len() - binary::HEADER.len()) / 3;
+        // The second event's type byte.
+        record[binary::HEADER.len() + frame + 4] = 99;
+        let decoded = decode(&record);
+        assert_eq!(decoded.events, vec![heartbeat(0), heartbeat(2)]);
+        let [bad] = decoded.undecodable.as_slice() else {
+            panic!("one undecodable event: {decoded:?}");
+        };
+        assert_eq!(bad.index, Some(1));
+        assert_eq!(bad.payload.len(), frame - 4);
+        assert!(bad.error.contains("unknown type 99"), "{}", bad.error);
+        record[1] = 7;
+        let decoded = decode(&record);
+        assert!(decoded.events.is_empty());
+        assert_eq!(decoded.undecodable[0].index, None);
+        assert!(decoded.undecodable[0].error.contains("version 7"));
     }
 
     /// A record holding one event object (written before batching) is one event.
