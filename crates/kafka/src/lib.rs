@@ -1,7 +1,10 @@
-//! `cinema-kafka`: what the host's Kafka consumers (ugc-loader, UGC read models, notify)
-//! share.
+//! `cinema-kafka`: what the host's Kafka clients (the UGC intake, ugc-loader, UGC read
+//! models, notify) share.
 //!
 //! - [`consumer_config`]: one configuration for every consumer group.
+//! - [`producer_config`]: one configuration for every producer (idempotent, `acks=all`).
+//! - [`create_topics`]: topics made at start when missing (brokers need not auto-create
+//!   them).
 //! - Membership made visible: which partitions this process holds. With several hosts
 //!   in one group (README, "More than one host") the partitions are split between
 //!   them and move when a host joins or dies; each rebalance is logged and reported to
@@ -9,8 +12,13 @@
 //!   `cinema_kafka_assigned_partitions{group}` gauge).
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext};
 
 /// The settings every consumer group shares: manual commits after the write, from the
@@ -27,6 +35,62 @@ pub fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
         .set("fetch.queue.backoff.ms", "20")
         .set("topic.metadata.refresh.interval.ms", "2000");
     config
+}
+
+/// The settings every producer shares: idempotent (no duplicates or reordering when
+/// librdkafka retries) and acknowledged by every in-sync replica, so a record once
+/// acknowledged is not lost with one broker. A producer that hit a fatal error (fenced
+/// after the broker forgot its producer id) never works again: callers make a new one.
+pub fn producer_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all");
+    config
+}
+
+/// Why [`create_topics`] did not make every topic.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicsError {
+    #[error("kafka admin client: {0}")]
+    Client(KafkaError),
+    #[error("kafka did not answer the topic creation: {0}")]
+    Unreachable(KafkaError),
+    #[error("topic {topic} not created: {code:?}")]
+    NotCreated {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+}
+
+/// Creates each `(name, partitions)` topic that does not exist yet (replication 1, the
+/// brokers' default for the rest); one that exists already is fine. Bounded: a broker
+/// that vanishes mid-request fails the call within about five seconds.
+pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) -> Result<(), TopicsError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(TopicsError::Client)?;
+    let topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(5)))
+        .request_timeout(Some(Duration::from_secs(5)));
+    let results = admin
+        .create_topics(&topics, &options)
+        .await
+        .map_err(TopicsError::Unreachable)?;
+    for result in results {
+        if let Err((topic, code)) = result
+            && code != RDKafkaErrorCode::TopicAlreadyExists
+        {
+            return Err(TopicsError::NotCreated { topic, code });
+        }
+    }
+    Ok(())
 }
 
 /// What an [`AssignmentObserver`] calls with the partitions held.

@@ -27,9 +27,6 @@ use axum::{Json, Router};
 use cinema_domain::error::ErrorBody;
 use cinema_domain::ugc::record::{self, binary};
 use cinema_domain::ugc::{UgcEvent, dead_letter_topic};
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -266,38 +263,16 @@ impl Intake {
     }
 
     async fn ensure_topics(&self) -> bool {
-        let admin: AdminClient<DefaultClientContext> = match ClientConfig::new()
-            .set("bootstrap.servers", &self.settings.brokers)
-            .create()
-        {
-            Ok(admin) => admin,
-            Err(error) => {
-                tracing::warn!(%error, "intake: kafka admin client");
-                return false;
-            }
-        };
         let dead_letters = dead_letter_topic(&self.settings.topic);
         let topics = [
-            NewTopic::new(
-                &self.settings.topic,
-                TOPIC_PARTITIONS,
-                TopicReplication::Fixed(1),
-            ),
-            NewTopic::new(&dead_letters, 1, TopicReplication::Fixed(1)),
+            (self.settings.topic.as_str(), TOPIC_PARTITIONS),
+            (dead_letters.as_str(), 1),
         ];
-        // Bounded both ways: a broker that vanishes mid-request must not stall replay.
-        let options = AdminOptions::new()
-            .operation_timeout(Some(Duration::from_secs(5)))
-            .request_timeout(Some(Duration::from_secs(5)));
-        match admin.create_topics(&topics, &options).await {
-            Ok(results) => {
-                for result in results {
-                    if let Err((topic, code)) = result
-                        && code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists
-                    {
-                        tracing::warn!(%topic, ?code, "intake: topic not created");
-                    }
-                }
+        match cinema_kafka::create_topics(&self.settings.brokers, &topics).await {
+            Ok(()) => true,
+            Err(error @ cinema_kafka::TopicsError::NotCreated { .. }) => {
+                // Kafka answered: the producer still works if the broker auto-creates.
+                tracing::warn!(%error, "intake: topic not created");
                 true
             }
             Err(error) => {
@@ -347,10 +322,7 @@ impl Intake {
 }
 
 fn new_producer(settings: &IntakeSettings) -> Result<FutureProducer, rdkafka::error::KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
+    cinema_kafka::producer_config(&settings.brokers)
         .set("compression.type", "lz4")
         .set("linger.ms", "5")
         .set(

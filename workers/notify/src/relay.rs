@@ -10,11 +10,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::{Notify, watch};
 use tokio_postgres::AsyncMessage;
 
@@ -29,10 +25,7 @@ const CHANNEL: &str = "outbox_events";
 /// producer that hit a fatal error (say, fenced after the broker forgot its producer
 /// id) never works again, so a failed session must not hand it to the next.
 fn new_producer(settings: &NotifySettings) -> Result<FutureProducer, String> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
+    cinema_kafka::producer_config(&settings.brokers)
         .set("message.timeout.ms", "10000")
         .create()
         .map_err(|e| format!("kafka producer: {e}"))
@@ -62,34 +55,14 @@ pub async fn run(settings: NotifySettings, mut shutdown: watch::Receiver<bool>) 
 
 /// Creates the events topic if it is missing (brokers need not auto-create topics).
 async fn ensure_topic(settings: &NotifySettings) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
-        .create()
-        .map_err(|e| format!("kafka admin client: {e}"))?;
     let topics = [
-        NewTopic::new(&settings.auth_events_topic, 3, TopicReplication::Fixed(1)),
-        NewTopic::new(
-            &settings.catalog_events_topic,
-            3,
-            TopicReplication::Fixed(1),
-        ),
-        NewTopic::new(&settings.dead_letter_topic, 1, TopicReplication::Fixed(1)),
+        (settings.auth_events_topic.as_str(), 3),
+        (settings.catalog_events_topic.as_str(), 3),
+        (settings.dead_letter_topic.as_str(), 1),
     ];
-    let options = AdminOptions::new()
-        .operation_timeout(Some(Duration::from_secs(5)))
-        .request_timeout(Some(Duration::from_secs(5)));
-    let results = admin
-        .create_topics(&topics, &options)
+    cinema_kafka::create_topics(&settings.brokers, &topics)
         .await
-        .map_err(|e| format!("create topics: {e}"))?;
-    for result in results {
-        if let Err((topic, code)) = result
-            && code != RDKafkaErrorCode::TopicAlreadyExists
-        {
-            return Err(format!("create topic {topic}: {code:?}"));
-        }
-    }
-    Ok(())
+        .map_err(|e| e.to_string())
 }
 
 /// One connection's life: relay until shutdown (`Ok`) or an error.

@@ -22,7 +22,7 @@ use cinema_domain::ugc::record;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 pub use cinema_kafka::AssignmentObserver;
@@ -369,11 +369,7 @@ async fn insert(
 
 /// The idempotent producer of dead letters.
 fn dead_letter_producer(brokers: &str) -> Result<FutureProducer, rdkafka::error::KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()
+    cinema_kafka::producer_config(brokers).create()
 }
 
 /// Produces one dead letter, retrying with backoff until Kafka acknowledges it;
