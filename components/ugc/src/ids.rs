@@ -22,7 +22,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cinema_domain::ugc::is_uuid;
+use cinema_domain::ugc::{is_uuid, uuid_text};
 use sha2::{Digest, Sha256};
 
 /// Request header naming a write for retries.
@@ -64,12 +64,7 @@ fn uuid_v8(digest: &[u8]) -> String {
     }
     bytes[6] = (bytes[6] & 0x0f) | 0x80;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    hyphenate(
-        bytes
-            .iter()
-            .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]]),
-    )
+    uuid_text(&bytes)
 }
 
 /// `8-4-4-4-12` groups of 32 ASCII hex digits.

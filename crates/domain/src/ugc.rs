@@ -296,15 +296,37 @@ pub fn is_uuid(value: &str) -> bool {
     let bytes = value.as_bytes();
     match bytes.len() {
         32 => bytes.iter().all(u8::is_ascii_hexdigit),
-        36 => bytes.iter().enumerate().all(|(i, b)| {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                *b == b'-'
-            } else {
-                b.is_ascii_hexdigit()
-            }
-        }),
+        36 => {
+            // The four hyphens, then the digits between them, group by group.
+            [8, 13, 18, 23].iter().all(|&i| bytes[i] == b'-')
+                && [
+                    &bytes[..8],
+                    &bytes[9..13],
+                    &bytes[14..18],
+                    &bytes[19..23],
+                    &bytes[24..],
+                ]
+                .iter()
+                .all(|group| group.iter().all(u8::is_ascii_hexdigit))
+        }
         _ => false,
     }
+}
+
+/// Where the 32 hex digits of a UUID in canonical text sit, two to a byte.
+pub(crate) const UUID_DIGIT_PAIRS: [usize; 16] =
+    [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+
+/// A UUID's 16 bytes in canonical text: lowercase, hyphenated (`8-4-4-4-12`).
+pub fn uuid_text(bytes: &[u8; 16]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = *b"00000000-0000-0000-0000-000000000000";
+    for (byte, &at) in bytes.iter().zip(&UUID_DIGIT_PAIRS) {
+        text[at] = HEX[usize::from(byte >> 4)];
+        text[at + 1] = HEX[usize::from(byte & 0x0f)];
+    }
+    // ASCII hex digits and hyphens: valid UTF-8, borrowed by the lossy read.
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 fn check_uuid(field: &'static str, value: &str) -> Result<(), FieldError> {

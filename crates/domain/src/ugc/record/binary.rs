@@ -19,7 +19,7 @@
 //! ([`encode_event`] says when one is not), and a decoded event equals the one encoded.
 //! The length before each event lets a reader report one bad event alone and go on.
 
-use super::super::{EventType, UgcEvent, UgcPayload};
+use super::super::{EventType, UUID_DIGIT_PAIRS, UgcEvent, UgcPayload, uuid_text};
 
 /// First byte of a binary record.
 pub const MAGIC: u8 = 0xCE;
@@ -37,24 +37,15 @@ pub fn is_binary(payload: &[u8]) -> bool {
 
 /// The 16 bytes of a UUID in canonical text (36 characters, lowercase, hyphenated).
 fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
-    let text = text.as_bytes();
-    if text.len() != 36 {
+    let text: &[u8; 36] = text.as_bytes().try_into().ok()?;
+    if text[8] != b'-' || text[13] != b'-' || text[18] != b'-' || text[23] != b'-' {
         return None;
     }
     let mut bytes = [0u8; 16];
-    let mut digits = text
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !matches!(i, 8 | 13 | 18 | 23));
-    for byte in &mut bytes {
-        let (_, high) = digits.next()?;
-        let (_, low) = digits.next()?;
-        *byte = (hex_value(*high)? << 4) | hex_value(*low)?;
+    for (byte, &at) in bytes.iter_mut().zip(&UUID_DIGIT_PAIRS) {
+        *byte = (hex_value(text[at])? << 4) | hex_value(text[at + 1])?;
     }
-    [8, 13, 18, 23]
-        .iter()
-        .all(|&i| text[i] == b'-')
-        .then_some(bytes)
+    Some(bytes)
 }
 
 /// A lowercase hex digit's value.
@@ -64,20 +55,6 @@ fn hex_value(digit: u8) -> Option<u8> {
         b'a'..=b'f' => Some(digit - b'a' + 10),
         _ => None,
     }
-}
-
-/// A UUID's canonical text.
-fn uuid_text(bytes: &[u8; 16]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(36);
-    for (i, byte) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            text.push('-');
-        }
-        text.push(char::from(HEX[usize::from(byte >> 4)]));
-        text.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-    text
 }
 
 /// Appends `event` (its length, then its bytes) to `out`; `false`, with `out` as it
@@ -390,6 +367,27 @@ mod tests {
         assert_eq!(
             heartbeat.len() - HEADER.len(),
             4 + 1 + 16 + 16 + 8 + 16 + 4 + 4
+        );
+    }
+
+    /// Every byte value at every place of an id survives text and back, and the text is
+    /// what the `uuid` crate's canonical form would be (lowercase, hyphenated).
+    #[test]
+    fn ids_survive_text_and_back() {
+        for place in 0..16 {
+            for value in 0..=255u8 {
+                let mut bytes = [0x5a; 16];
+                bytes[place] = value;
+                let text = uuid_text(&bytes);
+                assert_eq!(uuid_bytes(&text), Some(bytes), "{text}");
+                assert_eq!(text.len(), 36);
+                assert!(crate::ugc::is_uuid(&text), "{text}");
+                assert_eq!(text, text.to_ascii_lowercase());
+            }
+        }
+        assert_eq!(
+            uuid_text(&[0xab; 16]),
+            "abababab-abab-abab-abab-abababababab"
         );
     }
 
