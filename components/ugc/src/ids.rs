@@ -22,7 +22,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cinema_domain::ugc::{is_uuid, uuid_text};
+use cinema_domain::ugc::{canonical_uuid_bytes, is_uuid, uuid_text};
 use sha2::{Digest, Sha256};
 
 /// Request header naming a write for retries.
@@ -99,15 +99,7 @@ pub fn canonical_uuid(value: &str) -> Option<String> {
 
 /// Whether `value` is already lowercase and hyphenated (`8-4-4-4-12` hex digits).
 fn is_canonical_uuid(value: &str) -> bool {
-    let bytes = value.as_bytes();
-    bytes.len() == 36
-        && bytes.iter().enumerate().all(|(i, b)| {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                *b == b'-'
-            } else {
-                b.is_ascii_digit() || (b'a'..=b'f').contains(b)
-            }
-        })
+    canonical_uuid_bytes(value).is_some()
 }
 
 /// The event id of the `index`-th event of a request sent with `key` by `user_id`;

@@ -314,8 +314,7 @@ pub fn is_uuid(value: &str) -> bool {
 }
 
 /// Where the 32 hex digits of a UUID in canonical text sit, two to a byte.
-pub(crate) const UUID_DIGIT_PAIRS: [usize; 16] =
-    [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+const UUID_DIGIT_PAIRS: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
 
 /// A UUID's 16 bytes in canonical text: lowercase, hyphenated (`8-4-4-4-12`).
 pub fn uuid_text(bytes: &[u8; 16]) -> String {
@@ -327,6 +326,29 @@ pub fn uuid_text(bytes: &[u8; 16]) -> String {
     }
     // ASCII hex digits and hyphens: valid UTF-8, borrowed by the lossy read.
     String::from_utf8_lossy(&text).into_owned()
+}
+
+/// The 16 bytes of a UUID in canonical text (36 characters, lowercase, hyphenated), or
+/// `None` for any other text: the one test of canonical ids.
+pub fn canonical_uuid_bytes(text: &str) -> Option<[u8; 16]> {
+    let text: &[u8; 36] = text.as_bytes().try_into().ok()?;
+    if text[8] != b'-' || text[13] != b'-' || text[18] != b'-' || text[23] != b'-' {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for (byte, &at) in bytes.iter_mut().zip(&UUID_DIGIT_PAIRS) {
+        *byte = (lowercase_hex_value(text[at])? << 4) | lowercase_hex_value(text[at + 1])?;
+    }
+    Some(bytes)
+}
+
+/// A lowercase hex digit's value.
+fn lowercase_hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        _ => None,
+    }
 }
 
 fn check_uuid(field: &'static str, value: &str) -> Result<(), FieldError> {

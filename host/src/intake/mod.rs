@@ -179,14 +179,10 @@ impl Intake {
     }
 
     /// Makes events durable: Kafka when it is up and the spool is empty, else the spool.
-    pub async fn accept(&self, events: Vec<UgcEvent>) -> Result<Accepted, IntakeError> {
-        self.accept_encoded(events, None).await
-    }
-
-    /// [`Self::accept`], with the events' record already made when `record` is given:
-    /// one [`record`] of at most [`record::MAX_RECORD_BYTES`] holding exactly `events`,
-    /// all of one user. Sent as it is, so the events are not encoded again.
-    async fn accept_encoded(
+    /// `record`, when given, is the events' record already made: one [`record`] of at
+    /// most [`record::MAX_RECORD_BYTES`] holding exactly `events`, all of one user. It
+    /// is sent as it is, so the events are not encoded again.
+    pub async fn accept(
         &self,
         events: Vec<UgcEvent>,
         record: Option<axum::body::Bytes>,
@@ -275,8 +271,12 @@ impl Intake {
                 tracing::warn!(%error, "intake: topic not created");
                 true
             }
-            Err(error) => {
+            Err(error @ cinema_kafka::TopicsError::Unreachable(_)) => {
                 tracing::debug!(%error, "intake: kafka not reachable for topic creation yet");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%error, "intake: topics not created");
                 false
             }
         }
@@ -451,7 +451,7 @@ async fn intake_ugc(
     }
     let record =
         record.filter(|record| !events.is_empty() && record.len() <= record::MAX_RECORD_BYTES);
-    match route.intake.accept_encoded(events, record).await {
+    match route.intake.accept(events, record).await {
         Ok(accepted) => IntakeReply::Accepted(accepted),
         Err(error) => IntakeReply::Unavailable(error),
     }

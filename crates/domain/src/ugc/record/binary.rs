@@ -19,7 +19,7 @@
 //! ([`encode_event`] says when one is not), and a decoded event equals the one encoded.
 //! The length before each event lets a reader report one bad event alone and go on.
 
-use super::super::{EventType, UUID_DIGIT_PAIRS, UgcEvent, UgcPayload, uuid_text};
+use super::super::{EventType, UgcEvent, UgcPayload, canonical_uuid_bytes, uuid_text};
 
 /// First byte of a binary record.
 pub const MAGIC: u8 = 0xCE;
@@ -33,28 +33,6 @@ pub const CONTENT_TYPE: &str = "application/vnd.cinema.ugc-events";
 /// Whether `payload` is in this shape (of any version).
 pub fn is_binary(payload: &[u8]) -> bool {
     payload.first() == Some(&MAGIC)
-}
-
-/// The 16 bytes of a UUID in canonical text (36 characters, lowercase, hyphenated).
-fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
-    let text: &[u8; 36] = text.as_bytes().try_into().ok()?;
-    if text[8] != b'-' || text[13] != b'-' || text[18] != b'-' || text[23] != b'-' {
-        return None;
-    }
-    let mut bytes = [0u8; 16];
-    for (byte, &at) in bytes.iter_mut().zip(&UUID_DIGIT_PAIRS) {
-        *byte = (hex_value(text[at])? << 4) | hex_value(text[at + 1])?;
-    }
-    Some(bytes)
-}
-
-/// A lowercase hex digit's value.
-fn hex_value(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        _ => None,
-    }
 }
 
 /// Appends `event` (its length, then its bytes) to `out`; `false`, with `out` as it
@@ -76,7 +54,7 @@ pub fn encode_event(out: &mut Vec<u8>, event: &UgcEvent) -> bool {
 }
 
 fn write_id(out: &mut Vec<u8>, id: &str) -> Option<()> {
-    out.extend_from_slice(&uuid_bytes(id)?);
+    out.extend_from_slice(&canonical_uuid_bytes(id)?);
     Some(())
 }
 
@@ -139,6 +117,8 @@ pub fn encode_all(events: &[UgcEvent]) -> Option<Vec<u8>> {
 /// Why a binary record or one of its events does not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BinaryError {
+    #[error("not a binary record: it does not start with the byte 0x{MAGIC:X}")]
+    NotBinary,
     #[error("binary record of version {0}, this reader knows version {VERSION}")]
     UnknownVersion(u8),
     #[error("binary record cut short: an event's length says {wanted} bytes, {left} are left")]
@@ -158,12 +138,13 @@ pub enum BinaryError {
 pub type Framed<'a> = Result<&'a [u8], (&'a [u8], BinaryError)>;
 
 /// The events of a binary record, each as its framed bytes, in order; a broken frame
-/// ends the walk with the rest of the record. `Err` for a record of another version.
+/// ends the walk with the rest of the record. `Err` for a record of another version or
+/// another shape.
 pub fn frames(record: &[u8]) -> Result<impl Iterator<Item = Framed<'_>>, BinaryError> {
     match record {
         [MAGIC, VERSION, ..] => {}
         [MAGIC, version, ..] => return Err(BinaryError::UnknownVersion(*version)),
-        _ => return Err(BinaryError::UnknownVersion(0)),
+        _ => return Err(BinaryError::NotBinary),
     }
     let mut rest = &record[HEADER.len()..];
     let mut broken = false;
@@ -379,7 +360,7 @@ mod tests {
                 let mut bytes = [0x5a; 16];
                 bytes[place] = value;
                 let text = uuid_text(&bytes);
-                assert_eq!(uuid_bytes(&text), Some(bytes), "{text}");
+                assert_eq!(canonical_uuid_bytes(&text), Some(bytes), "{text}");
                 assert_eq!(text.len(), 36);
                 assert!(crate::ugc::is_uuid(&text), "{text}");
                 assert_eq!(text, text.to_ascii_lowercase());
@@ -449,6 +430,10 @@ mod tests {
         assert!(matches!(
             frames(&[MAGIC, 9, 0]).err(),
             Some(BinaryError::UnknownVersion(9))
+        ));
+        assert!(matches!(
+            frames(b"[{}]").err(),
+            Some(BinaryError::NotBinary)
         ));
     }
 }
