@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use cinema_worker::CancellationToken;
 use clap::{Args, Parser, Subcommand};
 
 use crate::internal_api::{self, InternalState};
@@ -638,14 +639,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         credential,
         revocations,
     };
-    let shutdown = tokio_util_shutdown();
+    let shutdown = CancellationToken::new();
     let internal_router = internal_api::router(internal_state);
     app.serve_in_process(internal_addr, internal_router.clone());
     let internal_task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
             axum::serve(internal, internal_router)
-                .with_graceful_shutdown(async move { shutdown.notified().await })
+                .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await
         }
     });
@@ -667,7 +668,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         signals.next().await;
         tracing::info!("shutting down: finishing in-flight requests (signal again to exit now)");
         signalled_app.begin_shutdown();
-        serve_shutdown.notify_waiters();
+        serve_shutdown.cancel();
         signals.next().await;
         tracing::warn!("second signal: exiting without waiting for in-flight requests");
         std::process::exit(130);
@@ -678,10 +679,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),
     };
-    crate::runtime::server::serve(public, app, limits, async move {
-        public_shutdown.notified().await
-    })
-    .await?;
+    crate::runtime::server::serve(public, app, limits, public_shutdown.cancelled_owned()).await?;
     internal_task.await??;
     ugc.stop().await;
     notify.stop().await;
@@ -733,11 +731,6 @@ async fn prepare_first_run(
         );
     }
     Ok(Some(report))
-}
-
-/// One notifier shared by every listener.
-fn tokio_util_shutdown() -> Arc<tokio::sync::Notify> {
-    Arc::new(tokio::sync::Notify::new())
 }
 
 /// SIGTERM and Ctrl-C, listened to for the life of the process (a signal sent while

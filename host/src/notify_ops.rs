@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use cinema_notify::NotifySettings;
-use tokio::sync::watch;
+use cinema_worker::{CancellationToken, DropGuard};
 use tokio::task::JoinHandle;
 
 use crate::cli::UpArgs;
@@ -14,16 +14,15 @@ use crate::runtime::metrics::RuntimeMetrics;
 /// The notify task.
 #[derive(Debug, Default)]
 pub struct NotifyRuntime {
-    stop: Option<watch::Sender<bool>>,
+    /// Cancels the worker's token when taken or dropped.
+    stop: Option<DropGuard>,
     task: Option<JoinHandle<()>>,
 }
 
 impl NotifyRuntime {
     /// Stops the worker; undelivered mail waits in Postgres for the next start.
     pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(true);
-        }
+        drop(self.stop.take());
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
@@ -52,14 +51,15 @@ pub fn start(args: &UpArgs, metrics: &RuntimeMetrics) -> NotifyRuntime {
         poll_interval: Duration::from_millis(200),
         on_assignment: metrics.assigned_partitions(&args.notify_group),
     };
-    let (stop, stopped) = watch::channel(false);
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
     let task = tokio::spawn(async move {
         if let Err(error) = cinema_notify::run(settings, stopped).await {
             tracing::error!(%error, "notify stopped; mail waits in kafka and postgres");
         }
     });
     NotifyRuntime {
-        stop: Some(stop),
+        stop: Some(stop.drop_guard()),
         task: Some(task),
     }
 }

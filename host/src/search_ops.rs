@@ -13,7 +13,8 @@ use anyhow::Context as _;
 use cinema_etl::rebuild::RebuildProgress;
 use cinema_etl::sync::{self, EtlCommand, EtlSettings, Indexer};
 use cinema_etl::{CatalogIndex, SearchIndex};
-use tokio::sync::{mpsc, watch};
+use cinema_worker::{CancellationToken, DropGuard};
+use tokio::sync::mpsc;
 
 use crate::cli::UpArgs;
 use crate::search_api::SearchState;
@@ -24,7 +25,8 @@ pub struct CatalogRuntime {
     search: Option<Arc<SearchIndex>>,
     etl: Option<mpsc::Sender<EtlCommand>>,
     rebuild: Option<Arc<RebuildProgress>>,
-    stop: Option<watch::Sender<bool>>,
+    /// Cancels the ETL's token when taken or dropped.
+    stop: Option<DropGuard>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -39,9 +41,7 @@ impl CatalogRuntime {
 
     /// Stops the ETL after its current batch and waits for it.
     pub fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(true);
-        }
+        drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -69,7 +69,8 @@ pub fn start(args: &UpArgs) -> anyhow::Result<CatalogRuntime> {
     let mut settings = EtlSettings::new(args.etl_postgres_url.clone());
     settings.catch_up_interval = Duration::from_secs(args.etl_catch_up_seconds.max(1));
     let (commands, receiver) = mpsc::channel(4);
-    let (stop, stopped) = watch::channel(false);
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
     let thread = std::thread::Builder::new()
         .name("cinema-etl".into())
         .spawn(move || {
@@ -92,7 +93,7 @@ pub fn start(args: &UpArgs) -> anyhow::Result<CatalogRuntime> {
         search: Some(search),
         etl: Some(commands),
         rebuild: Some(rebuild),
-        stop: Some(stop),
+        stop: Some(stop.drop_guard()),
         thread: Some(thread),
     })
 }

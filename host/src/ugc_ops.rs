@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cinema_ugc_loader::LoaderSettings;
 use cinema_ugc_loader::read_model::{self, ReadModelSettings};
-use tokio::sync::watch;
+use cinema_worker::{CancellationToken, DropGuard};
 use tokio::task::JoinHandle;
 
 use crate::cli::UpArgs;
@@ -19,7 +19,8 @@ use crate::runtime::metrics::RuntimeMetrics;
 #[derive(Debug, Default)]
 pub struct UgcRuntime {
     intake: Option<Arc<Intake>>,
-    stop: Option<watch::Sender<bool>>,
+    /// Cancels the tasks' token when taken or dropped.
+    stop: Option<DropGuard>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -30,9 +31,7 @@ impl UgcRuntime {
 
     /// Stops the replayer and lets the loader finish and commit its batch.
     pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(true);
-        }
+        drop(self.stop.take());
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
@@ -51,7 +50,8 @@ pub fn start(args: &UpArgs, metrics: &RuntimeMetrics) -> anyhow::Result<UgcRunti
         spool_dir: args.spool_dir.clone(),
         delivery_timeout: Duration::from_millis(args.kafka_delivery_timeout_ms.max(100)),
     })?;
-    let (stop, stopped) = watch::channel(false);
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
     let mut tasks = vec![tokio::spawn(intake.clone().run_replayer(stopped.clone()))];
     if !args.no_ugc_loader {
         let mut settings = LoaderSettings::new(brokers.clone(), args.clickhouse_url.clone());
@@ -80,7 +80,7 @@ pub fn start(args: &UpArgs, metrics: &RuntimeMetrics) -> anyhow::Result<UgcRunti
     tracing::info!(%brokers, topic = %args.ugc_topic, spool = %args.spool_dir.display(), "ugc intake started");
     Ok(UgcRuntime {
         intake: Some(intake),
-        stop: Some(stop),
+        stop: Some(stop.drop_guard()),
         tasks,
     })
 }

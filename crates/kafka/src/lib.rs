@@ -5,6 +5,8 @@
 //! - [`producer_config`]: one configuration for every producer (idempotent, `acks=all`).
 //! - [`create_topics`]: topics made at start when missing (brokers need not auto-create
 //!   them).
+//! - [`collect_batch`]: the one way a consumer gathers messages into a batch (closed on
+//!   time after its first message, or when the caller says it is full).
 //! - Membership made visible: which partitions this process holds. With several hosts
 //!   in one group (README, "More than one host") the partitions are split between
 //!   them and move when a host joins or dies; each rebalance is logged and reported to
@@ -16,8 +18,9 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext};
 
@@ -91,6 +94,53 @@ pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Whether a batch takes more messages, as the caller of [`collect_batch`] judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    Open,
+    Full,
+}
+
+/// Waits for a first message as long as it takes, then gathers more into `batch` until
+/// `max_wait` after that first one, or until `take` answers [`Fill::Full`]. A failed
+/// receive is logged (as `who`) and, after a pause, retried while the batch is empty;
+/// otherwise it closes the batch, which is then handled before anything else.
+pub async fn collect_batch<B: Default>(
+    consumer: &GroupConsumer,
+    max_wait: Duration,
+    mut take: impl FnMut(&mut B, &BorrowedMessage<'_>) -> Fill,
+) -> B {
+    let mut batch = B::default();
+    let mut deadline = None;
+    loop {
+        let received = match deadline {
+            None => consumer.recv().await,
+            Some(deadline) => match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(received) => received,
+                Err(_) => return batch,
+            },
+        };
+        let message = match received {
+            Ok(message) => message,
+            Err(error) => {
+                let who = consumer.context().who;
+                tracing::warn!(%error, "{who}: kafka receive failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if deadline.is_none() {
+                    continue;
+                }
+                return batch;
+            }
+        };
+        if deadline.is_none() {
+            deadline = Some(tokio::time::Instant::now() + max_wait);
+        }
+        if take(&mut batch, &message) == Fill::Full {
+            return batch;
+        }
+    }
 }
 
 /// What an [`AssignmentObserver`] calls with the partitions held.

@@ -29,7 +29,6 @@ use cinema_domain::ugc::record::{self, binary};
 use cinema_domain::ugc::{UgcEvent, dead_letter_topic};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use spool::Spool;
 
@@ -229,8 +228,8 @@ impl Intake {
     }
 
     /// Creates the topics (once Kafka answers) and replays the spool whenever it has
-    /// events; runs until shutdown.
-    pub async fn run_replayer(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// events; runs until `stop` is cancelled.
+    pub async fn run_replayer(self: Arc<Self>, stop: cinema_worker::CancellationToken) {
         let mut topics_ready = false;
         let mut last_error = String::new();
         loop {
@@ -253,7 +252,7 @@ impl Intake {
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = shutdown.changed() => return,
+                () = stop.cancelled() => return,
             }
         }
     }

@@ -18,10 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use cinema_worker::{Backoff, CancellationToken};
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use tantivy::IndexWriter;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{AsyncMessage, Client};
 use uuid::Uuid;
 
@@ -122,8 +123,8 @@ pub struct Indexer {
     /// Where a full build opens a second connection to read the link tables while
     /// names read on the first (one Postgres backend reads one query at a time).
     side_connection: Option<String>,
-    /// Turns true on shutdown: long builds and catch-ups stop between chunks.
-    stop: Option<watch::Receiver<bool>>,
+    /// Cancelled on shutdown: long builds and catch-ups stop between chunks.
+    stop: Option<CancellationToken>,
     /// Indexing threads of the writer (a rebuild beside this index gets as many).
     threads: usize,
     /// How far a rebuild beside this index is (shared with the search API).
@@ -277,14 +278,14 @@ impl Indexer {
         }
     }
 
-    /// Makes long builds and catch-ups give up (uncommitted) once `stop` turns true.
-    pub fn stop_when(&mut self, stop: watch::Receiver<bool>) {
+    /// Makes long builds and catch-ups give up (uncommitted) once `stop` is cancelled.
+    pub fn stop_when(&mut self, stop: CancellationToken) {
         self.stop = Some(stop);
     }
 
     fn check_stop(&self) -> Result<()> {
         match &self.stop {
-            Some(stop) if *stop.borrow() => Err(EtlError::Stopped),
+            Some(stop) if stop.is_cancelled() => Err(EtlError::Stopped),
             _ => Ok(()),
         }
     }
@@ -823,25 +824,18 @@ impl PendingRebuild {
     }
 }
 
-/// Runs the ETL until `shutdown` turns true: builds or catches up, then follows
+/// Runs the ETL until `stop` is cancelled: builds or catches up, then follows
 /// notifications, catching up periodically; reconnects with backoff on any Postgres
 /// failure. Returns an error only for fatal index failures.
 pub async fn run(
     settings: EtlSettings,
     mut indexer: Indexer,
     mut commands: mpsc::Receiver<EtlCommand>,
-    shutdown: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> Result<()> {
-    indexer.stop_when(shutdown.clone());
+    indexer.stop_when(stop.clone());
     let mut rebuild = PendingRebuild::default();
-    let outcome = run_connected(
-        &settings,
-        &mut indexer,
-        &mut commands,
-        shutdown,
-        &mut rebuild,
-    )
-    .await;
+    let outcome = run_connected(&settings, &mut indexer, &mut commands, &stop, &mut rebuild).await;
     rebuild.abandon();
     outcome
 }
@@ -850,13 +844,13 @@ async fn run_connected(
     settings: &EtlSettings,
     indexer: &mut Indexer,
     commands: &mut mpsc::Receiver<EtlCommand>,
-    mut shutdown: watch::Receiver<bool>,
+    stop: &CancellationToken,
     rebuild: &mut PendingRebuild,
 ) -> Result<()> {
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = Backoff::new(Duration::from_millis(250), settings.max_backoff);
     let mut attempt = 0u32;
     loop {
-        if *shutdown.borrow() {
+        if stop.is_cancelled() {
             return Ok(());
         }
         let connected = tokio::select! {
@@ -867,23 +861,24 @@ async fn run_connected(
             Ok(session) => session,
             Err(error) => {
                 attempt += 1;
-                tracing::warn!(%error, attempt, retry_in_ms = backoff.as_millis() as u64, "etl: cannot reach postgres; the last published index keeps serving");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return Ok(()),
+                tracing::warn!(%error, attempt, retry_in_ms = backoff.delay_ms(), "etl: cannot reach postgres; the last published index keeps serving");
+                let go_on = tokio::select! {
+                    go_on = backoff.wait(stop) => go_on,
                     never = rebuild.serve_disconnected(commands) => match never {},
+                };
+                if !go_on {
+                    return Ok(());
                 }
-                backoff = (backoff * 2).min(settings.max_backoff);
                 continue;
             }
         };
-        match follow(settings, indexer, session, commands, &mut shutdown, rebuild).await {
+        match follow(settings, indexer, session, commands, stop, rebuild).await {
             Ok(()) => return Ok(()),
             Err(error) if error.is_retriable() => {
                 indexer.rollback();
                 rebuild.missed_notifications();
                 tracing::warn!(%error, "etl: postgres failed; reconnecting");
-                backoff = Duration::from_millis(250);
+                backoff.reset();
                 attempt = 0;
             }
             Err(error) => {
@@ -895,13 +890,13 @@ async fn run_connected(
 }
 
 /// One connected stretch: catch up, then follow notifications until the connection
-/// breaks (an error) or shutdown (`Ok`).
+/// breaks (an error) or a stop (`Ok`).
 async fn follow(
     settings: &EtlSettings,
     indexer: &mut Indexer,
     mut session: Session,
     commands: &mut mpsc::Receiver<EtlCommand>,
-    shutdown: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
     rebuild: &mut PendingRebuild,
 ) -> Result<()> {
     let started = Instant::now();
@@ -925,7 +920,7 @@ async fn follow(
     catch_up.tick().await;
     loop {
         tokio::select! {
-            _ = shutdown.changed() => return Ok(()),
+            () = stop.cancelled() => return Ok(()),
             change = session.changes.recv() => {
                 let Some(first) = change else {
                     return Err(EtlError::ConnectionLost);

@@ -8,22 +8,22 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
+use cinema_worker::CancellationToken;
 
 use crate::NotifySettings;
 
 /// Users expanded per statement.
 pub const BATCH: i64 = 500;
 
-/// Runs until `shutdown`.
-pub async fn run(settings: NotifySettings, shutdown: watch::Receiver<bool>) {
+/// Runs until `stop` is cancelled.
+pub async fn run(settings: NotifySettings, stop: CancellationToken) {
     let idle = settings.poll_interval.max(Duration::from_millis(200));
     crate::repeat_rounds(
         &settings,
         |postgres, settings| Box::pin(expand_once(postgres, settings)),
         idle,
         "notify: announcement expansion failed; retrying",
-        shutdown,
+        stop,
     )
     .await;
 }

@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
+use cinema_worker::CancellationToken;
 
 use crate::NotifySettings;
 
@@ -30,15 +30,15 @@ const USERS_PER_ROUND: i64 = 500;
 /// Longest pause between rounds when idle (the delay is minutes in production).
 const MAX_IDLE: Duration = Duration::from_secs(5);
 
-/// Runs until `shutdown`.
-pub async fn run(settings: NotifySettings, shutdown: watch::Receiver<bool>) {
+/// Runs until `stop` is cancelled.
+pub async fn run(settings: NotifySettings, stop: CancellationToken) {
     let idle = (settings.digest_delay / 4).clamp(Duration::from_millis(100), MAX_IDLE);
     crate::repeat_rounds(
         &settings,
         |postgres, settings| Box::pin(round(postgres, settings)),
         idle,
         "notify: film digest round failed; retrying",
-        shutdown,
+        stop,
     )
     .await;
 }

@@ -22,16 +22,16 @@ use std::time::Duration;
 
 use base64::Engine;
 use cinema_domain::platform::{PlatformEvent, PlatformEventKind};
+use cinema_worker::{Backoff, CancellationToken};
 use rand_core::RngCore;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer};
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
 
 use crate::NotifySettings;
 
-/// Runs until `shutdown`.
-pub async fn run(settings: NotifySettings, mut shutdown: watch::Receiver<bool>) {
+/// Runs until `stop` is cancelled.
+pub async fn run(settings: NotifySettings, stop: CancellationToken) {
     let consumer = match cinema_kafka::group_consumer(
         &settings.brokers,
         &settings.group_id,
@@ -57,7 +57,7 @@ pub async fn run(settings: NotifySettings, mut shutdown: watch::Receiver<bool>) 
     loop {
         let message = tokio::select! {
             message = consumer.recv() => message,
-            _ = shutdown.changed() => return,
+            () = stop.cancelled() => return,
         };
         let message = match message {
             Ok(message) => message,
@@ -75,19 +75,17 @@ pub async fn run(settings: NotifySettings, mut shutdown: watch::Receiver<bool>) 
                 None
             }
         };
-        // Record the deliveries, retrying until Postgres takes them (or shutdown).
-        let mut backoff = Duration::from_millis(200);
+        // Record the deliveries, retrying until Postgres takes them (or a stop).
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         while let Some(event) = &event {
             match record(&mut postgres, &settings, event).await {
                 Ok(()) => break,
                 Err(error) => {
                     postgres = None;
-                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "notify: deliveries not recorded; nothing committed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => return,
+                    tracing::warn!(%error, retry_in_ms = backoff.delay_ms(), "notify: deliveries not recorded; nothing committed");
+                    if !backoff.wait(&stop).await {
+                        return;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
         }

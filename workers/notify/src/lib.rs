@@ -23,7 +23,7 @@ pub mod templates;
 
 use std::time::Duration;
 
-use tokio::sync::watch;
+use cinema_worker::CancellationToken;
 
 /// How notify runs.
 #[derive(Clone)]
@@ -108,7 +108,7 @@ pub(crate) type Round<C> =
         &'a C,
     ) -> futures::future::BoxFuture<'a, Result<bool, tokio_postgres::Error>>;
 
-/// Repeats `round` until `shutdown`: at once after a round that had work, after `idle`
+/// Repeats `round` until `stop`: at once after a round that had work, after `idle`
 /// when it had none or failed. A failed round is logged with `failure` and drops its
 /// Postgres connection, so the next round connects afresh.
 pub(crate) async fn repeat_rounds<C: Sync>(
@@ -116,7 +116,7 @@ pub(crate) async fn repeat_rounds<C: Sync>(
     round: Round<C>,
     idle: Duration,
     failure: &'static str,
-    mut shutdown: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let mut postgres: Option<tokio_postgres::Client> = None;
     loop {
@@ -131,9 +131,9 @@ pub(crate) async fn repeat_rounds<C: Sync>(
         if !busy {
             tokio::select! {
                 _ = tokio::time::sleep(idle) => {}
-                _ = shutdown.changed() => return,
+                () = stop.cancelled() => return,
             }
-        } else if *shutdown.borrow() {
+        } else if stop.is_cancelled() {
             return;
         }
     }
@@ -147,13 +147,10 @@ pub enum NotifyError {
 }
 
 /// Runs the relay, and, when there is an SMTP server (`smtp_url` not empty), the event
-/// consumer, the announcer and the sender, until `shutdown`. Without one, events still
+/// consumer, the announcer and the sender, until `stop` is cancelled. Without one, events still
 /// reach Kafka for whoever else consumes them.
-pub async fn run(
-    settings: NotifySettings,
-    shutdown: watch::Receiver<bool>,
-) -> Result<(), NotifyError> {
-    let relay = tokio::spawn(relay::run(settings.clone(), shutdown.clone()));
+pub async fn run(settings: NotifySettings, stop: CancellationToken) -> Result<(), NotifyError> {
+    let relay = tokio::spawn(relay::run(settings.clone(), stop.clone()));
     if settings.smtp_url.trim().is_empty() {
         tracing::info!(
             ?settings,
@@ -164,10 +161,10 @@ pub async fn run(
     }
     let templates = templates::Templates::load()?;
     tracing::info!(?settings, "notify: running");
-    let events = tokio::spawn(events::run(settings.clone(), shutdown.clone()));
-    let announcer = tokio::spawn(announcer::run(settings.clone(), shutdown.clone()));
-    let digest = tokio::spawn(digest::run(settings.clone(), shutdown.clone()));
-    let sender = tokio::spawn(sender::run(settings, templates, shutdown));
+    let events = tokio::spawn(events::run(settings.clone(), stop.clone()));
+    let announcer = tokio::spawn(announcer::run(settings.clone(), stop.clone()));
+    let digest = tokio::spawn(digest::run(settings.clone(), stop.clone()));
+    let sender = tokio::spawn(sender::run(settings, templates, stop));
     let _ = tokio::join!(relay, events, announcer, digest, sender);
     Ok(())
 }

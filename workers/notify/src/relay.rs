@@ -9,9 +9,10 @@
 
 use std::time::Duration;
 
+use cinema_worker::{Backoff, CancellationToken};
 use futures::StreamExt;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio_postgres::AsyncMessage;
 
 use crate::NotifySettings;
@@ -31,25 +32,23 @@ fn new_producer(settings: &NotifySettings) -> Result<FutureProducer, String> {
         .map_err(|e| format!("kafka producer: {e}"))
 }
 
-/// Runs until `shutdown`.
-pub async fn run(settings: NotifySettings, mut shutdown: watch::Receiver<bool>) {
-    let mut backoff = Duration::from_millis(200);
+/// Runs until `stop` is cancelled.
+pub async fn run(settings: NotifySettings, stop: CancellationToken) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         let session = match new_producer(&settings) {
-            Ok(producer) => relay_session(&settings, &producer, &mut shutdown).await,
+            Ok(producer) => relay_session(&settings, &producer, &stop).await,
             Err(error) => Err(error),
         };
         match session {
             Ok(()) => return,
             Err(error) => {
-                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "notify relay: retrying; outbox events wait in postgres");
+                tracing::warn!(%error, retry_in_ms = backoff.delay_ms(), "notify relay: retrying; outbox events wait in postgres");
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.changed() => return,
+        if !backoff.wait(&stop).await {
+            return;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 
@@ -65,11 +64,11 @@ async fn ensure_topic(settings: &NotifySettings) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// One connection's life: relay until shutdown (`Ok`) or an error.
+/// One connection's life: relay until stopped (`Ok`) or an error.
 async fn relay_session(
     settings: &NotifySettings,
     producer: &FutureProducer,
-    shutdown: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> Result<(), String> {
     let (client, mut connection) = cinema_postgres::connect(&settings.postgres_url)
         .await
@@ -103,7 +102,7 @@ async fn relay_session(
             tokio::select! {
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.changed() => return Ok(()),
+                () = stop.cancelled() => return Ok(()),
             }
             if connection_task.is_finished() {
                 return Err("postgres connection lost".to_owned());

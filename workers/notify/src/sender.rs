@@ -12,10 +12,10 @@
 
 use std::time::Duration;
 
+use cinema_worker::CancellationToken;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use tokio::sync::watch;
 
 use crate::NotifySettings;
 use crate::templates::Templates;
@@ -62,8 +62,8 @@ struct Outgoing {
     from: Mailbox,
 }
 
-/// Runs until `shutdown`.
-pub async fn run(settings: NotifySettings, templates: Templates, shutdown: watch::Receiver<bool>) {
+/// Runs until `stop` is cancelled.
+pub async fn run(settings: NotifySettings, templates: Templates, stop: CancellationToken) {
     let transport = match AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.smtp_url) {
         Ok(builder) => builder.timeout(Some(Duration::from_secs(20))).build(),
         Err(error) => {
@@ -90,7 +90,7 @@ pub async fn run(settings: NotifySettings, templates: Templates, shutdown: watch
         |postgres, outgoing| Box::pin(async move { Ok(round(postgres, outgoing).await? > 0) }),
         idle,
         "notify: sender round failed; retrying",
-        shutdown,
+        stop,
     )
     .await;
 }

@@ -19,14 +19,14 @@ mod row;
 use std::time::Duration;
 
 use cinema_domain::ugc::record;
+use cinema_worker::{Backoff, CancellationToken};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use tokio::sync::watch;
 
 pub use cinema_kafka::AssignmentObserver;
-use cinema_kafka::GroupConsumer;
+use cinema_kafka::{Fill, GroupConsumer};
 pub use row::EventRow;
 
 /// How the loader runs.
@@ -70,6 +70,10 @@ impl LoaderSettings {
         }
     }
 }
+
+/// The first wait after a sink (ClickHouse, Postgres, Kafka) refused; it doubles up to
+/// the settings' `max_backoff`.
+pub(crate) const RETRY_FIRST: Duration = Duration::from_millis(200);
 
 /// Commits offsets after the sink acknowledged. A commit in the normal flow is
 /// asynchronous: a synchronous one blocks a runtime worker, and with Kafka down two
@@ -197,6 +201,31 @@ impl Batch {
         self.events == 0 && self.next_offsets.is_empty()
     }
 
+    /// Decodes one record into rows; what does not decode becomes a dead letter.
+    fn take(&mut self, message: &BorrowedMessage<'_>) {
+        let payload = message.payload().unwrap_or_default();
+        self.bytes += payload.len();
+        self.next_offsets.note(message);
+        let decoded = record::decode(payload);
+        self.events += decoded.events.len() + decoded.undecodable.len();
+        for event in decoded.events {
+            match EventRow::try_from(&event) {
+                Ok(row) => self.rows.push((row, event.occurred_at_ms)),
+                Err(error) => self.dead_letter(
+                    message,
+                    record::Undecodable {
+                        index: None,
+                        payload: serde_json::to_vec(&event).unwrap_or_default(),
+                        error,
+                    },
+                ),
+            }
+        }
+        for undecodable in decoded.undecodable {
+            self.dead_letter(message, undecodable);
+        }
+    }
+
     /// Queues what `message` held but could not be read for the dead-letter topic.
     fn dead_letter(&mut self, message: &BorrowedMessage<'_>, undecodable: record::Undecodable) {
         tracing::warn!(error = %undecodable.error, partition = message.partition(), offset = message.offset(), index = ?undecodable.index, "ugc-loader: undecodable event goes to the dead-letter topic");
@@ -212,11 +241,8 @@ impl Batch {
     }
 }
 
-/// Runs until `shutdown` turns true; the batch in hand is loaded and committed first.
-pub async fn run(
-    settings: LoaderSettings,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), LoaderError> {
+/// Runs until `stop` is cancelled; the batch in hand is loaded and committed first.
+pub async fn run(settings: LoaderSettings, stop: CancellationToken) -> Result<(), LoaderError> {
     let consumer = cinema_kafka::group_consumer(
         &settings.brokers,
         &settings.group_id,
@@ -234,18 +260,18 @@ pub async fn run(
     loop {
         let batch = tokio::select! {
             batch = collect(&consumer, &settings) => batch,
-            _ = shutdown.changed() => return Ok(()),
+            () = stop.cancelled() => return Ok(()),
         };
         if batch.is_empty() {
             continue;
         }
         let started = std::time::Instant::now();
-        if !load(&clickhouse, &batch.rows, &settings, &shutdown).await {
+        if !load(&clickhouse, &batch.rows, &settings, &stop).await {
             // Shutdown while ClickHouse refused: nothing committed, redelivered later.
             return Ok(());
         }
         for letter in &batch.dead_letters {
-            if !send_dead_letter(&mut dead_letters, letter, &settings, &shutdown).await {
+            if !send_dead_letter(&mut dead_letters, letter, &settings, &stop).await {
                 // Shutdown before Kafka took it: nothing committed, redelivered later.
                 return Ok(());
             }
@@ -253,7 +279,7 @@ pub async fn run(
         commit(
             &consumer,
             &batch.next_offsets.to_list()?,
-            *shutdown.borrow(),
+            stop.is_cancelled(),
             "ugc-loader",
         );
         tracing::debug!(
@@ -263,87 +289,50 @@ pub async fn run(
             took_ms = started.elapsed().as_millis() as u64,
             "ugc-loader: batch loaded and committed"
         );
-        if *shutdown.borrow() {
+        if stop.is_cancelled() {
             return Ok(());
         }
     }
 }
 
-/// Waits for a first message, then gathers more until a limit closes the batch.
+/// Gathers a batch of records (see [`cinema_kafka::collect_batch`]) until one of the
+/// settings' limits closes it.
 async fn collect(consumer: &GroupConsumer, settings: &LoaderSettings) -> Batch {
-    let mut batch = Batch::default();
-    let mut deadline = None;
-    loop {
-        let received = match deadline {
-            None => consumer.recv().await,
-            Some(deadline) => match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(received) => received,
-                Err(_) => return batch,
-            },
-        };
-        let message = match received {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::warn!(%error, "ugc-loader: kafka receive failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                if batch.is_empty() {
-                    continue;
-                }
-                return batch;
+    cinema_kafka::collect_batch(
+        consumer,
+        settings.max_batch_wait,
+        |batch: &mut Batch, message| {
+            batch.take(message);
+            if batch.events >= settings.max_batch_events || batch.bytes >= settings.max_batch_bytes
+            {
+                Fill::Full
+            } else {
+                Fill::Open
             }
-        };
-        if deadline.is_none() {
-            deadline = Some(tokio::time::Instant::now() + settings.max_batch_wait);
-        }
-        let payload = message.payload().unwrap_or_default();
-        batch.bytes += payload.len();
-        batch.next_offsets.note(&message);
-        let decoded = record::decode(payload);
-        batch.events += decoded.events.len() + decoded.undecodable.len();
-        for event in decoded.events {
-            match EventRow::try_from(&event) {
-                Ok(row) => batch.rows.push((row, event.occurred_at_ms)),
-                Err(error) => batch.dead_letter(
-                    &message,
-                    record::Undecodable {
-                        index: None,
-                        payload: serde_json::to_vec(&event).unwrap_or_default(),
-                        error,
-                    },
-                ),
-            }
-        }
-        for undecodable in decoded.undecodable {
-            batch.dead_letter(&message, undecodable);
-        }
-        if batch.events >= settings.max_batch_events || batch.bytes >= settings.max_batch_bytes {
-            return batch;
-        }
-    }
+        },
+    )
+    .await
 }
 
 /// Inserts the rows, retrying with backoff until ClickHouse acknowledges; `false` when
-/// shutdown came first.
+/// stopped first.
 async fn load(
     clickhouse: &clickhouse::Client,
     rows: &[(EventRow, i64)],
     settings: &LoaderSettings,
-    shutdown: &watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> bool {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(RETRY_FIRST, settings.max_backoff);
     loop {
         match insert(clickhouse, rows).await {
             Ok(()) => return true,
             Err(error) => {
-                tracing::warn!(%error, rows = rows.len(), retry_in_ms = backoff.as_millis() as u64, "ugc-loader: clickhouse refused the batch; nothing committed");
+                tracing::warn!(%error, rows = rows.len(), retry_in_ms = backoff.delay_ms(), "ugc-loader: clickhouse refused the batch; nothing committed");
             }
         }
-        let mut shutdown = shutdown.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.changed() => return false,
+        if !backoff.wait(stop).await {
+            return false;
         }
-        backoff = (backoff * 2).min(settings.max_backoff);
     }
 }
 
@@ -373,16 +362,16 @@ fn dead_letter_producer(brokers: &str) -> Result<FutureProducer, rdkafka::error:
 }
 
 /// Produces one dead letter, retrying with backoff until Kafka acknowledges it;
-/// `false` when shutdown came first. A producer that hit a fatal error (an idempotent
+/// `false` when stopped first. A producer that hit a fatal error (an idempotent
 /// producer fenced after the broker forgot its id) never works again, so it is
 /// replaced before the next attempt.
 async fn send_dead_letter(
     producer: &mut FutureProducer,
     letter: &DeadLetter,
     settings: &LoaderSettings,
-    shutdown: &watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> bool {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(RETRY_FIRST, settings.max_backoff);
     loop {
         let mut record = FutureRecord::<[u8], [u8]>::to(&settings.dead_letter_topic)
             .payload(&letter.payload)
@@ -393,7 +382,7 @@ async fn send_dead_letter(
         match producer.send(record, Duration::from_secs(10)).await {
             Ok(_) => return true,
             Err((error, _)) => {
-                tracing::warn!(%error, topic = %settings.dead_letter_topic, retry_in_ms = backoff.as_millis() as u64, "ugc-loader: dead letter not acknowledged; nothing committed");
+                tracing::warn!(%error, topic = %settings.dead_letter_topic, retry_in_ms = backoff.delay_ms(), "ugc-loader: dead letter not acknowledged; nothing committed");
                 if let Some((code, reason)) = producer.client().fatal_error() {
                     tracing::warn!(?code, %reason, "ugc-loader: dead-letter producer failed for good; making a new one");
                     match dead_letter_producer(&settings.brokers) {
@@ -405,11 +394,8 @@ async fn send_dead_letter(
                 }
             }
         }
-        let mut shutdown = shutdown.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.changed() => return false,
+        if !backoff.wait(stop).await {
+            return false;
         }
-        backoff = (backoff * 2).min(settings.max_backoff);
     }
 }

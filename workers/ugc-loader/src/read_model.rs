@@ -13,14 +13,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use cinema_domain::ugc::{UgcEvent, UgcPayload, record};
+use cinema_worker::{Backoff, CancellationToken};
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
-use tokio::sync::watch;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
 use crate::{LoaderError, NextOffsets};
-use cinema_kafka::{AssignmentObserver, GroupConsumer};
+use cinema_kafka::{AssignmentObserver, Fill, GroupConsumer};
 
 /// How the read-model consumer runs.
 #[derive(Debug, Clone)]
@@ -51,11 +51,8 @@ impl ReadModelSettings {
     }
 }
 
-/// Runs until `shutdown`; the batch in hand is applied and committed first.
-pub async fn run(
-    settings: ReadModelSettings,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), LoaderError> {
+/// Runs until `stop` is cancelled; the batch in hand is applied and committed first.
+pub async fn run(settings: ReadModelSettings, stop: CancellationToken) -> Result<(), LoaderError> {
     let consumer = cinema_kafka::group_consumer(
         &settings.brokers,
         &settings.group_id,
@@ -68,76 +65,65 @@ pub async fn run(
     tracing::info!(topic = %settings.topic, group = %settings.group_id, "ugc read models: consuming");
     let mut postgres: Option<Client> = None;
     loop {
-        let (events, offsets) = tokio::select! {
+        let Received {
+            events, offsets, ..
+        } = tokio::select! {
             batch = collect(&consumer, &settings) => batch,
-            _ = shutdown.changed() => return Ok(()),
+            () = stop.cancelled() => return Ok(()),
         };
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::new(crate::RETRY_FIRST, settings.max_backoff);
         loop {
             match apply(&mut postgres, &settings.postgres_url, &events).await {
                 Ok(()) => break,
                 Err(error) => {
                     postgres = None;
-                    tracing::warn!(%error, events = events.len(), retry_in_ms = backoff.as_millis() as u64, "ugc read models: postgres refused the batch; nothing committed");
+                    tracing::warn!(%error, events = events.len(), retry_in_ms = backoff.delay_ms(), "ugc read models: postgres refused the batch; nothing committed");
                 }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = shutdown.changed() => return Ok(()),
+            if !backoff.wait(&stop).await {
+                return Ok(());
             }
-            backoff = (backoff * 2).min(settings.max_backoff);
         }
         crate::commit(
             &consumer,
             &offsets.to_list()?,
-            *shutdown.borrow(),
+            stop.is_cancelled(),
             "ugc read models",
         );
-        if *shutdown.borrow() {
+        if stop.is_cancelled() {
             return Ok(());
         }
     }
 }
 
-async fn collect(
-    consumer: &GroupConsumer,
-    settings: &ReadModelSettings,
-) -> (Vec<UgcEvent>, NextOffsets) {
-    let mut events = Vec::new();
-    let mut offsets = NextOffsets::default();
-    let mut deadline = None;
-    let mut received_count = 0usize;
-    loop {
-        let received = match deadline {
-            None => consumer.recv().await,
-            Some(deadline) => match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(received) => received,
-                Err(_) => return (events, offsets),
-            },
-        };
-        let message = match received {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::warn!(%error, "ugc read models: kafka receive failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                if offsets.is_empty() {
-                    continue;
-                }
-                return (events, offsets);
+/// Gathers the events of a batch of records (see [`cinema_kafka::collect_batch`]);
+/// undecodable ones are the loader's to dead-letter, here they are skipped.
+async fn collect(consumer: &GroupConsumer, settings: &ReadModelSettings) -> Received {
+    cinema_kafka::collect_batch(
+        consumer,
+        settings.max_batch_wait,
+        |batch: &mut Received, message| {
+            batch.offsets.note(message);
+            let decoded = record::decode(message.payload().unwrap_or_default());
+            batch.received += decoded.events.len() + decoded.undecodable.len();
+            batch.events.extend(decoded.events);
+            if batch.received >= settings.max_batch_events {
+                Fill::Full
+            } else {
+                Fill::Open
             }
-        };
-        if deadline.is_none() {
-            deadline = Some(tokio::time::Instant::now() + settings.max_batch_wait);
-        }
-        offsets.note(&message);
-        // Undecodable events are the loader's to dead-letter; here they are skipped.
-        let decoded = record::decode(message.payload().unwrap_or_default());
-        received_count += decoded.events.len() + decoded.undecodable.len();
-        events.extend(decoded.events);
-        if received_count >= settings.max_batch_events {
-            return (events, offsets);
-        }
-    }
+        },
+    )
+    .await
+}
+
+/// A batch of the read models' events and the offsets after them.
+#[derive(Default)]
+struct Received {
+    events: Vec<UgcEvent>,
+    offsets: NextOffsets,
+    /// Events received, the undecodable ones too.
+    received: usize,
 }
 
 fn id(value: &str) -> Option<Uuid> {

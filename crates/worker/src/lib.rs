@@ -1,0 +1,109 @@
+//! `cinema-worker`: what the host's background workers (the ETL, ugc-loader, the UGC
+//! read models, notify, the intake's spool replayer) share to run until they are told
+//! to stop.
+//!
+//! - [`CancellationToken`] (tokio-util's) is the one stop signal: `cinema up` holds the
+//!   token and cancels it on shutdown; a worker waits on `stop.cancelled()` beside its
+//!   work in a `select!`, or asks `stop.is_cancelled()` between batches. A token
+//!   cancelled before a worker looks is still seen, unlike a notification.
+//! - [`Backoff`] is the one retry loop: a failed attempt is logged with
+//!   [`Backoff::delay`], then [`Backoff::wait`] sleeps that long (doubling up to a
+//!   ceiling) unless stopped first. It is a value the loop owns rather than a function
+//!   taking the attempt as a closure, because attempts borrow the worker's state
+//!   mutably (a connection to reopen, a producer to replace).
+
+use std::time::Duration;
+
+pub use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// Delays between attempts: `first`, then doubling up to `max`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    first: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// Waits `first`, then twice as long each time, never more than `max`.
+    pub fn new(first: Duration, max: Duration) -> Self {
+        let first = first.min(max);
+        Self {
+            first,
+            max,
+            next: first,
+        }
+    }
+
+    /// How long the next [`Backoff::wait`] sleeps (for the log line of a failure).
+    pub fn delay(&self) -> Duration {
+        self.next
+    }
+
+    /// Milliseconds of [`Backoff::delay`], as the workers log them (`retry_in_ms`).
+    pub fn delay_ms(&self) -> u64 {
+        u64::try_from(self.next.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Sleeps [`Backoff::delay`] and doubles it; `false`, at once, when `stop` is
+    /// cancelled before or during the sleep: the caller gives up.
+    #[must_use = "false means stop: the caller must give up"]
+    pub async fn wait(&mut self, stop: &CancellationToken) -> bool {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => false,
+            () = tokio::time::sleep(delay) => true,
+        }
+    }
+
+    /// Starts over at the first delay (after a success that may be followed by new
+    /// failures, such as a connection that worked for a while).
+    pub fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn delays_double_up_to_the_ceiling_and_start_over_on_reset() {
+        let stop = CancellationToken::new();
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(1));
+        let mut slept = Vec::new();
+        for _ in 0..5 {
+            let before = tokio::time::Instant::now();
+            assert_eq!(backoff.delay_ms(), backoff.delay().as_millis() as u64);
+            assert!(backoff.wait(&stop).await);
+            slept.push(before.elapsed().as_millis());
+        }
+        assert_eq!(slept, [200, 400, 800, 1000, 1000]);
+        backoff.reset();
+        assert_eq!(backoff.delay(), Duration::from_millis(200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_ends_the_wait_at_once_even_one_given_before_waiting() {
+        let stop = CancellationToken::new();
+        let mut backoff = Backoff::new(Duration::from_secs(60), Duration::from_secs(60));
+        let waiting = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let before = tokio::time::Instant::now();
+                let went_on = backoff.wait(&stop).await;
+                (went_on, before.elapsed())
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.cancel();
+        let (went_on, waited) = waiting.await.expect("the wait ends");
+        assert!(!went_on);
+        assert!(waited < Duration::from_secs(60));
+
+        let mut already = Backoff::new(Duration::from_secs(60), Duration::from_secs(60));
+        assert!(!already.wait(&stop).await, "a stop given earlier is seen");
+    }
+}
