@@ -54,7 +54,8 @@ pub struct NearWords {
 }
 
 enum Tail {
-    Bits(TypoBits),
+    /// Boxed: its table of ASCII positions is a kilobyte.
+    Bits(Box<TypoBits>),
     Dfa(DFA),
 }
 
@@ -80,7 +81,7 @@ impl NearWords {
         let (head, rest) = word.split_at(split);
         let distance = distance.min(MAX_TYPOS as u8);
         let tail = match TypoBits::new(rest, distance, prefix) {
-            Some(bits) => Tail::Bits(bits),
+            Some(bits) => Tail::Bits(Box::new(bits)),
             None => {
                 let builder = builder(distance);
                 Tail::Dfa(if prefix {
@@ -418,8 +419,8 @@ mod tests {
         for (i, row) in table.iter_mut().enumerate() {
             row[0] = i;
         }
-        for j in 0..=b.len() {
-            table[0][j] = j;
+        for (j, cell) in table[0].iter_mut().enumerate() {
+            *cell = j;
         }
         for i in 1..=a.len() {
             for j in 1..=b.len() {
