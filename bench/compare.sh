@@ -23,7 +23,8 @@
 #   `cinema up --runtime-config-file` (default cinema-runtime-config.toml); CINEMA_BIN=FILE measures another build;
 #   PROFILE_DIR=DIR records a CPU profile of `cinema up` during each route's cinema run
 #   (perf, DIR/ROUTE.perf, guest functions named through --guest-perf-map; read with
-#   `perf report -i DIR/ROUTE.perf --no-children`); CPU_BY_PROCESS=1 prints, per route and
+#   `perf report -i DIR/ROUTE.perf --no-children`; PROFILE_CALL_GRAPH=dwarf gives callers
+#   in the host, which has no frame pointers); CPU_BY_PROCESS=1 prints, per route and
 #   side, the CPU seconds each process used (servers included: Postgres, ClickHouse,
 #   the broker, wrk) to stderr.
 #
@@ -314,7 +315,7 @@ for route in $ROUTES; do
   if [ -n "${PROFILE_DIR:-}" ]; then
     command -v perf >/dev/null || { echo "PROFILE_DIR needs perf (apt-get install linux-perf)" >&2; exit 1; }
     mkdir -p "$PROFILE_DIR"
-    perf record -q -F 499 -g -p "$cinema_pid" -o "$PROFILE_DIR/$route.perf" >/dev/null 2>&1 &
+    perf record -q -F 499 --call-graph "${PROFILE_CALL_GRAPH:-fp}" -p "$cinema_pid" -o "$PROFILE_DIR/$route.perf" >/dev/null 2>&1 &
     profiler=$!
   fi
   [ -z "${CPU_BY_PROCESS:-}" ] || python3 bench/cpu_by_process.py save "$SCRATCH/cpu.json"
