@@ -876,8 +876,9 @@ async fn etl_catches_up_after_being_stopped() {
     assert!(after["version"].as_u64().expect("version") > version_before);
 }
 
-/// `cinema reindex` builds the index from Postgres with a progress line, and the index
-/// it builds serves a host that runs no ETL.
+/// `cinema reindex` builds the index from Postgres with a progress line, merged into
+/// one segment (searches then walk one term dictionary a field), and the index it
+/// builds serves a host that runs no ETL.
 #[tokio::test]
 async fn reindex_builds_an_index_a_host_can_serve() {
     let (database_url, jwks, db) = fixture_database().await;
@@ -890,6 +891,21 @@ async fn reindex_builds_an_index_a_host_can_serve() {
         index.path(),
     ]);
     assert!(output.contains("indexed 8 documents"), "{output}");
+    let builds: Vec<_> = std::fs::read_dir(index.path())
+        .expect("index dir")
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("build-"))
+        .collect();
+    assert_eq!(builds.len(), 1, "one build on disk");
+    let meta: Value = serde_json::from_slice(
+        &std::fs::read(builds[0].path().join("meta.json")).expect("meta.json"),
+    )
+    .expect("meta.json is JSON");
+    assert_eq!(
+        meta["segments"].as_array().map(Vec::len),
+        Some(1),
+        "the full build is merged into one segment: {meta}"
+    );
 
     // Postgres "down" for this host's ETL: it retries, the index keeps serving.
     let catalog = Catalog::serve_with_etl(

@@ -335,11 +335,44 @@ impl Indexer {
         }
         progress(done, total);
         let watermark = started - chrono::Duration::from_std(overlap).unwrap_or_default();
-        let version = self.publish(Some(watermark), true)?;
+        self.commit_position(Some(watermark), true)?;
+        // Before the readers see it: they then read (and the film table loads) one
+        // segment, not the indexing threads' several.
+        self.merge_segments();
+        self.reload_readers();
         Ok(Published {
-            version,
+            version: self.position.generation,
             documents: done,
         })
+    }
+
+    /// Merges every segment of the committed index into one, waiting for it. After a
+    /// full build (one segment per indexing thread, and more for large catalogues) a
+    /// search walks one term dictionary per field and collects one segment: on the
+    /// peer's 100k films, `search_uncached` went from 8.2-8.9k to 10.1-11.6k req/s
+    /// with the same build (about 0.75 s of merging). Later edits add small segments,
+    /// which the writer's merge policy merges among themselves. A failed merge leaves
+    /// the segments as they were, which serve the same answers.
+    fn merge_segments(&mut self) {
+        let segments = match self.index.index.searchable_segment_ids() {
+            Ok(segments) if segments.len() > 1 => segments,
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(%error, "etl: cannot list the segments to merge; searches read them as they are");
+                return;
+            }
+        };
+        let started = Instant::now();
+        match self.writer.merge(&segments).wait() {
+            Ok(_) => tracing::info!(
+                segments = segments.len(),
+                took_ms = started.elapsed().as_millis() as u64,
+                "etl: the full build merged into one segment"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "etl: merging the full build failed; searches read its segments as they are")
+            }
+        }
     }
 
     /// Counts one more document of a full build: reports progress and honours a stop
@@ -600,6 +633,17 @@ impl Indexer {
         watermark: Option<chrono::DateTime<chrono::Utc>>,
         documents_changed: bool,
     ) -> Result<u64> {
+        self.commit_position(watermark, documents_changed)?;
+        self.reload_readers();
+        Ok(self.position.generation)
+    }
+
+    /// The commit half of [`Indexer::publish`]: readers do not see it yet.
+    fn commit_position(
+        &mut self,
+        watermark: Option<chrono::DateTime<chrono::Utc>>,
+        documents_changed: bool,
+    ) -> Result<()> {
         let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
         let generation = if documents_changed {
             next_generation(self.position.generation, now_ms, process_salt())
@@ -614,10 +658,14 @@ impl Indexer {
         commit(&mut self.writer, &position)?;
         self.position = position;
         self.committed_at = Instant::now();
+        Ok(())
+    }
+
+    /// The reading half of [`Indexer::publish`]: searches see the last commit.
+    fn reload_readers(&self) {
         if let Err(error) = self.search.reload() {
             tracing::error!(%error, "etl.publish: committed but the reader did not reload");
         }
-        Ok(self.position.generation)
     }
 
     /// Drops everything written since the last publish (after a failed batch).
