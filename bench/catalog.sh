@@ -2,7 +2,8 @@
 # Catalog benchmark on 100k seeded films (override: bench/catalog.sh FILMS DURATION):
 # full reindex time; search through `cinema up` (catalog component, token check, KV
 # cache) and straight on the host's search API (no cache); cached film detail;
-# change-to-searchable latency of the ETL.
+# change-to-searchable latency of the ETL. HOST_LOG=FILE keeps the host's log (with
+# RUST_LOG=info, say, to see the ETL's steps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/cinema-target}"
@@ -43,9 +44,9 @@ trap cleanup EXIT
 export CINEMA_INTERNAL_API_TOKEN="bench-internal-$$-$RANDOM"
 export_component_databases "$DB_URL"
 SPIN_VARIABLE_JWKS="$("$CINEMA" keys jwks --postgres-url "$DB_URL")" \
-  SPIN_VARIABLE_INTERNAL_API_URL="http://$INTERNAL" RUST_LOG=warn \
+  SPIN_VARIABLE_INTERNAL_API_URL="http://$INTERNAL" RUST_LOG="${RUST_LOG:-warn}" \
   "$CINEMA" up --from spin.toml --runtime-config-file cinema-runtime-config.toml --listen "$ADDR" --internal-listen "$INTERNAL" \
-  --index-dir "$INDEX_DIR" --etl-postgres-url "$DB_URL" >/dev/null 2>&1 &
+  --index-dir "$INDEX_DIR" --etl-postgres-url "$DB_URL" >"${HOST_LOG:-/dev/null}" 2>&1 &
 pid=$!
 for _ in $(seq 1 300); do curl -fsS -H "x-cinema-internal-token: $CINEMA_INTERNAL_API_TOKEN" "http://$INTERNAL/search/version" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS -X POST "http://$ADDR/api/v1/auth/signup" -H 'content-type: application/json' \

@@ -69,6 +69,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         samples.push(started.elapsed());
     }
     stop.store(true, Ordering::Relaxed);
+    // Which update was slowest (an outlier at the start is another story than one
+    // in the middle).
+    let slowest_round = samples
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, took)| **took)
+        .map_or(0, |(round, _)| round);
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
     let during = if during_reindex {
@@ -77,7 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ""
     };
     println!(
-        "change-to-searchable over {rounds} updates{during}: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        "change-to-searchable over {rounds} updates{during}: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms (update {slowest_round})",
         at(0.50).as_secs_f64() * 1000.0,
         at(0.99).as_secs_f64() * 1000.0,
         samples[samples.len() - 1].as_secs_f64() * 1000.0
