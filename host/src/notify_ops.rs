@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use cinema_notify::NotifySettings;
-use cinema_worker::{CancellationToken, DropGuard};
-use tokio::task::JoinHandle;
+use cinema_worker::{CancellationToken, Tasks};
 
 use crate::cli::UpArgs;
 use crate::runtime::metrics::RuntimeMetrics;
@@ -14,18 +13,13 @@ use crate::runtime::metrics::RuntimeMetrics;
 /// The notify task.
 #[derive(Debug, Default)]
 pub struct NotifyRuntime {
-    /// Cancels the worker's token when taken or dropped.
-    stop: Option<DropGuard>,
-    task: Option<JoinHandle<()>>,
+    tasks: Tasks,
 }
 
 impl NotifyRuntime {
     /// Stops the worker; undelivered mail waits in Postgres for the next start.
-    pub async fn stop(mut self) {
-        drop(self.stop.take());
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    pub async fn stop(self) {
+        self.tasks.stop().await;
     }
 }
 
@@ -52,14 +46,11 @@ pub fn start(args: &UpArgs, metrics: &RuntimeMetrics) -> NotifyRuntime {
         on_assignment: metrics.assigned_partitions(&args.notify_group),
     };
     let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    let task = tokio::spawn(async move {
-        if let Err(error) = cinema_notify::run(settings, stopped).await {
+    let mut tasks = Tasks::new(&stop);
+    tasks.spawn(async move {
+        if let Err(error) = cinema_notify::run(settings, stop).await {
             tracing::error!(%error, "notify stopped; mail waits in kafka and postgres");
         }
     });
-    NotifyRuntime {
-        stop: Some(stop.drop_guard()),
-        task: Some(task),
-    }
+    NotifyRuntime { tasks }
 }

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use cinema_ugc_loader::LoaderSettings;
 use cinema_ugc_loader::read_model::{self, ReadModelSettings};
-use cinema_worker::{CancellationToken, DropGuard};
-use tokio::task::JoinHandle;
+use cinema_worker::{CancellationToken, Tasks};
 
 use crate::cli::UpArgs;
 use crate::intake::{Intake, IntakeSettings};
@@ -19,9 +18,7 @@ use crate::runtime::metrics::RuntimeMetrics;
 #[derive(Debug, Default)]
 pub struct UgcRuntime {
     intake: Option<Arc<Intake>>,
-    /// Cancels the tasks' token when taken or dropped.
-    stop: Option<DropGuard>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Tasks,
 }
 
 impl UgcRuntime {
@@ -30,11 +27,8 @@ impl UgcRuntime {
     }
 
     /// Stops the replayer and lets the loader finish and commit its batch.
-    pub async fn stop(mut self) {
-        drop(self.stop.take());
-        for task in self.tasks.drain(..) {
-            let _ = task.await;
-        }
+    pub async fn stop(self) {
+        self.tasks.stop().await;
     }
 }
 
@@ -51,8 +45,8 @@ pub fn start(args: &UpArgs, metrics: &RuntimeMetrics) -> anyhow::Result<UgcRunti
         delivery_timeout: Duration::from_millis(args.kafka_delivery_timeout_ms.max(100)),
     })?;
     let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    let mut tasks = vec![tokio::spawn(intake.clone().run_replayer(stopped.clone()))];
+    let mut tasks = Tasks::new(&stop);
+    tasks.spawn(intake.clone().run_replayer(stop.clone()));
     if !args.no_ugc_loader {
         let mut settings = LoaderSettings::new(brokers.clone(), args.clickhouse_url.clone());
         settings.topic = args.ugc_topic.clone();
@@ -60,27 +54,26 @@ pub fn start(args: &UpArgs, metrics: &RuntimeMetrics) -> anyhow::Result<UgcRunti
         settings.group_id = args.ugc_loader_group.clone();
         settings.clickhouse_database = args.clickhouse_database.clone();
         settings.on_assignment = metrics.assigned_partitions(&settings.group_id);
-        let loader_stopped = stopped.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(error) = cinema_ugc_loader::run(settings, loader_stopped).await {
+        let loader_stop = stop.clone();
+        tasks.spawn(async move {
+            if let Err(error) = cinema_ugc_loader::run(settings, loader_stop).await {
                 tracing::error!(%error, "ugc-loader stopped; events wait in kafka");
             }
-        }));
+        });
         let mut read_models =
             ReadModelSettings::new(brokers.clone(), args.ugc_postgres_url.clone());
         read_models.topic = args.ugc_topic.clone();
         read_models.group_id = args.ugc_read_model_group.clone();
         read_models.on_assignment = metrics.assigned_partitions(&read_models.group_id);
-        tasks.push(tokio::spawn(async move {
-            if let Err(error) = read_model::run(read_models, stopped).await {
+        tasks.spawn(async move {
+            if let Err(error) = read_model::run(read_models, stop).await {
                 tracing::error!(%error, "ugc read models stopped; events wait in kafka");
             }
-        }));
+        });
     }
     tracing::info!(%brokers, topic = %args.ugc_topic, spool = %args.spool_dir.display(), "ugc intake started");
     Ok(UgcRuntime {
         intake: Some(intake),
-        stop: Some(stop.drop_guard()),
         tasks,
     })
 }

@@ -11,10 +11,45 @@
 //!   ceiling) unless stopped first. It is a value the loop owns rather than a function
 //!   taking the attempt as a closure, because attempts borrow the worker's state
 //!   mutably (a connection to reopen, a producer to replace).
+//! - [`Tasks`] holds what `cinema up` started for one capability: the token's guard
+//!   and the tasks' handles; stopping (or dropping) it cancels the token.
 
+use std::future::Future;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
 pub use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// Tasks that run until one token is cancelled: when [`Tasks::stop`] is called, or
+/// when the `Tasks` is dropped.
+#[derive(Debug, Default)]
+pub struct Tasks {
+    stop: Option<DropGuard>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Tasks {
+    /// Tasks stopped through `stop` (the tasks get clones of it).
+    pub fn new(stop: &CancellationToken) -> Self {
+        Self {
+            stop: Some(stop.clone().drop_guard()),
+            handles: Vec::new(),
+        }
+    }
+
+    /// Runs `task` on the current runtime; [`Tasks::stop`] waits for it.
+    pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.handles.push(tokio::spawn(task));
+    }
+
+    /// Cancels the token and waits for every task to return.
+    pub async fn stop(mut self) {
+        drop(self.stop.take());
+        for handle in self.handles.drain(..) {
+            let _ = handle.await;
+        }
+    }
+}
 
 /// Delays between attempts: `first`, then doubling up to `max`.
 #[derive(Debug, Clone)]
@@ -68,6 +103,26 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn stopping_tasks_cancels_their_token_and_waits_for_them() {
+        let stop = CancellationToken::new();
+        let mut tasks = Tasks::new(&stop);
+        let finished = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for _ in 0..3 {
+            let (stop, finished) = (stop.clone(), finished.clone());
+            tasks.spawn(async move {
+                stop.cancelled().await;
+                finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        tasks.stop().await;
+        assert_eq!(finished.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+        let dropped = CancellationToken::new();
+        drop(Tasks::new(&dropped));
+        assert!(dropped.is_cancelled(), "dropping the tasks stops them too");
+    }
 
     #[tokio::test]
     async fn delays_double_up_to_the_ceiling_and_start_over_on_reset() {
