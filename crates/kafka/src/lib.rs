@@ -105,8 +105,9 @@ pub enum Fill {
 
 /// Waits for a first message as long as it takes, then gathers more into `batch` until
 /// `max_wait` after that first one, or until `take` answers [`Fill::Full`]. A failed
-/// receive is logged (as `who`) and, after a pause, retried while the batch is empty;
-/// otherwise it closes the batch, which is then handled before anything else.
+/// receive is logged under the consumer's [`GroupContext::who`] and, after a pause,
+/// retried while the batch is empty; otherwise it closes the batch, which is then
+/// handled before anything else.
 pub async fn collect_batch<B: Default>(
     consumer: &GroupConsumer,
     max_wait: Duration,
