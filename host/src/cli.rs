@@ -607,7 +607,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         })?;
     let public_addr = public.local_addr()?;
     let internal_addr = internal.local_addr()?;
-    let catalog = crate::search_ops::start(&args)?;
+    let catalog = crate::search_ops::start(&args, &metrics)?;
     let ugc = crate::ugc_ops::start(&args, &metrics)?;
     let notify = crate::notify_ops::start(&args, &metrics);
     let revocations =

@@ -17,6 +17,7 @@ use cinema_worker::{CancellationToken, DropGuard};
 use tokio::sync::mpsc;
 
 use crate::cli::UpArgs;
+use crate::runtime::metrics::RuntimeMetrics;
 use crate::search_api::SearchState;
 
 /// The search index and the ETL of a running `cinema up`.
@@ -49,7 +50,7 @@ impl CatalogRuntime {
 }
 
 /// Opens the index and starts the ETL as `cinema up`'s flags say.
-pub fn start(args: &UpArgs) -> anyhow::Result<CatalogRuntime> {
+pub fn start(args: &UpArgs, metrics: &RuntimeMetrics) -> anyhow::Result<CatalogRuntime> {
     let Some(dir) = &args.index_dir else {
         return Ok(CatalogRuntime::default());
     };
@@ -68,6 +69,7 @@ pub fn start(args: &UpArgs) -> anyhow::Result<CatalogRuntime> {
     let rebuild = indexer.rebuild_progress();
     let mut settings = EtlSettings::new(args.etl_postgres_url.clone());
     settings.catch_up_interval = Duration::from_secs(args.etl_catch_up_seconds.max(1));
+    settings.observer = metrics.etl_observer();
     let (commands, receiver) = mpsc::channel(4);
     let stop = CancellationToken::new();
     let stopped = stop.clone();

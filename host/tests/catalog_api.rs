@@ -176,7 +176,19 @@ impl Catalog {
         index: TempDir,
         etl_url: &str,
     ) -> Self {
-        let app = start_app(&database_url, &jwks, index.path(), etl_url, &[]);
+        Self::serve_with_args(database_url, jwks, db, index, etl_url, &[])
+    }
+
+    /// [`Catalog::serve_with_etl`] with more `cinema up` flags.
+    fn serve_with_args(
+        database_url: String,
+        jwks: String,
+        db: tokio_postgres::Client,
+        index: TempDir,
+        etl_url: &str,
+        extra_args: &[&str],
+    ) -> Self {
+        let app = start_app(&database_url, &jwks, index.path(), etl_url, extra_args);
         Self {
             app,
             db,
@@ -1210,6 +1222,189 @@ async fn an_edit_during_a_full_reindex_is_searchable_before_the_rebuild_goes_liv
     assert_eq!(current_build(catalog.index.path()), builds[0]);
 }
 
+/// The served index version (`/search/version`).
+async fn served_version(catalog: &Catalog) -> u64 {
+    let (_, body) = catalog.internal("/search/version").await;
+    body["version"].as_u64().expect("version")
+}
+
+/// `cinema_etl_catch_ups_total`, once the catch-up counter has reached `at_least`.
+async fn catch_ups_reaching(catalog: &Catalog, at_least: f64) -> f64 {
+    let reached = TestApp::eventually(Duration::from_secs(30), || async {
+        catalog
+            .app
+            .metric("cinema_etl_catch_ups_total")
+            .await
+            .filter(|count| *count >= at_least)
+    })
+    .await;
+    reached.unwrap_or_else(|| panic!("the ETL did not reach {at_least} catch-ups within 30 s"))
+}
+
+const MASS_UPDATE_BUILDS: &str = r#"cinema_etl_full_builds_total{cause="mass_update"}"#;
+
+/// A bulk import is not a mass update. A full build's watermark trails its start by
+/// the overlap (a minute), so for that minute every catch-up rereads the ids of the
+/// rows imported just before; the index holds each at the same version (`modified`),
+/// so they are skipped: nothing is rebuilt or republished, and an edit is published
+/// as usual. (Before, each of those catch-ups rebuilt the whole index on the ETL loop,
+/// holding edits for seconds.)
+#[tokio::test]
+async fn catch_ups_after_a_bulk_import_skip_the_rows_the_index_holds() {
+    let (database_url, jwks, db) = fixture_database().await;
+    insert_fillers(&db, FILLER_FILMS).await;
+    let etl_url = database_url.clone();
+    let index = TempDir::new("bulk-import");
+    let catalog = Catalog::serve_with_args(
+        database_url,
+        jwks,
+        db,
+        index,
+        &etl_url,
+        &["--etl-catch-up-seconds", "1"],
+    );
+    catalog
+        .wait_until_indexed_within(MATRIX, Duration::from_secs(120))
+        .await;
+    let built = served_version(&catalog).await;
+    let before = catch_ups_reaching(&catalog, 0.0).await;
+
+    // Three catch-ups, each rereading every filler (all modified inside the overlap).
+    catch_ups_reaching(&catalog, before + 3.0).await;
+    assert_eq!(
+        catalog.app.metric(MASS_UPDATE_BUILDS).await.unwrap_or(0.0),
+        0.0,
+        "no catch-up took the import for a mass update"
+    );
+    assert_eq!(
+        served_version(&catalog).await,
+        built,
+        "catch-ups that found nothing new publish nothing"
+    );
+    assert!(build_dirs(catalog.index.path()).len() == 1);
+
+    catalog
+        .db
+        .execute(
+            &format!("UPDATE content.film SET title = 'Сталкер' WHERE id = '{MATRIX}'"),
+            &[],
+        )
+        .await
+        .expect("edit");
+    catalog
+        .eventually_internal("/search/films?query=сталкер", |_, body| {
+            search_titles(body) == ["Сталкер"]
+        })
+        .await;
+    assert!(served_version(&catalog).await > built);
+    let (_, fillers) = catalog
+        .internal("/search/films?query=filler&page_size=1")
+        .await;
+    assert_eq!(fillers["total"], FILLER_FILMS, "{fillers}");
+}
+
+/// A real mass update that no notification announced (made with triggers off, as a
+/// restore or a bulk fix by hand would) is found by the periodic catch-up and rebuilt
+/// beside the live index, which keeps serving and taking edits: an edit made while
+/// the rebuild runs is searchable before it goes live, and the rebuild goes live with
+/// the mass update and the edit.
+#[tokio::test]
+async fn a_mass_update_is_rebuilt_beside_the_live_index_while_edits_keep_flowing() {
+    let (database_url, jwks, db) = fixture_database().await;
+    insert_fillers(&db, FILLER_FILMS).await;
+    let etl_url = database_url.clone();
+    let index = TempDir::new("mass-update");
+    let catalog = Catalog::serve_with_args(
+        database_url,
+        jwks,
+        db,
+        index,
+        &etl_url,
+        &["--etl-catch-up-seconds", "1"],
+    );
+    catalog
+        .wait_until_indexed_within(MATRIX, Duration::from_secs(120))
+        .await;
+    let built = served_version(&catalog).await;
+
+    catalog
+        .db
+        .batch_execute(
+            "SET session_replication_role = replica;
+             UPDATE content.film SET title = 'Remade ' || title, modified = now()
+                 WHERE title LIKE 'Filler %';
+             SET session_replication_role = origin;",
+        )
+        .await
+        .expect("a mass update without notifications");
+    let started = TestApp::eventually(Duration::from_secs(30), || async {
+        catalog
+            .app
+            .metric(MASS_UPDATE_BUILDS)
+            .await
+            .filter(|count| *count >= 1.0)
+    })
+    .await;
+    assert!(
+        started.is_some(),
+        "a catch-up found the mass update and started a rebuild"
+    );
+    let (_, version) = catalog.internal("/search/version").await;
+    assert!(
+        version["rebuild"].is_object(),
+        "the rebuild runs beside: {version}"
+    );
+
+    catalog
+        .db
+        .execute(
+            &format!("UPDATE content.film SET title = 'Сталкер' WHERE id = '{MATRIX}'"),
+            &[],
+        )
+        .await
+        .expect("edit");
+    catalog
+        .eventually_internal("/search/films?query=сталкер", |_, body| {
+            search_titles(body) == ["Сталкер"]
+        })
+        .await;
+    let (_, during) = catalog.internal("/search/version").await;
+    assert!(
+        during["rebuild"].is_object(),
+        "the edit was published while the rebuild ran: {during}"
+    );
+
+    catalog
+        .eventually_internal_within(
+            "/search/films?query=remade&page_size=1",
+            Duration::from_secs(120),
+            |_, body| body["total"] == FILLER_FILMS,
+        )
+        .await;
+    let (_, found) = catalog.internal("/search/films?query=сталкер").await;
+    assert_eq!(
+        search_titles(&found),
+        ["Сталкер"],
+        "the edit went live with the rebuild"
+    );
+    assert!(served_version(&catalog).await > built);
+    assert_eq!(
+        catalog.app.metric(MASS_UPDATE_BUILDS).await,
+        Some(1.0),
+        "one rebuild covered the mass update"
+    );
+    // The old build goes once its writer has stopped, just after the new one serves.
+    let one_build = TestApp::eventually(Duration::from_secs(10), || async {
+        (build_dirs(catalog.index.path()).len() == 1).then_some(())
+    })
+    .await;
+    assert!(
+        one_build.is_some(),
+        "the replaced build is deleted: {:?}",
+        build_dirs(catalog.index.path())
+    );
+}
+
 /// A `POST /etl/reindex` that loses Postgres midway answers 503
 /// `search_index_unavailable`, never a 500 and never a half-made index: the served
 /// build keeps answering with what it had; once Postgres is back a reindex goes live,
@@ -1273,8 +1468,9 @@ async fn a_reindex_that_loses_postgres_midway_is_503_and_the_served_index_keeps_
 }
 
 /// A full build reads the whole catalog with a scan per table and joins it itself; each
-/// film and person it builds equals what an incremental update reads for that id (the
-/// aggregates in Postgres), orders included, with or without a second connection.
+/// film and person it builds, and the row version it takes it at, equals what an
+/// incremental update reads for that id (the aggregates in Postgres), orders included,
+/// with or without a second connection.
 #[tokio::test]
 async fn a_full_build_reads_each_document_as_an_incremental_update_does() {
     use cinema_etl::source;
@@ -1310,13 +1506,13 @@ async fn a_full_build_reads_each_document_as_an_incremental_update_does() {
     let mut expected_persons = source::persons_by_ids(&db, &person_ids)
         .await
         .expect("persons");
-    expected_films.sort_by(|a, b| a.uuid.cmp(&b.uuid));
-    expected_persons.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+    expected_films.sort_by(|(a, _), (b, _)| a.uuid.cmp(&b.uuid));
+    expected_persons.sort_by(|(a, _), (b, _)| a.uuid.cmp(&b.uuid));
     assert_eq!(expected_films.len(), 7);
     assert_eq!(expected_persons.len(), 10);
-    let ordering = expected_films
+    let (ordering, _) = expected_films
         .iter()
-        .find(|f| f.title == "Ordering")
+        .find(|(f, _)| f.title == "Ordering")
         .expect("ordering film");
     assert_eq!(ordering.actors.len(), 6, "{ordering:?}");
     assert_eq!(ordering.genre.len(), 6, "every genre");
@@ -1332,8 +1528,8 @@ async fn a_full_build_reads_each_document_as_an_incremental_update_does() {
             .await
             .expect("films");
         let mut persons: Vec<_> = links.persons().collect();
-        films.sort_by(|a, b| a.uuid.cmp(&b.uuid));
-        persons.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+        films.sort_by(|(a, _), (b, _)| a.uuid.cmp(&b.uuid));
+        persons.sort_by(|(a, _), (b, _)| a.uuid.cmp(&b.uuid));
         assert_eq!(films, expected_films, "side connection: {}", side.is_some());
         assert_eq!(
             persons,

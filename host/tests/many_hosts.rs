@@ -200,19 +200,8 @@ impl Cluster {
 
 /// How many partitions `host` says its consumer of `group` holds (`None`: no figure).
 async fn assigned_partitions(host: &TestApp, group: &str) -> Option<u64> {
-    let text = host
-        .http
-        .get(format!("{}/metrics", host.internal))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    let series = format!("cinema_kafka_assigned_partitions{{group=\"{group}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&series))
-        .and_then(|value| value.trim().parse().ok())
+    let series = format!("cinema_kafka_assigned_partitions{{group=\"{group}\"}}");
+    host.metric(&series).await.map(|value| value as u64)
 }
 
 /// Signs a new user up through `host` and logs in: the access token and the user id.

@@ -43,6 +43,11 @@ struct GroupLabels {
     group: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    cause: &'static str,
+}
+
 /// HTTP status class of a response.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum StatusClass {
@@ -127,6 +132,8 @@ struct Inner {
     instances_created: Family<ComponentLabels, Counter>,
     in_process: Family<ComponentLabels, Counter>,
     assigned_partitions: Family<GroupLabels, Gauge>,
+    etl_catch_ups: Counter,
+    etl_full_builds: Family<BuildLabels, Counter>,
 }
 
 impl std::fmt::Debug for RuntimeMetrics {
@@ -154,6 +161,8 @@ impl RuntimeMetrics {
         let instances_created = Family::<ComponentLabels, Counter>::default();
         let in_process = Family::<ComponentLabels, Counter>::default();
         let assigned_partitions = Family::<GroupLabels, Gauge>::default();
+        let etl_catch_ups = Counter::default();
+        let etl_full_builds = Family::<BuildLabels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests served, by component, route and status class",
@@ -189,6 +198,16 @@ impl RuntimeMetrics {
             "Partitions this host's consumer of each group holds (after the last rebalance)",
             assigned_partitions.clone(),
         );
+        registry.register(
+            "etl_catch_ups",
+            "Catch-ups of the search index by `modified` (at connect, periodic, after an overflow)",
+            etl_catch_ups.clone(),
+        );
+        registry.register(
+            "etl_full_builds",
+            "Full builds of the search index the ETL started, by cause (first_build, mass_update, reindex)",
+            etl_full_builds.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -199,8 +218,30 @@ impl RuntimeMetrics {
                 instances_created,
                 in_process,
                 assigned_partitions,
+                etl_catch_ups,
+                etl_full_builds,
             }),
         }
+    }
+
+    /// Counts the ETL's catch-ups and full builds as `cinema_etl_catch_ups_total` and
+    /// `cinema_etl_full_builds_total{cause}`.
+    pub fn etl_observer(&self) -> cinema_etl::sync::EtlObserver {
+        let metrics = self.clone();
+        cinema_etl::sync::EtlObserver::new(move |event| match event {
+            cinema_etl::sync::EtlEvent::CaughtUp => {
+                metrics.inner.etl_catch_ups.inc();
+            }
+            cinema_etl::sync::EtlEvent::FullBuild(cause) => {
+                metrics
+                    .inner
+                    .etl_full_builds
+                    .get_or_create(&BuildLabels {
+                        cause: cause.as_str(),
+                    })
+                    .inc();
+            }
+        })
     }
 
     pub fn request_served(

@@ -680,6 +680,25 @@ impl TestApp {
             .id()
     }
 
+    /// The value of one series of the internal API's Prometheus text, written as it
+    /// appears there (`cinema_etl_catch_ups_total`,
+    /// `cinema_kafka_assigned_partitions{group="g"}`); `None` when absent or unreachable.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.internal))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let prefix = format!("{series} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.trim().parse().ok())
+    }
+
     /// Polls `check` until it returns `Some` or the deadline passes.
     pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
     where

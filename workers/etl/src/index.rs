@@ -26,6 +26,7 @@ use crate::analysis;
 use crate::error::{EtlError, Result};
 use crate::model::{Film, GenreRef, Person};
 use crate::schema::{CatalogSchema, GENRE_FACET_ROOT, Kind, SCHEMA_VERSION, doc_key, uuid_bytes};
+use crate::source::RowVersion;
 
 /// Memory budget of the index writer, per indexing thread.
 const WRITER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
@@ -219,7 +220,8 @@ impl CatalogIndex {
         Term::from_field_text(self.schema.kind, kind.as_str())
     }
 
-    pub fn film_document(&self, film: &Film) -> TantivyDocument {
+    /// A film's document, built from the row version `modified`.
+    pub fn film_document(&self, film: &Film, modified: RowVersion) -> TantivyDocument {
         let s = &self.schema;
         let mut doc = TantivyDocument::default();
         doc.add_text(s.kind, Kind::Film.as_str());
@@ -257,16 +259,19 @@ impl CatalogIndex {
             doc.add_i64(s.date, days);
         }
         doc.add_text(s.doc, serde_json::to_string(film).unwrap_or_default());
+        doc.add_i64(s.modified, modified.0);
         doc
     }
 
-    pub fn person_document(&self, person: &Person) -> TantivyDocument {
+    /// A person's document, built from the row version `modified`.
+    pub fn person_document(&self, person: &Person, modified: RowVersion) -> TantivyDocument {
         let s = &self.schema;
         let mut doc = TantivyDocument::default();
         doc.add_text(s.kind, Kind::Person.as_str());
         doc.add_bytes(s.key, &doc_key(Kind::Person, &person.uuid));
         doc.add_text(s.name, &person.full_name);
         doc.add_text(s.doc, serde_json::to_string(person).unwrap_or_default());
+        doc.add_i64(s.modified, modified.0);
         doc
     }
 

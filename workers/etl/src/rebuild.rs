@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::error::{EtlError, Result};
-use crate::sync::Indexer;
+use crate::sync::{Indexer, OnMassUpdate};
 
 /// How far the running rebuild is (shared with the search API).
 #[derive(Debug, Default)]
@@ -135,10 +135,12 @@ async fn build(
         .await?;
     // Rows changed and deleted while it ran, caught up here rather than on the ETL
     // loop, which then has only the last moments to catch up when it goes live.
-    let caught_up = next.catch_up(&client, overlap, true).await?;
+    let caught_up = next
+        .catch_up(&client, overlap, true, OnMassUpdate::RebuildInPlace)
+        .await?;
     tracing::info!(
         documents = published.documents,
-        caught_up = caught_up.documents,
+        caught_up = caught_up.documents(),
         took_ms = started.elapsed().as_millis() as u64,
         "etl: rebuild written beside the live index; going live"
     );

@@ -10,7 +10,9 @@
 //! strings for filters; document keys and person ids are binary (a UUID's 16 bytes: a
 //! full build spends a sixth of its time building term dictionaries, and 36-character
 //! UUID strings were most of their bytes); rating, year and date are fast fields for
-//! range filters and sorting. Every document stores its wire JSON in `doc`.
+//! range filters and sorting. Every document stores its wire JSON in `doc`, and films
+//! and persons the `modified` of the row they were built from (a fast field), so a
+//! catch-up can tell rows it already holds from rows that changed.
 //!
 //! [`SCHEMA_VERSION`] is written into every commit; an index built with another
 //! version is rebuilt from scratch at start.
@@ -23,7 +25,7 @@ use tantivy::schema::{
 use crate::analysis::CATALOG_ANALYZER;
 
 /// Bumped whenever fields or analysis change.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Document kinds (`kind` field values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +87,9 @@ pub struct CatalogSchema {
     pub date: Field,
     /// The wire JSON of the document.
     pub doc: Field,
+    /// The `modified` of the row a film or person document was built from
+    /// ([`crate::source::RowVersion`]).
+    pub modified: Field,
 }
 
 impl CatalogSchema {
@@ -111,6 +116,7 @@ impl CatalogSchema {
         let rating = builder.add_f64_field("rating", INDEXED | FAST);
         let date = builder.add_i64_field("date", FAST);
         let doc = builder.add_text_field("doc", STORED);
+        let modified = builder.add_i64_field("modified", FAST);
         Self {
             schema: builder.build(),
             kind,
@@ -129,6 +135,7 @@ impl CatalogSchema {
             rating,
             date,
             doc,
+            modified,
         }
     }
 

@@ -18,8 +18,8 @@ use tantivy::query::{
 };
 use tantivy::schema::{Facet, Field, IndexRecordOption, Value};
 use tantivy::{
-    DocAddress, DocSet, IndexReader, Order, ReloadPolicy, Searcher, TERMINATED, TantivyDocument,
-    Term,
+    DocAddress, DocSet, IndexReader, Order, ReloadPolicy, Searcher, SegmentReader, TERMINATED,
+    TantivyDocument, Term,
 };
 
 use crate::analysis;
@@ -29,6 +29,7 @@ use crate::listing::{FilmTable, GenreCounter, SegmentCache, TableFilm};
 use crate::model::{Film, Genre, GenreRef, Highlight, ListedFilm, Person};
 use crate::near::{NearWords, typo_distance};
 use crate::schema::{GENRE_FACET_ROOT, Kind, key_prefix, parse_doc_key, uuid_bytes};
+use crate::source::RowVersion;
 
 /// Most films listed for one person.
 const MAX_PERSON_FILMS: usize = 1000;
@@ -788,10 +789,52 @@ impl SearchIndex {
     /// Ids of every published document of a kind (to find rows deleted in Postgres
     /// while nobody listened).
     pub fn document_ids(&self, kind: Kind) -> SearchResult<std::collections::HashSet<String>> {
+        let mut ids = std::collections::HashSet::new();
+        self.for_each_live_document(kind, |_, _, id| {
+            ids.insert(id.to_string());
+        })?;
+        Ok(ids)
+    }
+
+    /// The row version every published document of a kind was built from (films and
+    /// persons; see [`crate::source::RowVersion`]), so a catch-up can skip the rows it
+    /// already holds.
+    pub fn row_versions(&self, kind: Kind) -> SearchResult<HashMap<uuid::Uuid, RowVersion>> {
+        let mut versions = HashMap::new();
+        let mut columns: Option<(
+            tantivy::SegmentOrdinal,
+            Option<tantivy::columnar::Column<i64>>,
+        )> = None;
+        let modified = self
+            .index
+            .schema
+            .schema
+            .get_field_name(self.index.schema.modified);
+        self.for_each_live_document(kind, |segment, address, id| {
+            if columns.as_ref().map(|(ordinal, _)| *ordinal) != Some(address.segment_ord) {
+                columns = Some((
+                    address.segment_ord,
+                    segment.fast_fields().i64(modified).ok(),
+                ));
+            }
+            let column = columns.as_ref().and_then(|(_, column)| column.as_ref());
+            if let Some(version) = column.and_then(|c| c.first(address.doc_id)) {
+                versions.insert(id, RowVersion(version));
+            }
+        })?;
+        Ok(versions)
+    }
+
+    /// Calls `visit` with the segment, address and id of every live document of a
+    /// kind in the published snapshot, segment by segment.
+    fn for_each_live_document(
+        &self,
+        kind: Kind,
+        mut visit: impl FnMut(&SegmentReader, DocAddress, uuid::Uuid),
+    ) -> SearchResult<()> {
         let snapshot = self.snapshot();
         let prefix = key_prefix(kind);
-        let mut ids = std::collections::HashSet::new();
-        for segment in snapshot.searcher.segment_readers() {
+        for (ordinal, segment) in snapshot.searcher.segment_readers().iter().enumerate() {
             // The key field's terms are the keys; a deleted document's term stays in
             // its segment until a merge, so each key's document is checked alive.
             let keys = segment.inverted_index(self.index.schema.key)?;
@@ -813,11 +856,12 @@ impl SearchIndex {
                 if doc != TERMINATED
                     && let Some((_, id)) = parse_doc_key(terms.key())
                 {
-                    ids.insert(id.to_string());
+                    let address = DocAddress::new(ordinal as tantivy::SegmentOrdinal, doc);
+                    visit(segment, address, id);
                 }
             }
         }
-        Ok(ids)
+        Ok(())
     }
 }
 
@@ -896,7 +940,7 @@ mod tests {
         for batch in 0..3u64 {
             for n in batch * 150..(batch * 150 + 150).min(400) {
                 writer
-                    .add_document(index.film_document(&film(n)))
+                    .add_document(index.film_document(&film(n), RowVersion::default()))
                     .expect("film");
             }
             for n in (0..400).filter(|n| n % 37 == batch) {

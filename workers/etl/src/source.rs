@@ -23,14 +23,31 @@ SELECT f.id, f.title, f.description, f.creation_date::text, f.rating::float8, f.
     COALESCE((SELECT json_agg(json_build_object('uuid', p.id, 'full_name', p.full_name, 'role', fp.role)
             ORDER BY p.full_name, p.id)
         FROM content.film_person fp JOIN content.person p ON p.id = fp.person_id
-        WHERE fp.film_id = f.id), '[]'::json)
+        WHERE fp.film_id = f.id), '[]'::json),
+    f.modified
 FROM content.film f";
 
 const PERSON_SELECT: &str = "
 SELECT p.id, p.full_name,
     COALESCE(json_agg(json_build_object('uuid', fp.film_id, 'role', fp.role)
-        ORDER BY fp.film_id, fp.role) FILTER (WHERE fp.film_id IS NOT NULL), '[]'::json)
+        ORDER BY fp.film_id, fp.role) FILTER (WHERE fp.film_id IS NOT NULL), '[]'::json),
+    p.modified
 FROM content.person p LEFT JOIN content.film_person fp ON fp.person_id = p.id";
+
+/// The version of a content row a document was built from: its `modified` column
+/// (which the content triggers move on every change of the row or of a film's links),
+/// in microseconds since the epoch, Postgres's own precision. Two reads of a row with
+/// the same version read the same row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct RowVersion(pub i64);
+
+impl RowVersion {
+    fn of(row: &Row, column: usize) -> Result<Self, EtlError> {
+        Ok(Self(
+            row.try_get::<_, DateTime<Utc>>(column)?.timestamp_micros(),
+        ))
+    }
+}
 
 #[derive(Deserialize)]
 struct LinkedPerson {
@@ -45,7 +62,7 @@ struct LinkedFilm {
     role: String,
 }
 
-fn film_from_row(row: &Row) -> Result<Film, EtlError> {
+fn film_from_row(row: &Row) -> Result<(Film, RowVersion), EtlError> {
     let id: Uuid = row.try_get(0)?;
     let genre: Vec<GenreRef> = serde_json::from_value(row.try_get(7)?)
         .map_err(|e| EtlError::Decode(format!("genres of film {id}: {e}")))?;
@@ -76,10 +93,10 @@ fn film_from_row(row: &Row) -> Result<Film, EtlError> {
             full_name: person.full_name,
         });
     }
-    Ok(film)
+    Ok((film, RowVersion::of(row, 9)?))
 }
 
-fn person_from_row(row: &Row) -> Result<Person, EtlError> {
+fn person_from_row(row: &Row) -> Result<(Person, RowVersion), EtlError> {
     let id: Uuid = row.try_get(0)?;
     let links: Vec<LinkedFilm> = serde_json::from_value(row.try_get(2)?)
         .map_err(|e| EtlError::Decode(format!("films of person {id}: {e}")))?;
@@ -88,19 +105,20 @@ fn person_from_row(row: &Row) -> Result<Person, EtlError> {
     for link in links {
         films.entry(link.uuid).or_default().push(link.role);
     }
-    Ok(Person {
+    let person = Person {
         uuid: id.to_string(),
         full_name: row.try_get(1)?,
         films: films
             .into_iter()
             .map(|(uuid, roles)| PersonFilm { uuid, roles })
             .collect(),
-    })
+    };
+    Ok((person, RowVersion::of(row, 3)?))
 }
 
 /// Film columns of a full build (its links come from [`CatalogLinks`]).
 const BARE_FILM_SELECT: &str = "
-SELECT id, title, description, creation_date::text, rating::float8, type, access
+SELECT id, title, description, creation_date::text, rating::float8, type, access, modified
 FROM content.film";
 
 /// The roles a film names its people in (the `film_person_role_known` constraint), in
@@ -121,6 +139,8 @@ pub struct CatalogLinks {
     genres: Vec<GenreRef>,
     /// Persons by name, then id (a film's people are kept as ranks in this list).
     persons: Vec<(Uuid, String)>,
+    /// Each person's row version, by rank.
+    person_versions: Vec<RowVersion>,
     /// A film's genres (ranks) and people (rank, role index in [`ROLES`]).
     film_genres: HashMap<Uuid, Vec<u16>>,
     film_people: HashMap<Uuid, Vec<(u32, u8)>>,
@@ -137,11 +157,11 @@ impl CatalogLinks {
             let genres = all_genres(client).await?;
             let persons = scan(
                 client,
-                "SELECT id, full_name FROM content.person ORDER BY full_name, id",
+                "SELECT id, full_name, modified FROM content.person ORDER BY full_name, id",
                 |row| {
                     Ok(Some((
-                        row.try_get::<_, Uuid>(0)?,
-                        row.try_get::<_, String>(1)?,
+                        (row.try_get::<_, Uuid>(0)?, row.try_get::<_, String>(1)?),
+                        RowVersion::of(row, 2)?,
                     )))
                 },
             )
@@ -171,6 +191,7 @@ impl CatalogLinks {
         };
         let ((genres, persons), (genre_links, person_links)) =
             futures::try_join!(names, link_rows)?;
+        let (persons, person_versions): (Vec<_>, Vec<_>) = persons.into_iter().unzip();
 
         let genre_rank = genres
             .iter()
@@ -201,6 +222,7 @@ impl CatalogLinks {
         Ok(Self {
             genres,
             persons,
+            person_versions,
             film_genres,
             film_people,
             person_films,
@@ -212,7 +234,7 @@ impl CatalogLinks {
     pub async fn films<'a>(
         &'a mut self,
         client: &Client,
-    ) -> Result<impl Stream<Item = Result<Film, EtlError>> + 'a, EtlError> {
+    ) -> Result<impl Stream<Item = Result<(Film, RowVersion), EtlError>> + 'a, EtlError> {
         let rows = client
             .query_raw(BARE_FILM_SELECT, std::iter::empty::<&str>())
             .await?;
@@ -221,7 +243,7 @@ impl CatalogLinks {
             .and_then(move |row| std::future::ready(self.film(&row))))
     }
 
-    fn film(&mut self, row: &Row) -> Result<Film, EtlError> {
+    fn film(&mut self, row: &Row) -> Result<(Film, RowVersion), EtlError> {
         let id: Uuid = row.try_get(0)?;
         let mut genre_ranks = self.film_genres.remove(&id).unwrap_or_default();
         genre_ranks.sort_unstable();
@@ -257,7 +279,7 @@ impl CatalogLinks {
                 full_name: full_name.clone(),
             });
         }
-        Ok(film)
+        Ok((film, RowVersion::of(row, 7)?))
     }
 
     /// Every genre, by name.
@@ -265,13 +287,14 @@ impl CatalogLinks {
         &self.genres
     }
 
-    /// Every person with their films (by film id, roles in name order); hands the
-    /// persons over, so a second call yields none.
-    pub fn persons(&mut self) -> impl Iterator<Item = Person> + use<> {
+    /// Every person with their films (by film id, roles in name order) and row
+    /// version; hands the persons over, so a second call yields none.
+    pub fn persons(&mut self) -> impl Iterator<Item = (Person, RowVersion)> + use<> {
         std::mem::take(&mut self.persons)
             .into_iter()
             .zip(std::mem::take(&mut self.person_films))
-            .map(|((id, full_name), mut links)| {
+            .zip(std::mem::take(&mut self.person_versions))
+            .map(|(((id, full_name), mut links), version)| {
                 links.sort_unstable();
                 let mut films: Vec<PersonFilm> = Vec::new();
                 let mut previous = None;
@@ -286,11 +309,12 @@ impl CatalogLinks {
                     }
                     previous = Some(film);
                 }
-                Person {
+                let person = Person {
                     uuid: id.to_string(),
                     full_name,
                     films,
-                }
+                };
+                (person, version)
             })
     }
 }
@@ -327,8 +351,11 @@ pub async fn count_documents(client: &Client) -> Result<u64, EtlError> {
     Ok(u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0))
 }
 
-/// The films among `ids` that exist.
-pub async fn films_by_ids(client: &Client, ids: &[Uuid]) -> Result<Vec<Film>, EtlError> {
+/// The films among `ids` that exist, with their row versions.
+pub async fn films_by_ids(
+    client: &Client,
+    ids: &[Uuid],
+) -> Result<Vec<(Film, RowVersion)>, EtlError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -337,8 +364,11 @@ pub async fn films_by_ids(client: &Client, ids: &[Uuid]) -> Result<Vec<Film>, Et
     rows.iter().map(film_from_row).collect()
 }
 
-/// The persons among `ids` that exist.
-pub async fn persons_by_ids(client: &Client, ids: &[Uuid]) -> Result<Vec<Person>, EtlError> {
+/// The persons among `ids` that exist, with their row versions.
+pub async fn persons_by_ids(
+    client: &Client,
+    ids: &[Uuid],
+) -> Result<Vec<(Person, RowVersion)>, EtlError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -390,18 +420,20 @@ pub async fn films_of_persons(client: &Client, persons: &[Uuid]) -> Result<Vec<U
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
-/// Ids of a content table's rows modified at or after `since`.
+/// Ids and versions of a content table's rows modified at or after `since`.
 pub async fn modified_since(
     client: &Client,
     table: ContentTable,
     since: DateTime<Utc>,
-) -> Result<Vec<Uuid>, EtlError> {
+) -> Result<Vec<(Uuid, RowVersion)>, EtlError> {
     let sql = format!(
-        "SELECT id FROM content.{} WHERE modified >= $1",
+        "SELECT id, modified FROM content.{} WHERE modified >= $1",
         table.as_str()
     );
     let rows = client.query(sql.as_str(), &[&since]).await?;
-    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, RowVersion::of(r, 1)?)))
+        .collect()
 }
 
 /// Every id of a content table (to find rows deleted while the ETL was not listening).

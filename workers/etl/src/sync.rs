@@ -11,7 +11,12 @@
 //!   serving;
 //! - each publish is one tantivy commit whose payload is the new [`Position`];
 //! - `POST /etl/reindex` builds beside the live index ([`crate::rebuild`]): edits keep
-//!   being published while it runs, and the new build goes live with them.
+//!   being published while it runs, and the new build goes live with them;
+//! - a catch-up skips rows the index already holds at the same version (every film and
+//!   person document keeps its row's `modified`): after a bulk import, the rows of the
+//!   overlap are not changes. Only a real mass update (more changed rows than
+//!   [`MASS_UPDATE_ROWS`] and a quarter of the index) is rebuilt, and the loop rebuilds
+//!   it beside the live index too, so edits keep flowing meanwhile.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -32,11 +37,12 @@ use crate::model::{Film, Person};
 use crate::rebuild::{Rebuild, RebuildProgress};
 use crate::schema::{Kind, SCHEMA_VERSION};
 use crate::search::SearchIndex;
-use crate::source::{self, CHANGES_CHANNEL, ContentTable};
+use crate::source::{self, CHANGES_CHANNEL, ContentTable, RowVersion};
 
 /// Past this many changed rows (and a quarter of the index), a catch-up rebuilds.
 const MASS_UPDATE_ROWS: usize = 10_000;
-/// Rows a catch-up rereads at a time.
+/// Rows a catch-up rereads at a time; past this many rows modified since the
+/// watermark, a catch-up first drops those the index holds at the same version.
 const CATCH_UP_CHUNK: usize = 2_000;
 /// Most notifications folded into one publish.
 const MAX_BATCH_CHANGES: usize = 5_000;
@@ -64,6 +70,8 @@ pub struct EtlSettings {
     pub max_backoff: Duration,
     /// Indexing threads of a full build.
     pub writer_threads: usize,
+    /// Told what the loop does (catch-ups, full builds), for metrics.
+    pub observer: EtlObserver,
 }
 
 impl EtlSettings {
@@ -75,7 +83,66 @@ impl EtlSettings {
             overlap: Duration::from_secs(60),
             max_backoff: Duration::from_secs(30),
             writer_threads: 2,
+            observer: EtlObserver::default(),
         }
+    }
+}
+
+/// What the ETL loop did, as an [`EtlObserver`] is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtlEvent {
+    /// A catch-up by `modified` ran (at connect, periodically, after a notification
+    /// overflow), whatever it found.
+    CaughtUp,
+    /// A full build started.
+    FullBuild(BuildCause),
+}
+
+/// Why a full build started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildCause {
+    /// The index had never been built (in place: nothing is served yet).
+    FirstBuild,
+    /// A catch-up found more changed rows than is cheap to diff (beside the live index).
+    MassUpdate,
+    /// `POST /etl/reindex` (beside the live index).
+    Reindex,
+}
+
+impl BuildCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FirstBuild => "first_build",
+            Self::MassUpdate => "mass_update",
+            Self::Reindex => "reindex",
+        }
+    }
+}
+
+/// Told each [`EtlEvent`] of the loop (the host counts them as metrics). A no-op by
+/// default.
+#[derive(Clone, Default)]
+pub struct EtlObserver(Option<Arc<dyn Fn(EtlEvent) + Send + Sync>>);
+
+impl EtlObserver {
+    pub fn new(observe: impl Fn(EtlEvent) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(observe)))
+    }
+
+    fn tell(&self, event: EtlEvent) {
+        if let Some(observe) = &self.0 {
+            observe(event);
+        }
+    }
+}
+
+impl std::fmt::Debug for EtlObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "EtlObserver(set)"
+        } else {
+            "EtlObserver(none)"
+        })
     }
 }
 
@@ -94,6 +161,37 @@ pub struct Change {
     pub op: String,
 }
 
+/// What a catch-up does about a mass update: more rows changed than
+/// [`MASS_UPDATE_ROWS`] and a quarter of the index, cheaper to rebuild than to diff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnMassUpdate {
+    /// Rebuild this index in place (a build nobody serves yet).
+    RebuildInPlace,
+    /// Leave the index and its watermark as they are and answer
+    /// [`CaughtUp::MassUpdate`]: the live index keeps serving, and the ETL loop
+    /// rebuilds beside it.
+    Report,
+}
+
+/// What [`Indexer::catch_up`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaughtUp {
+    /// Changes (or none) written and published, or the index rebuilt in place.
+    Published(Published),
+    /// A mass update, left to the caller ([`OnMassUpdate::Report`]); nothing written.
+    MassUpdate { changed: usize },
+}
+
+impl CaughtUp {
+    /// Documents written (none for a mass update left to the caller).
+    pub fn documents(&self) -> u64 {
+        match self {
+            Self::Published(published) => published.documents,
+            Self::MassUpdate { .. } => 0,
+        }
+    }
+}
+
 /// What [`Indexer::write_catch_up`] did.
 enum CatchUp {
     /// The index was rebuilt from scratch and published (mass update, or never built).
@@ -103,6 +201,8 @@ enum CatchUp {
         documents: u64,
         watermark: chrono::DateTime<chrono::Utc>,
     },
+    /// A mass update, not written ([`OnMassUpdate::Report`]).
+    MassUpdate { changed: usize },
 }
 
 /// Counts of a publish, for logs and progress.
@@ -207,8 +307,14 @@ impl Indexer {
         // Any publish of the new build is newer than what this index published.
         next.position.generation = next.position.generation.max(self.position.generation);
         let caught_up = async {
-            let watermark = match next.write_catch_up(client, overlap, reconcile).await? {
-                CatchUp::Rebuilt(_) => next.position.watermark,
+            // A mass update while the build ran is rebuilt here, on the loop: rare (it
+            // needs more real changes during the build than a quarter of the index),
+            // and going live with less than everything is not an option.
+            let watermark = match next
+                .write_catch_up(client, overlap, reconcile, OnMassUpdate::RebuildInPlace)
+                .await?
+            {
+                CatchUp::Rebuilt(_) | CatchUp::MassUpdate { .. } => next.position.watermark,
                 CatchUp::Written { watermark, .. } => Some(watermark),
             };
             next.write_changes(client, deleted).await?;
@@ -320,14 +426,15 @@ impl Indexer {
         {
             let films = links.films(client).await?;
             futures::pin_mut!(films);
-            while let Some(film) = films.try_next().await? {
-                self.writer.add_document(self.index.film_document(&film))?;
+            while let Some((film, version)) = films.try_next().await? {
+                self.writer
+                    .add_document(self.index.film_document(&film, version))?;
                 self.count_one(&mut done, total, progress)?;
             }
         }
-        for person in links.persons() {
+        for (person, version) in links.persons() {
             self.writer
-                .add_document(self.index.person_document(&person))?;
+                .add_document(self.index.person_document(&person, version))?;
             self.count_one(&mut done, total, progress)?;
         }
         for genre in links.genres() {
@@ -391,16 +498,23 @@ impl Indexer {
         Ok(())
     }
 
-    /// Rereads rows modified since the watermark; with `reconcile`, also drops documents
-    /// whose rows no longer exist (needed after any time not listening).
+    /// Rereads rows modified since the watermark (but those the index holds at the same
+    /// version); with `reconcile`, also drops documents whose rows no longer exist
+    /// (needed after any time not listening). A mass update is rebuilt in place or
+    /// reported, as `on_mass_update` says.
     pub async fn catch_up(
         &mut self,
         client: &Client,
         overlap: Duration,
         reconcile: bool,
-    ) -> Result<Published> {
-        let (written, watermark) = match self.write_catch_up(client, overlap, reconcile).await? {
-            CatchUp::Rebuilt(published) => return Ok(published),
+        on_mass_update: OnMassUpdate,
+    ) -> Result<CaughtUp> {
+        let (written, watermark) = match self
+            .write_catch_up(client, overlap, reconcile, on_mass_update)
+            .await?
+        {
+            CatchUp::Rebuilt(published) => return Ok(CaughtUp::Published(published)),
+            CatchUp::MassUpdate { changed } => return Ok(CaughtUp::MassUpdate { changed }),
             CatchUp::Written {
                 documents,
                 watermark,
@@ -410,16 +524,16 @@ impl Indexer {
             // Nothing to publish: the new watermark holds in memory (the next catch-up
             // starts there) and is committed with the next change or idle interval.
             self.position.watermark = Some(watermark);
-            return Ok(Published {
+            return Ok(CaughtUp::Published(Published {
                 version: self.position.generation,
                 documents: 0,
-            });
+            }));
         }
         let version = self.publish(Some(watermark), written > 0)?;
-        Ok(Published {
+        Ok(CaughtUp::Published(Published {
             version,
             documents: written,
-        })
+        }))
     }
 
     /// The writing half of [`Indexer::catch_up`]: rewrites what changed since the
@@ -430,39 +544,72 @@ impl Indexer {
         client: &Client,
         overlap: Duration,
         reconcile: bool,
+        on_mass_update: OnMassUpdate,
     ) -> Result<CatchUp> {
         let Some(since) = self.position.watermark else {
             let published = self.full_build(client, overlap, &mut |_, _| {}).await?;
             return Ok(CatchUp::Rebuilt(published));
         };
         let started = source::database_now(client).await?;
-        let mut changes = Vec::new();
+        let mut modified = Vec::new();
         for table in [
             ContentTable::Film,
             ContentTable::Person,
             ContentTable::Genre,
         ] {
-            for id in source::modified_since(client, table, since).await? {
-                changes.push(Change {
-                    table: table.as_str().to_owned(),
-                    id,
-                    op: "UPDATE".to_owned(),
-                });
+            for (id, version) in source::modified_since(client, table, since).await? {
+                modified.push((table, id, version));
             }
         }
-        // In chunks, so catching up after a mass update holds a bounded set of
-        // documents in memory at a time.
+        // The watermark trails by `overlap`, so after a bulk import (or any full build)
+        // the rows of that minute come back though the index holds them: drop those it
+        // holds at the same version, so only real changes are reread, and counted
+        // toward a mass update. A few rows are cheaper to compare as documents.
+        if modified.len() > CATCH_UP_CHUNK {
+            let films = self.search.row_versions(Kind::Film).map_err(decode_error)?;
+            let persons = self
+                .search
+                .row_versions(Kind::Person)
+                .map_err(decode_error)?;
+            modified.retain(|(table, id, version)| {
+                let held = match table {
+                    ContentTable::Film => films.get(id),
+                    ContentTable::Person => persons.get(id),
+                    ContentTable::Genre => None,
+                };
+                held != Some(version)
+            });
+        }
+        let changes: Vec<Change> = modified
+            .into_iter()
+            .map(|(table, id, _)| Change {
+                table: table.as_str().to_owned(),
+                id,
+                op: "UPDATE".to_owned(),
+            })
+            .collect();
         // A mass update is cheaper to rebuild than to diff.
         if changes.len() > MASS_UPDATE_ROWS
             && changes.len() as u64 > self.search.document_count() / 4
         {
-            tracing::info!(
-                changed = changes.len(),
-                "etl: mass update; rebuilding the index"
-            );
-            let published = self.full_build(client, overlap, &mut |_, _| {}).await?;
-            return Ok(CatchUp::Rebuilt(published));
+            match on_mass_update {
+                OnMassUpdate::Report => {
+                    return Ok(CatchUp::MassUpdate {
+                        changed: changes.len(),
+                    });
+                }
+                OnMassUpdate::RebuildInPlace => {
+                    tracing::info!(
+                        changed = changes.len(),
+                        "etl: mass update; rebuilding this build in place"
+                    );
+                    let published = self.full_build(client, overlap, &mut |_, _| {}).await?;
+                    return Ok(CatchUp::Rebuilt(published));
+                }
+            }
         }
+        // In chunks, so catching up after a large update holds a bounded set of
+        // documents in memory at a time.
         let mut written = 0;
         for chunk in changes.chunks(CATCH_UP_CHUNK) {
             self.check_stop()?;
@@ -526,7 +673,7 @@ impl Indexer {
             }
         }
         let current_films = source::films_by_ids(client, &film_list).await?;
-        for film in &current_films {
+        for (film, _) in &current_films {
             let before = published_films
                 .get(&film.uuid)
                 .map(Film::person_roles)
@@ -536,7 +683,8 @@ impl Indexer {
                 persons.extend(person.parse::<Uuid>().ok());
             }
         }
-        let current_ids: HashSet<&str> = current_films.iter().map(|f| f.uuid.as_str()).collect();
+        let current_ids: HashSet<&str> =
+            current_films.iter().map(|(f, _)| f.uuid.as_str()).collect();
         for (id, old) in &published_films {
             if !current_ids.contains(id.as_str()) {
                 persons.extend(old.person_ids().filter_map(|p| p.parse::<Uuid>().ok()));
@@ -549,36 +697,39 @@ impl Indexer {
         // catch-up rereading rows the notifications already brought changes nothing
         // (and the version, which caches key on, stays).
         let mut written = 0u64;
-        let current_films: HashMap<String, &Film> =
-            current_films.iter().map(|f| (f.uuid.clone(), f)).collect();
+        let current_films: HashMap<String, (&Film, RowVersion)> = current_films
+            .iter()
+            .map(|(f, version)| (f.uuid.clone(), (f, *version)))
+            .collect();
         for id in film_list.iter().map(Uuid::to_string) {
             let published = published_films.get(&id);
             let current = current_films.get(&id).copied();
-            if published == current {
+            if published == current.map(|(film, _)| film) {
                 continue;
             }
             self.writer
                 .delete_term(self.index.key_term(Kind::Film, &id));
-            if let Some(film) = current {
-                self.writer.add_document(self.index.film_document(film))?;
+            if let Some((film, version)) = current {
+                self.writer
+                    .add_document(self.index.film_document(film, version))?;
             }
             written += 1;
         }
-        let current_persons: HashMap<String, &Person> = current_persons
+        let current_persons: HashMap<String, (&Person, RowVersion)> = current_persons
             .iter()
-            .map(|p| (p.uuid.clone(), p))
+            .map(|(p, version)| (p.uuid.clone(), (p, *version)))
             .collect();
         for id in person_list.iter().map(Uuid::to_string) {
             let published = self.search.person(&id).ok().flatten();
             let current = current_persons.get(&id).copied();
-            if published.as_ref() == current {
+            if published.as_ref() == current.map(|(person, _)| person) {
                 continue;
             }
             self.writer
                 .delete_term(self.index.key_term(Kind::Person, &id));
-            if let Some(person) = current {
+            if let Some((person, version)) = current {
                 self.writer
-                    .add_document(self.index.person_document(person))?;
+                    .add_document(self.index.person_document(person, version))?;
             }
             written += 1;
         }
@@ -614,10 +765,7 @@ impl Indexer {
             (Kind::Genre, ContentTable::Genre),
         ] {
             let existing = source::all_ids(client, table).await?;
-            let indexed = self
-                .search
-                .document_ids(kind)
-                .map_err(|e| EtlError::Decode(e.to_string()))?;
+            let indexed = self.search.document_ids(kind).map_err(decode_error)?;
             for id in indexed.difference(&existing) {
                 self.writer.delete_term(self.index.key_term(kind, id));
                 dropped += 1;
@@ -674,6 +822,10 @@ impl Indexer {
             tracing::error!(%error, "etl: rollback of a failed batch failed");
         }
     }
+}
+
+fn decode_error(error: crate::search::SearchError) -> EtlError {
+    EtlError::Decode(error.to_string())
 }
 
 /// Versions are spread this far apart: `commit milliseconds × VERSION_SPREAD + salt`.
@@ -778,12 +930,21 @@ impl PendingRebuild {
         reply: oneshot::Sender<Result<u64, String>>,
     ) {
         self.waiting.push(reply);
+        self.start(live, settings, BuildCause::Reindex);
+    }
+
+    /// Starts a build beside `live` unless one runs (which then covers `cause` too).
+    fn start(&mut self, live: &Indexer, settings: &EtlSettings, cause: BuildCause) {
         if self.build.is_some() {
             return;
         }
         match Rebuild::start(live, &settings.postgres_url, settings.overlap) {
             Ok(build) => {
-                tracing::info!("etl: full rebuild started beside the live index");
+                tracing::info!(
+                    cause = cause.as_str(),
+                    "etl: full rebuild started beside the live index"
+                );
+                settings.observer.tell(EtlEvent::FullBuild(cause));
                 self.build = Some(build);
                 self.deleted.clear();
                 self.reconcile = false;
@@ -937,6 +1098,44 @@ async fn run_connected(
     }
 }
 
+/// A catch-up of the live index; a mass update is rebuilt beside it (a build already
+/// running covers it), so the loop keeps applying edits meanwhile.
+async fn catch_up_live(
+    settings: &EtlSettings,
+    indexer: &mut Indexer,
+    session: &Session,
+    rebuild: &mut PendingRebuild,
+    reconcile: bool,
+) -> Result<()> {
+    let started = Instant::now();
+    let caught_up = indexer
+        .catch_up(
+            &session.client,
+            settings.overlap,
+            reconcile,
+            OnMassUpdate::Report,
+        )
+        .await?;
+    settings.observer.tell(EtlEvent::CaughtUp);
+    match caught_up {
+        CaughtUp::Published(published) => tracing::debug!(
+            documents = published.documents,
+            version = published.version,
+            reconcile,
+            took_ms = started.elapsed().as_millis() as u64,
+            "etl: caught up"
+        ),
+        CaughtUp::MassUpdate { changed } => {
+            tracing::info!(
+                changed,
+                "etl: mass update; rebuilding beside the live index, which keeps serving and taking edits"
+            );
+            rebuild.start(indexer, settings, BuildCause::MassUpdate);
+        }
+    }
+    Ok(())
+}
+
 /// One connected stretch: catch up, then follow notifications until the connection
 /// breaks (an error) or a stop (`Ok`).
 async fn follow(
@@ -948,19 +1147,20 @@ async fn follow(
     rebuild: &mut PendingRebuild,
 ) -> Result<()> {
     let started = Instant::now();
-    let published = if indexer.is_built() {
-        indexer
-            .catch_up(&session.client, settings.overlap, true)
-            .await?
+    if indexer.is_built() {
+        catch_up_live(settings, indexer, &session, rebuild, true).await?;
     } else {
         tracing::info!("etl: no index yet; full build");
+        settings
+            .observer
+            .tell(EtlEvent::FullBuild(BuildCause::FirstBuild));
         indexer
             .full_build(&session.client, settings.overlap, &mut |_, _| {})
-            .await?
-    };
+            .await?;
+    }
     tracing::info!(
-        version = published.version,
-        documents = published.documents,
+        version = indexer.position().generation,
+        documents = indexer.search.document_count(),
         took_ms = started.elapsed().as_millis() as u64,
         "etl: caught up; following changes"
     );
@@ -989,12 +1189,11 @@ async fn follow(
                     rebuild.missed_notifications();
                     tracing::info!("etl: notifications overflowed; catching up instead");
                     while session.changes.try_recv().is_ok() {}
-                    indexer.catch_up(&session.client, settings.overlap, true).await?;
+                    catch_up_live(settings, indexer, &session, rebuild, true).await?;
                 }
             }
             _ = catch_up.tick() => {
-                let published = indexer.catch_up(&session.client, settings.overlap, false).await?;
-                tracing::debug!(documents = published.documents, version = published.version, "etl: periodic catch-up");
+                catch_up_live(settings, indexer, &session, rebuild, false).await?;
             }
             Some(command) = commands.recv() => match command {
                 EtlCommand::Reindex(reply) => rebuild.request(indexer, settings, reply),
