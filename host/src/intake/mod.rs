@@ -438,8 +438,15 @@ async fn intake_ugc(
             return (StatusCode::BAD_REQUEST, Json(ErrorBody::new(code, message))).into_response();
         }
     };
+    let binary = record.is_some();
     for event in &mut events {
-        if let Err(error) = event.payload.validate() {
+        // A binary record's ids are 16 bytes: UUIDs by construction.
+        let valid = if binary {
+            event.payload.validate_values()
+        } else {
+            event.payload.validate()
+        };
+        if let Err(error) = valid {
             return IntakeReply::Invalid(error.to_string(), error.field).into_response();
         }
         if event.user_id != claims.sub {

@@ -126,8 +126,12 @@ struct Received {
     received: usize,
 }
 
+/// An event's id as a `Uuid`: by fixed positions for the canonical text that decoded
+/// records always carry, by the general parser for anything else.
 fn id(value: &str) -> Option<Uuid> {
-    Uuid::parse_str(value).ok()
+    cinema_domain::ugc::canonical_uuid_bytes(value)
+        .map(Uuid::from_bytes)
+        .or_else(|| Uuid::parse_str(value).ok())
 }
 
 /// Applies a batch in one transaction (connecting first when needed).

@@ -41,8 +41,13 @@ impl EventRow {
     }
 }
 
+/// A field's UUID: by fixed positions for canonical text (what decoded records carry),
+/// by the general parser for anything else.
 fn uuid(field: &str, value: &str) -> Result<Uuid, String> {
-    Uuid::parse_str(value).map_err(|_| format!("{field} is not a UUID: {value:?}"))
+    cinema_domain::ugc::canonical_uuid_bytes(value)
+        .map(Uuid::from_bytes)
+        .map_or_else(|| Uuid::parse_str(value), Ok)
+        .map_err(|_| format!("{field} is not a UUID: {value:?}"))
 }
 
 impl TryFrom<&UgcEvent> for EventRow {
