@@ -275,13 +275,15 @@ impl CatalogIndex {
         doc
     }
 
-    pub fn genre_document(&self, genre: &GenreRef) -> TantivyDocument {
+    /// A genre's document, built from the row version `modified`.
+    pub fn genre_document(&self, genre: &GenreRef, modified: RowVersion) -> TantivyDocument {
         let s = &self.schema;
         let mut doc = TantivyDocument::default();
         doc.add_text(s.kind, Kind::Genre.as_str());
         doc.add_bytes(s.key, &doc_key(Kind::Genre, &genre.uuid));
         doc.add_text(s.name, &genre.name);
         doc.add_text(s.doc, serde_json::to_string(genre).unwrap_or_default());
+        doc.add_i64(s.modified, modified.0);
         doc
     }
 }

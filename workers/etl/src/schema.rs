@@ -10,9 +10,9 @@
 //! strings for filters; document keys and person ids are binary (a UUID's 16 bytes: a
 //! full build spends a sixth of its time building term dictionaries, and 36-character
 //! UUID strings were most of their bytes); rating, year and date are fast fields for
-//! range filters and sorting. Every document stores its wire JSON in `doc`, and films
-//! and persons the `modified` of the row they were built from (a fast field), so a
-//! catch-up can tell rows it already holds from rows that changed.
+//! range filters and sorting. Every document stores its wire JSON in `doc`, and the
+//! `modified` of the row it was built from (a fast field), so a catch-up can tell rows
+//! it already holds from rows that changed.
 //!
 //! [`SCHEMA_VERSION`] is written into every commit; an index built with another
 //! version is rebuilt from scratch at start.
@@ -87,7 +87,7 @@ pub struct CatalogSchema {
     pub date: Field,
     /// The wire JSON of the document.
     pub doc: Field,
-    /// The `modified` of the row a film or person document was built from
+    /// The `modified` of the row a document was built from
     /// ([`crate::source::RowVersion`]).
     pub modified: Field,
 }

@@ -796,9 +796,9 @@ impl SearchIndex {
         Ok(ids)
     }
 
-    /// The row version every published document of a kind was built from (films and
-    /// persons; see [`crate::source::RowVersion`]), so a catch-up can skip the rows it
-    /// already holds.
+    /// The row version every published document of a kind was built from (see
+    /// [`crate::source::RowVersion`]), so a catch-up can skip the rows it already
+    /// holds.
     pub fn row_versions(&self, kind: Kind) -> SearchResult<HashMap<uuid::Uuid, RowVersion>> {
         let mut versions = HashMap::new();
         let mut columns: Option<(
@@ -931,10 +931,13 @@ mod tests {
         let mut writer = index.writer(1).expect("writer");
         for (g, uuid) in GENRES.iter().enumerate() {
             writer
-                .add_document(index.genre_document(&GenreRef {
-                    uuid: (*uuid).to_owned(),
-                    name: format!("Genre {g}"),
-                }))
+                .add_document(index.genre_document(
+                    &GenreRef {
+                        uuid: (*uuid).to_owned(),
+                        name: format!("Genre {g}"),
+                    },
+                    RowVersion::default(),
+                ))
                 .expect("genre");
         }
         for batch in 0..3u64 {

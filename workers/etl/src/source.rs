@@ -137,6 +137,8 @@ const ROLES: [&str; 3] = ["actor", "director", "writer"];
 pub struct CatalogLinks {
     /// Genres by name (a film's genres are kept as ranks in this list).
     genres: Vec<GenreRef>,
+    /// Each genre's row version, by rank.
+    genre_versions: Vec<RowVersion>,
     /// Persons by name, then id (a film's people are kept as ranks in this list).
     persons: Vec<(Uuid, String)>,
     /// Each person's row version, by rank.
@@ -192,6 +194,7 @@ impl CatalogLinks {
         let ((genres, persons), (genre_links, person_links)) =
             futures::try_join!(names, link_rows)?;
         let (persons, person_versions): (Vec<_>, Vec<_>) = persons.into_iter().unzip();
+        let (genres, genre_versions): (Vec<_>, Vec<_>) = genres.into_iter().unzip();
 
         let genre_rank = genres
             .iter()
@@ -221,6 +224,7 @@ impl CatalogLinks {
         }
         Ok(Self {
             genres,
+            genre_versions,
             persons,
             person_versions,
             film_genres,
@@ -282,9 +286,9 @@ impl CatalogLinks {
         Ok((film, RowVersion::of(row, 7)?))
     }
 
-    /// Every genre, by name.
-    pub fn genres(&self) -> &[GenreRef] {
-        &self.genres
+    /// Every genre, by name, with its row version.
+    pub fn genres(&self) -> impl Iterator<Item = (&GenreRef, RowVersion)> {
+        self.genres.iter().zip(self.genre_versions.iter().copied())
     }
 
     /// Every person with their films (by film id, roles in name order) and row
@@ -377,17 +381,22 @@ pub async fn persons_by_ids(
     rows.iter().map(person_from_row).collect()
 }
 
-/// Every genre (a few dozen: the ETL always rewrites them all).
-pub async fn all_genres(client: &Client) -> Result<Vec<GenreRef>, EtlError> {
+/// Every genre with its row version, by name (a few dozen: the ETL always rewrites
+/// them all).
+pub async fn all_genres(client: &Client) -> Result<Vec<(GenreRef, RowVersion)>, EtlError> {
     let rows = client
-        .query("SELECT id, name FROM content.genre ORDER BY name", &[])
+        .query(
+            "SELECT id, name, modified FROM content.genre ORDER BY name",
+            &[],
+        )
         .await?;
     rows.iter()
         .map(|row| {
-            Ok(GenreRef {
+            let genre = GenreRef {
                 uuid: row.try_get::<_, Uuid>(0)?.to_string(),
                 name: row.try_get(1)?,
-            })
+            };
+            Ok((genre, RowVersion::of(row, 2)?))
         })
         .collect()
 }

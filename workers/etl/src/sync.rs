@@ -437,8 +437,9 @@ impl Indexer {
                 .add_document(self.index.person_document(&person, version))?;
             self.count_one(&mut done, total, progress)?;
         }
-        for genre in links.genres() {
-            self.writer.add_document(self.index.genre_document(genre))?;
+        for (genre, version) in links.genres() {
+            self.writer
+                .add_document(self.index.genre_document(genre, version))?;
         }
         progress(done, total);
         let watermark = started - chrono::Duration::from_std(overlap).unwrap_or_default();
@@ -571,11 +572,15 @@ impl Indexer {
                 .search
                 .row_versions(Kind::Person)
                 .map_err(decode_error)?;
+            let genres = self
+                .search
+                .row_versions(Kind::Genre)
+                .map_err(decode_error)?;
             modified.retain(|(table, id, version)| {
                 let held = match table {
                     ContentTable::Film => films.get(id),
                     ContentTable::Person => persons.get(id),
-                    ContentTable::Genre => None,
+                    ContentTable::Genre => genres.get(id),
                 };
                 held != Some(version)
             });
@@ -659,10 +664,36 @@ impl Indexer {
         if changes.is_empty() {
             return Ok(0);
         }
-        // A renamed genre or person shows in every film carrying it.
+        // A renamed genre or person shows in every film carrying it. Genres are few
+        // and compared by name first: one touched but not renamed (or reread by a
+        // catch-up) does not pull its films, which can be most of the catalogue.
         let person_list: Vec<Uuid> = persons.iter().copied().collect();
         films.extend(source::films_of_persons(client, &person_list).await?);
-        films.extend(source::films_of_genres(client, &genres_changed).await?);
+        let mut genre_rewrite = None;
+        if !genres_changed.is_empty() {
+            let genres = source::all_genres(client).await?;
+            let (_, published) = self.search.genres();
+            let current: HashMap<&str, &str> = genres
+                .iter()
+                .map(|(g, _)| (g.uuid.as_str(), g.name.as_str()))
+                .collect();
+            let before: HashMap<&str, &str> = published
+                .iter()
+                .map(|g| (g.uuid.as_str(), g.name.as_str()))
+                .collect();
+            let renamed: Vec<Uuid> = genres_changed
+                .iter()
+                .copied()
+                .filter(|id| {
+                    let id = id.to_string();
+                    current.get(id.as_str()) != before.get(id.as_str())
+                })
+                .collect();
+            films.extend(source::films_of_genres(client, &renamed).await?);
+            if current != before {
+                genre_rewrite = Some(genres);
+            }
+        }
         // Person documents list their films with roles: they change when a film's
         // (person, role) links change, or the film appears or goes.
         let film_list: Vec<Uuid> = films.iter().copied().collect();
@@ -733,25 +764,13 @@ impl Indexer {
             }
             written += 1;
         }
-        if !genres_changed.is_empty() {
-            let genres = source::all_genres(client).await?;
-            let (_, published) = self.search.genres();
-            let current: HashMap<&str, &str> = genres
-                .iter()
-                .map(|g| (g.uuid.as_str(), g.name.as_str()))
-                .collect();
-            let before: HashMap<&str, &str> = published
-                .iter()
-                .map(|g| (g.uuid.as_str(), g.name.as_str()))
-                .collect();
-            let same = current == before;
-            if !same {
-                self.writer.delete_term(self.index.kind_term(Kind::Genre));
-                for genre in &genres {
-                    self.writer.add_document(self.index.genre_document(genre))?;
-                }
-                written += genres.len() as u64;
+        if let Some(genres) = genre_rewrite {
+            self.writer.delete_term(self.index.kind_term(Kind::Genre));
+            for (genre, version) in &genres {
+                self.writer
+                    .add_document(self.index.genre_document(genre, *version))?;
             }
+            written += genres.len() as u64;
         }
         Ok(written)
     }
