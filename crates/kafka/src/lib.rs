@@ -13,7 +13,6 @@
 //!   an [`AssignmentObserver`] (the host turns it into the
 //!   `cinema_kafka_assigned_partitions{group}` gauge).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -144,35 +143,9 @@ pub async fn collect_batch<B: Default>(
     }
 }
 
-/// What an [`AssignmentObserver`] calls with the partitions held.
-type Observe = dyn Fn(&[i32]) + Send + Sync;
-
 /// Told the partitions a consumer holds after each rebalance (sorted; empty when they
 /// were revoked). A no-op by default.
-#[derive(Clone, Default)]
-pub struct AssignmentObserver(Option<Arc<Observe>>);
-
-impl AssignmentObserver {
-    pub fn new(observe: impl Fn(&[i32]) + Send + Sync + 'static) -> Self {
-        Self(Some(Arc::new(observe)))
-    }
-
-    fn tell(&self, partitions: &[i32]) {
-        if let Some(observe) = &self.0 {
-            observe(partitions);
-        }
-    }
-}
-
-impl std::fmt::Debug for AssignmentObserver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "AssignmentObserver(set)"
-        } else {
-            "AssignmentObserver(none)"
-        })
-    }
-}
+pub type AssignmentObserver = cinema_worker::Observer<[i32]>;
 
 /// The consumers' context: reports their assignment on every rebalance.
 pub struct GroupContext {

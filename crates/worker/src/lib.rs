@@ -13,8 +13,11 @@
 //!   mutably (a connection to reopen, a producer to replace).
 //! - [`Tasks`] holds what `cinema up` started for one capability: the token's guard
 //!   and the tasks' handles; stopping (or dropping) it cancels the token.
+//! - [`Observer`] is how a worker tells the host what happened (for metrics) without
+//!   knowing about metrics: a consumer's partitions, the ETL's catch-ups and builds.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -48,6 +51,48 @@ impl Tasks {
         for handle in self.handles.drain(..) {
             let _ = handle.await;
         }
+    }
+}
+
+/// Told each `E` a worker reports (`Observer<[i32]>` the partitions a consumer holds,
+/// `Observer<EtlEvent>` the ETL's steps). A no-op by default; cheap to clone.
+pub struct Observer<E: ?Sized>(Option<Arc<Observe<E>>>);
+
+/// What an [`Observer`] calls.
+type Observe<E> = dyn Fn(&E) + Send + Sync;
+
+impl<E: ?Sized> Observer<E> {
+    pub fn new(observe: impl Fn(&E) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(observe)))
+    }
+
+    /// Tells the observer, if there is one.
+    pub fn tell(&self, event: &E) {
+        if let Some(observe) = &self.0 {
+            observe(event);
+        }
+    }
+}
+
+impl<E: ?Sized> Clone for Observer<E> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<E: ?Sized> Default for Observer<E> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<E: ?Sized> std::fmt::Debug for Observer<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Observer(set)"
+        } else {
+            "Observer(none)"
+        })
     }
 }
 
@@ -103,6 +148,21 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_observer_and_its_clones_are_told_each_event_and_a_default_one_nothing() {
+        let told = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let observer: Observer<[i32]> = {
+            let told = told.clone();
+            Observer::new(move |partitions: &[i32]| {
+                told.lock().expect("lock").push(partitions.to_vec());
+            })
+        };
+        observer.tell(&[0, 2]);
+        observer.clone().tell(&[]);
+        Observer::<[i32]>::default().tell(&[1]);
+        assert_eq!(*told.lock().expect("lock"), [vec![0, 2], vec![]]);
+    }
 
     #[tokio::test]
     async fn stopping_tasks_cancels_their_token_and_waits_for_them() {

@@ -227,15 +227,14 @@ impl RuntimeMetrics {
     /// Counts the ETL's catch-ups and full builds as `cinema_etl_catch_ups_total` and
     /// `cinema_etl_full_builds_total{cause}`.
     pub fn etl_observer(&self) -> cinema_etl::sync::EtlObserver {
-        let metrics = self.clone();
+        let catch_ups = self.inner.etl_catch_ups.clone();
+        let full_builds = self.inner.etl_full_builds.clone();
         cinema_etl::sync::EtlObserver::new(move |event| match event {
             cinema_etl::sync::EtlEvent::CaughtUp => {
-                metrics.inner.etl_catch_ups.inc();
+                catch_ups.inc();
             }
             cinema_etl::sync::EtlEvent::FullBuild(cause) => {
-                metrics
-                    .inner
-                    .etl_full_builds
+                full_builds
                     .get_or_create(&BuildLabels {
                         cause: cause.as_str(),
                     })

@@ -121,30 +121,7 @@ impl BuildCause {
 
 /// Told each [`EtlEvent`] of the loop (the host counts them as metrics). A no-op by
 /// default.
-#[derive(Clone, Default)]
-pub struct EtlObserver(Option<Arc<dyn Fn(EtlEvent) + Send + Sync>>);
-
-impl EtlObserver {
-    pub fn new(observe: impl Fn(EtlEvent) + Send + Sync + 'static) -> Self {
-        Self(Some(Arc::new(observe)))
-    }
-
-    fn tell(&self, event: EtlEvent) {
-        if let Some(observe) = &self.0 {
-            observe(event);
-        }
-    }
-}
-
-impl std::fmt::Debug for EtlObserver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "EtlObserver(set)"
-        } else {
-            "EtlObserver(none)"
-        })
-    }
-}
+pub type EtlObserver = cinema_worker::Observer<EtlEvent>;
 
 /// Requests to a running ETL.
 #[derive(Debug)]
@@ -963,7 +940,7 @@ impl PendingRebuild {
                     cause = cause.as_str(),
                     "etl: full rebuild started beside the live index"
                 );
-                settings.observer.tell(EtlEvent::FullBuild(cause));
+                settings.observer.tell(&EtlEvent::FullBuild(cause));
                 self.build = Some(build);
                 self.deleted.clear();
                 self.reconcile = false;
@@ -1135,7 +1112,7 @@ async fn catch_up_live(
             OnMassUpdate::Report,
         )
         .await?;
-    settings.observer.tell(EtlEvent::CaughtUp);
+    settings.observer.tell(&EtlEvent::CaughtUp);
     match caught_up {
         CaughtUp::Published(published) => tracing::debug!(
             documents = published.documents,
@@ -1172,7 +1149,7 @@ async fn follow(
         tracing::info!("etl: no index yet; full build");
         settings
             .observer
-            .tell(EtlEvent::FullBuild(BuildCause::FirstBuild));
+            .tell(&EtlEvent::FullBuild(BuildCause::FirstBuild));
         indexer
             .full_build(&session.client, settings.overlap, &mut |_, _| {})
             .await?;
