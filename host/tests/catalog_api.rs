@@ -179,6 +179,26 @@ impl Catalog {
         Self::serve_with_args(database_url, jwks, db, index, etl_url, &[])
     }
 
+    /// The fixture and [`FILLER_FILMS`] imported just before `cinema up` starts, its
+    /// ETL catching up every second; returns once the first build serves.
+    async fn serve_fillers_catching_up_every_second(index_name: &str) -> Self {
+        let (database_url, jwks, db) = fixture_database().await;
+        insert_fillers(&db, FILLER_FILMS).await;
+        let etl_url = database_url.clone();
+        let catalog = Self::serve_with_args(
+            database_url,
+            jwks,
+            db,
+            TempDir::new(index_name),
+            &etl_url,
+            &["--etl-catch-up-seconds", "1"],
+        );
+        catalog
+            .wait_until_indexed_within(MATRIX, Duration::from_secs(120))
+            .await;
+        catalog
+    }
+
     /// [`Catalog::serve_with_etl`] with more `cinema up` flags.
     fn serve_with_args(
         database_url: String,
@@ -903,16 +923,13 @@ async fn reindex_builds_an_index_a_host_can_serve() {
         index.path(),
     ]);
     assert!(output.contains("indexed 8 documents"), "{output}");
-    let builds: Vec<_> = std::fs::read_dir(index.path())
-        .expect("index dir")
-        .flatten()
-        .filter(|entry| entry.file_name().to_string_lossy().starts_with("build-"))
-        .collect();
+    let builds = build_dirs(index.path());
     assert_eq!(builds.len(), 1, "one build on disk");
-    let meta: Value = serde_json::from_slice(
-        &std::fs::read(builds[0].path().join("meta.json")).expect("meta.json"),
-    )
-    .expect("meta.json is JSON");
+    let meta_path = std::path::Path::new(index.path())
+        .join(&builds[0])
+        .join("meta.json");
+    let meta: Value = serde_json::from_slice(&std::fs::read(meta_path).expect("meta.json"))
+        .expect("meta.json is JSON");
     assert_eq!(
         meta["segments"].as_array().map(Vec::len),
         Some(1),
@@ -1228,61 +1245,24 @@ async fn served_version(catalog: &Catalog) -> u64 {
     body["version"].as_u64().expect("version")
 }
 
-/// `cinema_etl_catch_ups_total`, once the catch-up counter has reached `at_least`.
-async fn catch_ups_reaching(catalog: &Catalog, at_least: f64) -> f64 {
+/// A metric series' value, once it has reached `at_least` (30 s at most).
+async fn metric_reaching(catalog: &Catalog, series: &str, at_least: f64) -> f64 {
     let reached = TestApp::eventually(Duration::from_secs(30), || async {
         catalog
             .app
-            .metric("cinema_etl_catch_ups_total")
+            .metric(series)
             .await
-            .filter(|count| *count >= at_least)
+            .filter(|value| *value >= at_least)
     })
     .await;
-    reached.unwrap_or_else(|| panic!("the ETL did not reach {at_least} catch-ups within 30 s"))
+    reached.unwrap_or_else(|| panic!("{series} did not reach {at_least} within 30 s"))
 }
 
+const CATCH_UPS: &str = "cinema_etl_catch_ups_total";
 const MASS_UPDATE_BUILDS: &str = r#"cinema_etl_full_builds_total{cause="mass_update"}"#;
 
-/// A bulk import is not a mass update. A full build's watermark trails its start by
-/// the overlap (a minute), so for that minute every catch-up rereads the ids of the
-/// rows imported just before; the index holds each at the same version (`modified`),
-/// so they are skipped: nothing is rebuilt or republished, and an edit is published
-/// as usual. (Before, each of those catch-ups rebuilt the whole index on the ETL loop,
-/// holding edits for seconds.)
-#[tokio::test]
-async fn catch_ups_after_a_bulk_import_skip_the_rows_the_index_holds() {
-    let (database_url, jwks, db) = fixture_database().await;
-    insert_fillers(&db, FILLER_FILMS).await;
-    let etl_url = database_url.clone();
-    let index = TempDir::new("bulk-import");
-    let catalog = Catalog::serve_with_args(
-        database_url,
-        jwks,
-        db,
-        index,
-        &etl_url,
-        &["--etl-catch-up-seconds", "1"],
-    );
-    catalog
-        .wait_until_indexed_within(MATRIX, Duration::from_secs(120))
-        .await;
-    let built = served_version(&catalog).await;
-    let before = catch_ups_reaching(&catalog, 0.0).await;
-
-    // Three catch-ups, each rereading every filler (all modified inside the overlap).
-    catch_ups_reaching(&catalog, before + 3.0).await;
-    assert_eq!(
-        catalog.app.metric(MASS_UPDATE_BUILDS).await.unwrap_or(0.0),
-        0.0,
-        "no catch-up took the import for a mass update"
-    );
-    assert_eq!(
-        served_version(&catalog).await,
-        built,
-        "catch-ups that found nothing new publish nothing"
-    );
-    assert!(build_dirs(catalog.index.path()).len() == 1);
-
+/// Renames the Matrix to «Сталкер» and waits until a search finds it.
+async fn rename_matrix_until_searchable(catalog: &Catalog) {
     catalog
         .db
         .execute(
@@ -1296,6 +1276,35 @@ async fn catch_ups_after_a_bulk_import_skip_the_rows_the_index_holds() {
             search_titles(body) == ["Сталкер"]
         })
         .await;
+}
+
+/// A bulk import is not a mass update. A full build's watermark trails its start by
+/// the overlap (a minute), so for that minute every catch-up rereads the ids of the
+/// rows imported just before; the index holds each at the same version (`modified`),
+/// so they are skipped: nothing is rebuilt or republished, and an edit is published
+/// as usual. (Before, each of those catch-ups rebuilt the whole index on the ETL loop,
+/// holding edits for seconds.)
+#[tokio::test]
+async fn catch_ups_after_a_bulk_import_skip_the_rows_the_index_holds() {
+    let catalog = Catalog::serve_fillers_catching_up_every_second("bulk-import").await;
+    let built = served_version(&catalog).await;
+    let before = metric_reaching(&catalog, CATCH_UPS, 0.0).await;
+
+    // Three catch-ups, each rereading every filler (all modified inside the overlap).
+    metric_reaching(&catalog, CATCH_UPS, before + 3.0).await;
+    assert_eq!(
+        catalog.app.metric(MASS_UPDATE_BUILDS).await.unwrap_or(0.0),
+        0.0,
+        "no catch-up took the import for a mass update"
+    );
+    assert_eq!(
+        served_version(&catalog).await,
+        built,
+        "catch-ups that found nothing new publish nothing"
+    );
+    assert!(build_dirs(catalog.index.path()).len() == 1);
+
+    rename_matrix_until_searchable(&catalog).await;
     assert!(served_version(&catalog).await > built);
     let (_, fillers) = catalog
         .internal("/search/films?query=filler&page_size=1")
@@ -1310,21 +1319,7 @@ async fn catch_ups_after_a_bulk_import_skip_the_rows_the_index_holds() {
 /// the mass update and the edit.
 #[tokio::test]
 async fn a_mass_update_is_rebuilt_beside_the_live_index_while_edits_keep_flowing() {
-    let (database_url, jwks, db) = fixture_database().await;
-    insert_fillers(&db, FILLER_FILMS).await;
-    let etl_url = database_url.clone();
-    let index = TempDir::new("mass-update");
-    let catalog = Catalog::serve_with_args(
-        database_url,
-        jwks,
-        db,
-        index,
-        &etl_url,
-        &["--etl-catch-up-seconds", "1"],
-    );
-    catalog
-        .wait_until_indexed_within(MATRIX, Duration::from_secs(120))
-        .await;
+    let catalog = Catalog::serve_fillers_catching_up_every_second("mass-update").await;
     let built = served_version(&catalog).await;
 
     catalog
@@ -1337,37 +1332,15 @@ async fn a_mass_update_is_rebuilt_beside_the_live_index_while_edits_keep_flowing
         )
         .await
         .expect("a mass update without notifications");
-    let started = TestApp::eventually(Duration::from_secs(30), || async {
-        catalog
-            .app
-            .metric(MASS_UPDATE_BUILDS)
-            .await
-            .filter(|count| *count >= 1.0)
-    })
-    .await;
-    assert!(
-        started.is_some(),
-        "a catch-up found the mass update and started a rebuild"
-    );
+    // A catch-up found the mass update and started a rebuild.
+    metric_reaching(&catalog, MASS_UPDATE_BUILDS, 1.0).await;
     let (_, version) = catalog.internal("/search/version").await;
     assert!(
         version["rebuild"].is_object(),
         "the rebuild runs beside: {version}"
     );
 
-    catalog
-        .db
-        .execute(
-            &format!("UPDATE content.film SET title = 'Сталкер' WHERE id = '{MATRIX}'"),
-            &[],
-        )
-        .await
-        .expect("edit");
-    catalog
-        .eventually_internal("/search/films?query=сталкер", |_, body| {
-            search_titles(body) == ["Сталкер"]
-        })
-        .await;
+    rename_matrix_until_searchable(&catalog).await;
     let (_, during) = catalog.internal("/search/version").await;
     assert!(
         during["rebuild"].is_object(),
